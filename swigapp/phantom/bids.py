@@ -1,0 +1,183 @@
+"""Write phantom subjects as a valid BIDS raw dataset, with the HR truth as a derivative.
+
+Layout per subject::
+
+    sub-XX/anat/sub-XX_acq-lowres_{PDmap,T1map,T2map}.nii.gz   LR maps (T1/T2 in s)
+    sub-XX/anat/sub-XX_{T1w,T2w,FLAIR}.nii.gz                   HR guides + protocol sidecars
+    derivatives/phantom-truth/sub-XX/anat/sub-XX_desc-truth_{PDmap,T1map,T2map}.nii.gz
+    derivatives/phantom-truth/sub-XX/anat/sub-XX_label-{GM,WM,CSF,lesion}_probseg.nii.gz
+    derivatives/phantom-truth/sub-XX/anat/sub-XX_desc-{brain,lesion}_mask.nii.gz
+    (the brain mask's sidecar records seed, tissue values, guide motion and protocols)
+
+The dataset is built in a temporary folder beside ``out_dir`` and moved into place only
+when complete, so a crash leaves no partial dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from swigapp._version import __version__
+from swigapp.io.files import save_nifti, write_json
+from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
+
+LOG = logging.getLogger("swigapp.phantom")
+
+BIDS_VERSION = "1.10.0"
+TRUTH_PIPELINE = "phantom-truth"
+MAP_SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
+MAP_UNITS = {"PD": "arbitrary (water = 1)", "T1": "s", "T2": "s"}
+GENERATED_BY = {
+    "Name": "swigapp-phantom",
+    "Version": __version__,
+    "CodeURL": "https://github.com/swigapp/swigapp",
+}
+
+
+class DatasetExistsError(FileExistsError):
+    """The output folder exists and is not empty."""
+
+
+def write_dataset(
+    out_dir: str | Path,
+    n_subjects: int = 1,
+    seed: int = 0,
+    config: PhantomConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Generate ``n_subjects`` phantom subjects and write them as a BIDS dataset at ``out_dir``.
+
+    Raises :class:`DatasetExistsError` if ``out_dir`` exists and is not empty (unless
+    ``overwrite``). Returns the dataset path.
+    """
+    out_dir = Path(out_dir).absolute()
+    if n_subjects < 1:
+        raise ValueError(f"need at least 1 subject, got {n_subjects}")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if not overwrite:
+            raise DatasetExistsError(f"{out_dir}: exists and is not empty (use --overwrite)")
+    config = config or PhantomConfig()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        _write_top_level(staging, n_subjects, seed, config)
+        for index in tqdm(range(n_subjects), desc="phantom subjects", disable=not progress):
+            subject = make_subject(index, seed=seed, config=config)
+            write_subject(staging, subject)
+            LOG.info("wrote sub-%s", subject.label)
+        if out_dir.exists():
+            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_top_level(root: Path, n_subjects: int, seed: int, config: PhantomConfig) -> None:
+    write_json(
+        root / "dataset_description.json",
+        {
+            "Name": "swigapp phantom: low-resolution qMRI maps with high-resolution guides",
+            "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["swigapp-phantom"],
+            "GeneratedBy": [GENERATED_BY | {"Description": f"seed {seed}"}],
+        },
+    )
+    (root / "README").write_text(
+        "Synthetic dataset made by swigapp-phantom from the ICBM 2009 template anatomy.\n"
+        f"Subjects: {n_subjects}; seed: {seed}; configuration: {dataclasses.asdict(config)}.\n"
+        "Low-resolution PD/T1/T2 maps (k-space truncated, T1/T2 in seconds) and "
+        "high-resolution weighted guides (T1w MPRAGE, T2w TSE, T2-FLAIR) synthesised by "
+        "signal equations, with head motion, receive bias and Rician noise.\n"
+        f"The high-resolution ground truth is in derivatives/{TRUTH_PIPELINE}.\n"
+    )
+    rows = ["participant_id\tphantom_seed\tphantom_index"]
+    rows += [f"sub-{i + 1:02d}\t{seed}\t{i}" for i in range(n_subjects)]
+    (root / "participants.tsv").write_text("\n".join(rows) + "\n")
+    write_json(
+        root / "participants.json",
+        {
+            "phantom_seed": {"Description": "base seed of swigapp-phantom"},
+            "phantom_index": {"Description": "index of the subject under that seed"},
+        },
+    )
+    truth_root = root / "derivatives" / TRUTH_PIPELINE
+    write_json(
+        truth_root / "dataset_description.json",
+        {
+            "Name": "swigapp phantom ground truth (high-resolution maps and tissue fractions)",
+            "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": [GENERATED_BY],
+            "SourceDatasets": [{"URL": "bids:raw:"}],
+            "DatasetLinks": {"raw": "../../"},
+        },
+    )
+
+
+def write_subject(root: Path, subject: PhantomSubject) -> None:
+    """Write one subject's raw files and truth derivatives under dataset ``root``."""
+    sub = f"sub-{subject.label}"
+    anat = root / sub / "anat"
+    common = {
+        "MagneticFieldStrength": 3,
+        "Manufacturer": "swigapp-phantom (simulated)",
+        "MRAcquisitionType": "3D",
+    }
+    for name, data in subject.lr_maps.items():
+        stem = anat / f"{sub}_acq-lowres_{MAP_SUFFIX[name]}"
+        save_nifti(f"{stem}.nii.gz", data, subject.lr_affine)
+        write_json(
+            f"{stem}.json",
+            common
+            | {
+                "Units": MAP_UNITS[name],
+                "EstimationMethod": "simulated: k-space truncation of the ground truth + noise",
+                "LowResolutionFactors": list(subject.config.lr_factors),
+            },
+        )
+    for name, data in subject.guides.items():
+        stem = anat / f"{sub}_{name}"
+        save_nifti(f"{stem}.nii.gz", data, subject.affine)
+        sidecar = common | subject.protocols[name].to_sidecar()
+        write_json(f"{stem}.json", sidecar)
+    truth_dir = root / "derivatives" / TRUTH_PIPELINE / sub / "anat"
+    raw_ref = f"bids:raw:{sub}/anat/{sub}_acq-lowres_T1map.nii.gz"
+    for name, data in subject.truth.as_dict().items():
+        stem = truth_dir / f"{sub}_desc-truth_{MAP_SUFFIX[name]}"
+        save_nifti(f"{stem}.nii.gz", data, subject.affine)
+        write_json(
+            f"{stem}.json",
+            {"Units": MAP_UNITS[name], "SkullStripped": True, "Sources": [raw_ref]},
+        )
+    for tissue, frac in subject.truth.fractions.items():
+        save_nifti(truth_dir / f"{sub}_label-{tissue}_probseg.nii.gz", frac, subject.affine)
+    save_nifti(
+        truth_dir / f"{sub}_desc-lesion_mask.nii.gz", subject.truth.lesion_mask, subject.affine
+    )
+    save_nifti(
+        truth_dir / f"{sub}_desc-brain_mask.nii.gz", subject.truth.brain_mask, subject.affine
+    )
+    # the generation record rides on the brain mask's sidecar (a valid BIDS location)
+    write_json(
+        truth_dir / f"{sub}_desc-brain_mask.json",
+        {
+            "Type": "Brain",
+            "Sources": [raw_ref],
+            "Seed": list(subject.seed),
+            "TissueValues": subject.truth.values,
+            "GuideMotion": {k: dataclasses.asdict(v) for k, v in subject.motion.items()},
+            "GuideProtocols": {k: v.as_dict() for k, v in subject.protocols.items()},
+            "Configuration": dataclasses.asdict(subject.config),
+        },
+    )
