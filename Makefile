@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # torch first, pinned: the CPU wheel; a looser requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean weights benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ format: setup
 test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# Reproduce the shipped weights (about 45 min on 2 CPU cores) and the benchmarks.
+weights: setup
+	BIN=$(BIN) scripts/train_weights.sh
+
+benchmark: setup
+	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.speed
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache *.egg-info

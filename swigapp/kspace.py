@@ -142,3 +142,24 @@ def _pad_band(spec: torch.Tensor, m: int, n: int) -> torch.Tensor:
         out[..., h] = half
         out[..., n - h] = half
     return out
+
+
+def hr_grid(
+    lr_affine: np.ndarray, lr_shape: Sequence[int], voxel_size: Sequence[float]
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """HR grid covering the LR field of view at ``voxel_size`` (mm): (shape, affine).
+
+    N = round(M * lr_voxel / voxel) per axis; the HR affine keeps voxel 0 in place (the
+    inverse of :func:`lr_affine`), so zero-filled upsampling onto it is consistent.
+    """
+    lr_affine = np.asarray(lr_affine, dtype=float)
+    lr_vox = np.sqrt((lr_affine[:3, :3] ** 2).sum(axis=0))
+    shape = tuple(
+        max(m, round(m * lv / float(v)))
+        for m, lv, v in zip(lr_shape, lr_vox, voxel_size, strict=True)
+    )
+    affine = lr_affine.copy()
+    affine[:3, :3] = (
+        lr_affine[:3, :3] * (np.asarray(lr_shape, float) / np.asarray(shape, float))[None, :]
+    )
+    return shape, affine

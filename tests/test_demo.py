@@ -10,7 +10,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert demo.main([str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| zerofilled |" in printed and "| cubic |" in printed
+    assert "| zerofilled |" in printed and "| swig |" in printed
     table = (out / "derivatives/swigapp-demo/scores.tsv").read_text().splitlines()
     header = table[0].split("\t")
     rows = {
@@ -21,6 +21,11 @@ def test_demo_end_to_end(tmp_path, capsys):
         # LR input loses detail: imperfect but clearly related to the truth
         assert 0.5 < float(row["T1_SSIM"]) < 0.99
         assert 0.05 < float(row["T1_HFEN"]) < 1.0
+    # the shipped model with T1w + T2w guides beats the LR input; FLAIR was never an input
+    swig, lr = rows["swig"], rows["zerofilled"]
+    assert float(swig["T1_SSIM"]) > float(lr["T1_SSIM"]) + 0.02
+    assert float(swig["T2_SSIM"]) > float(lr["T2_SSIM"]) + 0.02
+    assert float(swig["FLAIR_SSIM"]) > float(lr["FLAIR_SSIM"]) + 0.1
     anat = out / "derivatives/swigapp-demo/sub-01/anat"
     flair = nib.load(anat / "sub-01_desc-cubic_FLAIR.nii.gz")
     assert flair.shape == (76, 92, 40)

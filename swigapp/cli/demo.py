@@ -1,8 +1,10 @@
 """``swigapp-demo``: the bundled demo on a phantom subject, end to end.
 
-Generates a tiny phantom BIDS dataset, brings its LR maps to the HR grid with every
-available method, synthesises T2-FLAIR from each result, and scores maps and FLAIR against
-the phantom's ground truth. Writes NIfTIs and a TSV table under OUT/derivatives/swigapp-demo.
+Generates a tiny phantom BIDS dataset, registers its T1w/T2w/FLAIR guides to the LR maps
+(ANTs), brings the LR maps to the HR grid with the interpolation baselines and with the
+shipped SWIG model (T1w + T2w guides), synthesises T2-FLAIR from each result, and scores
+maps and FLAIR against the phantom's ground truth. Writes NIfTIs and a TSV table under
+OUT/derivatives/swigapp-demo.
 """
 
 from __future__ import annotations
@@ -20,20 +22,30 @@ import numpy as np
 from swigapp import kspace, metrics
 from swigapp._version import __version__
 from swigapp.interp import upsample_interp
+from swigapp.io.bids import layout, load_bundle
 from swigapp.io.files import save_nifti, write_json
+from swigapp.models.cohort import prepare_bundle
+from swigapp.models.features import MAP_ORDER, SubjectTensors
+from swigapp.models.inference import predict_volume
+from swigapp.models.shipped import load_shipped
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, DatasetExistsError, write_dataset
 from swigapp.phantom.subject import PhantomConfig
-from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.synthesis import synthesize
 
 LOG = logging.getLogger("swigapp.demo")
-Method = Callable[[np.ndarray, tuple[int, ...]], np.ndarray]
+Method = Callable[[SubjectTensors], np.ndarray]
 
-#: LR -> HR methods the demo compares (the SWIG model joins when it ships).
+
+def _per_map(fn: Callable[[np.ndarray, tuple[int, ...]], np.ndarray]) -> Method:
+    return lambda t: np.stack([fn(v, t.hr_shape) for v in t.lr.numpy()])
+
+
+#: LR -> HR methods the demo compares; each returns (3, X, Y, Z) maps.
 METHODS: dict[str, Method] = {
-    "zerofilled": lambda lr, shape: np.asarray(kspace.upsample(lr.astype(np.float64), shape)),
-    "trilinear": lambda lr, shape: upsample_interp(lr, shape, order=1),
-    "cubic": lambda lr, shape: upsample_interp(lr, shape, order=3),
+    "zerofilled": _per_map(lambda v, s: np.asarray(kspace.upsample(v.astype(np.float64), s))),
+    "trilinear": _per_map(lambda v, s: upsample_interp(v, s, order=1)),
+    "cubic": _per_map(lambda v, s: upsample_interp(v, s, order=3)),
+    "swig": lambda t: predict_volume(load_shipped(), t.with_guides(("T1w", "T2w"))),
 }
 
 
@@ -45,22 +57,21 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def run_demo(out_dir: Path, seed: int = 0, size: str = "tiny") -> list[dict[str, object]]:
     """Run the demo into ``out_dir`` (must not exist or be empty); return the score rows."""
     bids = write_dataset(out_dir / "bids", 1, seed=seed, config=PhantomConfig(size=size))
-    anat = bids / "sub-01" / "anat"
     truth_dir = bids / "derivatives" / TRUTH_PIPELINE / "sub-01" / "anat"
-    lr = {m: _load(anat / f"sub-01_acq-lowres_{s}.nii.gz")[0] for m, s in MAP_SUFFIX.items()}
+    bundle = load_bundle(layout(bids), "01", guides=("T1w", "T2w", "FLAIR"))
+    prepared = prepare_bundle(bundle)
     truth, affine = {}, None
     for m, s in MAP_SUFFIX.items():
         truth[m], affine = _load(truth_dir / f"sub-01_desc-truth_{s}.nii.gz")
     mask = _load(truth_dir / "sub-01_desc-brain_mask.nii.gz")[0] > 0.5
-    flair_protocol = DEFAULT_PROTOCOLS["FLAIR"]
+    flair_protocol = bundle.protocols["FLAIR"]  # the acquired FLAIR's protocol (held out)
     flair_truth = synthesize(truth, flair_protocol)
     flair_range = float(flair_truth[mask].max())
-    hr_shape = truth["T1"].shape
     out = out_dir / "derivatives" / "swigapp-demo" / "sub-01" / "anat"
     rows: list[dict[str, object]] = []
     for name, method in METHODS.items():
         start = time.perf_counter()
-        hr = {m: method(lr[m], hr_shape) for m in MAP_SUFFIX}
+        hr = dict(zip(MAP_ORDER, method(prepared.tensors), strict=True))
         seconds = time.perf_counter() - start
         flair = synthesize(hr, flair_protocol)
         row: dict[str, object] = {"method": name, "seconds": round(seconds, 3)}
@@ -113,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("out_dir", nargs="?", default="demo", help="output folder (default ./demo)")
     parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
-    parser.add_argument("--size", choices=("tiny", "full"), default="tiny", help="phantom size")
+    parser.add_argument(
+        "--size", choices=("tiny", "slab", "full"), default="tiny", help="phantom size"
+    )
     parser.add_argument("--version", action="version", version=f"swigapp {__version__}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--size",
-        choices=("tiny", "full"),
+        choices=("tiny", "slab", "full"),
         default="tiny",
         help="tiny: 2 mm, 40 slices, seconds per subject; full: 1 mm whole brain (default tiny)",
     )

@@ -13,12 +13,13 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-Size = Literal["tiny", "full"]
+Size = Literal["tiny", "slab", "full"]
 
 #: Grid of each phantom size: template resolution (mm) and how many axial slices to keep
 #: around MNI z = +10 mm, through the lateral ventricles and basal ganglia (None: whole brain).
 SIZES: dict[str, dict] = {
     "tiny": {"resolution": 2, "z_slices": 40, "multiple": 4},
+    "slab": {"resolution": 1, "z_slices": 64, "multiple": 4},
     "full": {"resolution": 1, "z_slices": None, "multiple": 4},
 }
 SLAB_CENTRE_MNI_Z = 10.0
@@ -60,10 +61,11 @@ def load_anatomy(size: Size = "tiny") -> Anatomy:
     """Template anatomy cropped to the brain, on a grid whose sizes are multiples of 4.
 
     ``tiny``: 2 mm voxels, 40 axial slices centred on MNI z = +10 mm (76 x 92 x 40);
-    ``full``: 1 mm voxels, the whole brain (about 148 x 184 x 156).
+    ``slab``: 1 mm voxels, 64 axial slices centred on MNI z = +10 mm (148 x 184 x 64);
+    ``full``: 1 mm voxels, the whole brain (148 x 184 x 160).
     """
     if size not in SIZES:
-        raise ValueError(f"unknown phantom size {size!r} (tiny or full)")
+        raise ValueError(f"unknown phantom size {size!r} (one of {', '.join(SIZES)})")
     spec = SIZES[size]
     gm, wm, mask, affine = _template(spec["resolution"])
     lo, hi = _brain_box(mask, spec["multiple"])

@@ -1,0 +1,136 @@
+"""Inference speed and memory on one full 1 mm brain grid (197 x 233 x 189), CPU.
+
+    python -m benchmarks.speed [--repeats 3] [--threads 2]
+
+Times (median of --repeats) the whole predict_volume call and, in the same run, the
+network's convolutions alone on the same slices (inputs prepared beforehand), and reports
+the ratio: the distance of the inference code to the machine's convolution throughput.
+Peak RSS is measured in a fresh subprocess doing one complete inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from swigapp import kspace
+from swigapp.models.features import SubjectTensors, encode, prepare_subject
+from swigapp.models.inference import predict_volume
+from swigapp.models.network import stack_slices
+from swigapp.models.shipped import load_shipped
+from swigapp.phantom.subject import PhantomConfig, make_subject
+
+GRID = (197, 233, 189)
+
+
+def full_grid_subject() -> SubjectTensors:
+    """A full 1 mm phantom (2 mm LR) zero-padded onto the whole MNI grid 197 x 233 x 189.
+
+    The LR maps are padded to the LR size of that grid (98 x 116 x 94); timing does not
+    depend on the sub-voxel mismatch this padding leaves between LR maps and guides.
+    """
+    s = make_subject(0, seed=7000, config=PhantomConfig(size="full", guides=("T1w", "T2w")))
+    shape = s.truth.t1.shape
+    lr_grid = kspace.lr_shape(GRID, (2.0,))
+    pad = [(0, g - n) for g, n in zip(GRID, shape, strict=True)]
+    lr_pad = [(0, g - n) for g, n in zip(lr_grid, s.lr_maps["T1"].shape, strict=True)]
+    guides = {k: np.pad(v, pad) for k, v in s.guides.items()}
+    lr = {k: np.pad(v, lr_pad) for k, v in s.lr_maps.items()}
+    return prepare_subject(lr, guides, s.protocols, np.pad(s.truth.brain_mask, pad))
+
+
+@torch.inference_mode()
+def conv_only_seconds(model, subject: SubjectTensors, chunk: int = 16) -> float:
+    """Time of head + body + tail on the stacked inputs of the same brain slices."""
+    order = (0, 1, 2, 3)
+    vols = {k: getattr(subject, k).permute(order) for k in ("lr_up", "guides", "synth")}
+    present = subject.present[None]
+    mask = subject.mask
+    has = mask.flatten(0, 1).any(0)
+    inputs = []
+    ctx = model.config.context
+    n = mask.shape[-1]
+    for s0 in range(0, n, chunk):
+        s1 = min(n, s0 + chunk)
+        if not bool(has[s0:s1].any()):
+            continue
+        a0, a1 = max(0, s0 - ctx), min(n, s1 + ctx)
+        lr_up, guides, synth = (vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth"))
+        h, w, s = guides.shape[2:]
+        flags = present[:, :, None, None, None].expand(-1, -1, h, w, s)
+        x = torch.cat(
+            [
+                stack_slices(encode(lr_up), ctx),
+                stack_slices(synth, 0),
+                stack_slices(guides, ctx),
+                stack_slices(flags, 0),
+            ],
+            1,
+        ).contiguous(memory_format=torch.channels_last)
+        inputs.append(x)
+    start = time.perf_counter()
+    for x in inputs:
+        model.tail(model.body(torch.relu(model.head(x))))
+    return time.perf_counter() - start
+
+
+def peak_rss_child() -> None:
+    """Child process: one complete inference, then print peak RSS in MiB."""
+    model = load_shipped()
+    subject = full_grid_subject()
+    predict_volume(model, subject)
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    """Run the benchmark and print a Markdown summary."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        peak_rss_child()
+        return
+    model = load_shipped()
+    subject = full_grid_subject()
+    predict_volume(model, subject)  # warm-up
+    full, conv = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        predict_volume(model, subject)
+        full.append(time.perf_counter() - t0)
+        conv.append(conv_only_seconds(model, subject))
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--child", "--threads", str(args.threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    t_full, t_conv = statistics.median(full), statistics.median(conv)
+    print(
+        f"Command: `python -m benchmarks.speed --repeats {args.repeats} --threads {args.threads}`"
+    )
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {args.threads} torch threads, "
+        f"torch {torch.__version__}"
+    )
+    print(f"Grid {subject.hr_shape}, brain slices only; median of {args.repeats}:")
+    print("| inference (s) | convolutions alone (s) | ratio | peak RSS (MiB) |")
+    print("|---|---|---|---|")
+    print(f"| {t_full:.1f} | {t_conv:.1f} | {t_full / t_conv:.2f} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""``swigapp-train``: train a SWIG super-resolution model (phantoms or a BIDS cohort)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from swigapp._version import __version__
+from swigapp.cli.phantom import parse_factors
+from swigapp.models.losses import LossWeights
+from swigapp.models.network import NetConfig
+from swigapp.models.train import TrainConfig, train
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected three integers like 48,48,12: {text!r}"
+        ) from None
+    if len(values) != 3 or min(values) < 4:
+        raise argparse.ArgumentTypeError(f"expected three integers >= 4 like 48,48,12: {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line parser of swigapp-train."""
+    p = argparse.ArgumentParser(
+        prog="swigapp-train",
+        description=(
+            "Train the SWIG model with the physics-informed loss: guide consistency through "
+            "the signal equations, LR consistency through k-space truncation, and (phantoms "
+            "only) a supervised term. Resumes from OUT_DIR/checkpoint.pt when present."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("out_dir", help="run folder: checkpoint, losses.tsv/png, model.pt, model card")
+    src = p.add_argument_group("training data")
+    src.add_argument(
+        "--bids",
+        metavar="DIR",
+        help="self-supervised training on a BIDS cohort (LR maps + HR guides, no HR truth) "
+        "instead of phantoms generated on the fly",
+    )
+    src.add_argument("--subjects", type=int, default=6, help="phantom subjects to generate")
+    src.add_argument("--phantom-seed", type=int, default=1000, help="seed of the phantom cohort")
+    src.add_argument(
+        "--size", choices=("tiny", "slab", "full"), default="slab", help="phantom size"
+    )
+    src.add_argument(
+        "--lr-settings",
+        type=parse_factors,
+        nargs="+",
+        default=[(2.0,), (1.0, 1.0, 4.0)],
+        metavar="F",
+        help="LR factor settings to train on, e.g. 2 1,1,4",
+    )
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=1500)
+    opt.add_argument("--batch-size", type=int, default=4)
+    opt.add_argument(
+        "--crop", type=_triple, default=(48, 48, 12), help="in-plane, in-plane, slices"
+    )
+    opt.add_argument("--learning-rate", type=float, default=1e-3)
+    opt.add_argument(
+        "--guide-keep", type=float, default=0.75, help="probability of keeping each guide"
+    )
+    opt.add_argument("--checkpoint-every", type=int, default=100)
+    opt.add_argument("--seed", type=int, default=0)
+    net = p.add_argument_group("network")
+    net.add_argument("--width", type=int, default=32)
+    net.add_argument("--blocks", type=int, default=5)
+    net.add_argument("--context", type=int, default=1, help="neighbouring slices on each side")
+    net.add_argument("--no-lr-input", action="store_true", help="ablation: maps from guides only")
+    loss = p.add_argument_group("loss weights")
+    loss.add_argument("--w-guide", type=float, default=1.0)
+    loss.add_argument("--w-lr", type=float, default=5.0)
+    loss.add_argument("--w-supervised", type=float, default=1.0, help="ignored without HR truth")
+    loss.add_argument("--w-edge", type=float, default=0.0, help="Sobel edge loss (Qiu et al.)")
+    run = p.add_argument_group("execution")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--version", action="version", version=f"swigapp {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = [f * 3 if len(f) == 1 else f for f in args.lr_settings]
+    if args.bids:
+        from swigapp.models.cohort import bids_pool
+
+        pool = bids_pool(args.bids, progress=not args.quiet)
+        data = {"source": "bids", "path": str(args.bids), "subjects": len(pool)}
+        weights = LossWeights(args.w_guide, args.w_lr, 0.0, args.w_edge)
+    else:
+        from swigapp.models.data import TRAIN_PHANTOM, phantom_pool
+
+        config = TRAIN_PHANTOM.__class__(**{**TRAIN_PHANTOM.__dict__, "size": args.size})
+        pool = phantom_pool(args.subjects, args.phantom_seed, settings, config, not args.quiet)
+        data = {
+            "source": "phantom",
+            "subjects": args.subjects,
+            "phantom_seed": args.phantom_seed,
+            "lr_settings": [list(s) for s in settings],
+            "phantom": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
+            },
+        }
+        weights = LossWeights(args.w_guide, args.w_lr, args.w_supervised, args.w_edge)
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        guide_keep=args.guide_keep,
+        checkpoint_every=args.checkpoint_every,
+        net=NetConfig(args.width, args.blocks, args.context, use_lr=not args.no_lr_input),
+        weights=weights,
+        data=data,
+    )
+    try:
+        path = train(config, pool, args.out_dir, device=args.device, progress=not args.quiet)
+    except (ValueError, RuntimeError) as err:
+        print(f"swigapp-train: error: {err}", file=sys.stderr)
+        return 1
+    print(f"model written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""SWIG super-resolution model: inputs, network, losses, training, inference, weights."""

@@ -1,0 +1,82 @@
+"""From a validated subject bundle to network inputs: HR grid, brain mask, registered guides.
+
+This is the path real data takes (and the benchmark's held-out phantoms): the HR grid is
+the LR maps' field of view at the guides' resolution, the guides are registered with ANTs
+to their own contrast synthesised from the LR maps, then resampled onto that grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from swigapp import kspace
+from swigapp.io.bids import SubjectBundle, layout, load_bundle
+from swigapp.masking import mask_from_maps
+from swigapp.models.features import MAP_ORDER, SubjectTensors, physical_maps, prepare_subject
+from swigapp.registration import register_guide
+from swigapp.synthesis import synthesize
+
+
+@dataclass
+class PreparedSubject:
+    """Network inputs of one subject plus the HR grid they live on."""
+
+    tensors: SubjectTensors
+    hr_affine: np.ndarray
+    registered: dict[str, np.ndarray]
+    transforms: dict[str, tuple[str, ...]]
+
+
+def prepare_bundle(
+    bundle: SubjectBundle,
+    voxel_size: Sequence[float] | None = None,
+    transform: str = "rigid",
+    seed: int = 0,
+    transform_dir: str | Path | None = None,
+) -> PreparedSubject:
+    """HR grid (guides' voxel size unless ``voxel_size``), mask, registration, inputs."""
+    first = next(iter(bundle.guides.values()))
+    if voxel_size is None:
+        voxel_size = tuple(float(v) for v in np.sqrt((first[1][:3, :3] ** 2).sum(axis=0)))
+    lr_shape = next(iter(bundle.lr_maps.values())).shape
+    hr_shape, hr_affine = kspace.hr_grid(bundle.lr_affine, lr_shape, voxel_size)
+    lr = np.stack([bundle.lr_maps[m] for m in MAP_ORDER]).astype(np.float64)
+    up = physical_maps(np.asarray(kspace.upsample(lr, hr_shape)))
+    mask = mask_from_maps(up[0], up[1])
+    up_maps = dict(zip(MAP_ORDER, up, strict=True))
+    registered, transforms = {}, {}
+    for name, (data, affine) in bundle.guides.items():
+        fixed = synthesize(up_maps, bundle.protocols[name]) * mask
+        prefix = None
+        if transform_dir is not None:
+            prefix = (
+                Path(transform_dir) / f"sub-{bundle.subject}_from-{name}_to-qmri_mode-image_xfm"
+            )
+        result = register_guide(fixed, hr_affine, data, affine, transform, seed, prefix)
+        registered[name] = result.image
+        transforms[name] = result.transforms
+    tensors = prepare_subject(bundle.lr_maps, registered, bundle.protocols, mask)
+    return PreparedSubject(tensors, hr_affine, registered, transforms)
+
+
+def bids_pool(
+    bids_dir: str | Path,
+    subjects: Sequence[str] | None = None,
+    guides: Sequence[str] = ("T1w", "T2w", "FLAIR", "PDw"),
+    progress: bool = True,
+) -> list[SubjectTensors]:
+    """Network inputs for every subject of a BIDS cohort (no HR truth: self-supervised)."""
+    bids = layout(bids_dir)
+    labels = list(subjects) if subjects else sorted(bids.get_subjects())
+    pool = []
+    for label in tqdm(labels, desc="preparing cohort", disable=not progress):
+        sessions = bids.get_sessions(subject=label) or [None]
+        for session in sessions:
+            bundle = load_bundle(bids, label, session, guides=guides)
+            pool.append(prepare_bundle(bundle).tensors)
+    return pool

@@ -1,0 +1,183 @@
+"""Loss terms of the SWIG MAP objective (and the hybrid edge loss of Qiu et al., 2022).
+
+All terms take maps (B, 3, X, Y, Z) in physical units (PD a.u., T1 and T2 in s) and
+brain masks (B, X, Y, Z), and return scalar tensors. Weights are combined in
+:class:`LossWeights`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as nnf
+
+from swigapp import kspace
+from swigapp.models.features import encode
+from swigapp.physics.protocol import Protocol
+
+#: Scales (PD a.u., T1 s, T2 s) that bring LR-consistency residuals to comparable size.
+LR_SCALES = (0.8, 1.3, 0.3)
+EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms; 0 switches a term off."""
+
+    guide: float = 1.0
+    lr: float = 5.0
+    supervised: float = 1.0
+    edge: float = 0.0
+
+    def as_dict(self) -> dict:
+        """Plain dict of the weights."""
+        return asdict(self)
+
+
+def closed_form_scale(
+    synth: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """a = argmin_a ||m (a s - t)||^2 = <s, t>_m / <s, s>_m (no gradient through a)."""
+    with torch.no_grad():
+        num = (synth * target * mask).sum()
+        den = (synth * synth * mask).sum()
+        return num / (den + EPS)
+
+
+def closed_form_bias(synth: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Smooth scale field a(x) = c0 + c . x (x: voxel coordinates scaled to [-1, 1]).
+
+    Least squares of ||m (a s - t)||^2 over the 1 + ndim coefficients, in closed form (no
+    gradient); models an unknown intensity scale times a linear receive bias.
+    """
+    with torch.no_grad():
+        axes = [
+            torch.linspace(-1.0, 1.0, n, dtype=synth.dtype, device=synth.device)
+            for n in synth.shape
+        ]
+        coords = torch.meshgrid(*axes, indexing="ij")
+        basis = torch.stack([torch.ones_like(synth), *coords])  # (K, ...)
+        design = (basis * synth).reshape(len(basis), -1)
+        w = mask.reshape(-1)
+        gram = (design * w) @ design.T
+        rhs = (design * w) @ target.reshape(-1)
+        gram = (
+            gram + 1e-6 * torch.eye(len(basis), dtype=gram.dtype, device=gram.device) * gram.trace()
+        )
+        coef = torch.linalg.solve(gram, rhs)
+        return torch.tensordot(coef, basis, dims=1)
+
+
+def guide_loss(
+    maps: torch.Tensor,
+    guides: torch.Tensor,
+    protocols: Sequence[Sequence[Protocol | None]],
+    mask: torch.Tensor,
+    bias: bool = True,
+) -> torch.Tensor:
+    """Guide consistency: mean over present guides of ||a f_p(maps) - W||_1 / ||W||_1 in the mask.
+
+    ``guides``: (B, G, X, Y, Z) acquired guides (any scale); ``protocols[b][g]`` is the
+    protocol of guide g of sample b, or None when absent. The scale a is solved in closed
+    form per image: a constant, or with ``bias`` a linear field (scale x smooth receive
+    bias) over the crop.
+    """
+    terms = []
+    for b, row in enumerate(protocols):
+        m = mask[b].to(maps.dtype)
+        if m.sum() < 1:
+            continue
+        for g, protocol in enumerate(row):
+            if protocol is None:
+                continue
+            synth = protocol.signal(maps[b, 0], maps[b, 1], maps[b, 2])
+            target = guides[b, g]
+            a = closed_form_bias(synth, target, m) if bias else closed_form_scale(synth, target, m)
+            terms.append(((a * synth - target).abs() * m).sum() / ((target.abs() * m).sum() + EPS))
+    return torch.stack(terms).mean() if terms else maps.new_zeros(())
+
+
+def lr_loss(
+    maps: torch.Tensor, lr_up: torch.Tensor, lr: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """LR consistency: mean squared error between the k-space truncation D of the prediction
+    and the LR data (Gaussian noise on the LR maps: the MAP data term), per-map scaled.
+
+    The LR data enter as ``lr_up`` = U(LR maps) on the HR grid, compared through the same
+    operator: ||D(pred) - D(lr_up)||, which equals ||D(pred) - LR|| on whole volumes
+    (D U = I) and, on crops, cancels the periodic-boundary error of truncating a crop.
+    ``lr`` only gives the LR size of the box. Outside the brain mask the prediction is
+    replaced by the LR input, so skull or background in real LR maps do not count.
+    """
+    m = mask[:, None].to(maps.dtype)
+    full = m * maps + (1 - m) * lr_up
+    small = tuple(lr.shape[2:])
+    down = kspace.downsample(full, small)
+    target = kspace.downsample(lr_up, small)
+    scales = torch.tensor(LR_SCALES, dtype=maps.dtype, device=maps.device)[
+        None, :, None, None, None
+    ]
+    return (((down - target) / scales) ** 2).mean()
+
+
+def supervised_loss(maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 in the network domain (PD, ln T1, ln T2) inside the mask: relative errors for T1, T2."""
+    m = mask[:, None].to(maps.dtype)
+    err = (encode(maps) - encode(truth)).abs() * m
+    return err.sum() / (3 * m.sum() + EPS)
+
+
+def sobel(image: torch.Tensor) -> torch.Tensor:
+    """In-plane Sobel gradient magnitude of (N, X, Y) slices (the first two of each volume)."""
+    kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], dtype=image.dtype)
+    kernels = torch.stack([kx, kx.T])[:, None].to(image.device)
+    grad = nnf.conv2d(image[:, None], kernels, padding=1)
+    return torch.sqrt((grad**2).sum(1) + EPS)
+
+
+def edge_loss(
+    maps: torch.Tensor,
+    guides: torch.Tensor,
+    protocols: Sequence[Sequence[Protocol | None]],
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Scale-invariant Sobel edge loss L1(a S(i_hat), S(i)), a = argmin ||a S(i_hat) - S(i)||^2.
+
+    i_hat is the guide synthesised from the predicted maps, i the acquired guide; Sobel
+    runs in-plane on every slice along the last axis (Qiu et al., ISMRM 2022).
+    """
+    terms = []
+    for b, row in enumerate(protocols):
+        m = mask[b].to(maps.dtype).permute(2, 0, 1)
+        if m.sum() < 1:
+            continue
+        for g, protocol in enumerate(row):
+            if protocol is None:
+                continue
+            synth = protocol.signal(maps[b, 0], maps[b, 1], maps[b, 2]).permute(2, 0, 1)
+            s_hat, s_ref = sobel(synth), sobel(guides[b, g].permute(2, 0, 1))
+            a = closed_form_scale(s_hat, s_ref, m)
+            terms.append(((a * s_hat - s_ref).abs() * m).sum() / ((s_ref.abs() * m).sum() + EPS))
+    return torch.stack(terms).mean() if terms else maps.new_zeros(())
+
+
+def total_loss(
+    weights: LossWeights,
+    maps: torch.Tensor,
+    batch: dict,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the active terms for a batch dict (see models.data.Batch.as_dict)."""
+    parts: dict[str, torch.Tensor] = {}
+    mask = batch["mask"]
+    if weights.guide:
+        parts["guide"] = guide_loss(maps, batch["raw_guides"], batch["protocols"], mask)
+    if weights.lr:
+        parts["lr"] = lr_loss(maps, batch["lr_up"], batch["lr"], mask)
+    if weights.supervised and batch.get("truth") is not None:
+        parts["supervised"] = supervised_loss(maps, batch["truth"], mask)
+    if weights.edge:
+        parts["edge"] = edge_loss(maps, batch["raw_guides"], batch["protocols"], mask)
+    total = sum(getattr(weights, k) * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}

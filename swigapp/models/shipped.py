@@ -1,0 +1,58 @@
+"""Weights shipped inside the package, with their model cards; loading verifies sha256."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from swigapp.models.network import SwigNet
+from swigapp.models.train import load_model, sha256
+
+DEFAULT_MODEL = "swig_default"
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped weights and model cards."""
+    return Path(str(resources.files("swigapp.models") / "weights"))
+
+
+def available() -> list[str]:
+    """Names of the shipped models (each has NAME.pt and NAME.json)."""
+    return sorted(p.stem for p in weights_dir().glob("*.json") if p.with_suffix(".pt").exists())
+
+
+def model_card(name: str = DEFAULT_MODEL) -> dict:
+    """The model card (JSON) of a shipped model."""
+    path = weights_dir() / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no shipped model {name!r} (available: {', '.join(available())})")
+    return json.loads(path.read_text())
+
+
+def load_shipped(name: str = DEFAULT_MODEL) -> SwigNet:
+    """Load a shipped model after checking its file against the card's sha256."""
+    card = model_card(name)
+    return load_model(weights_dir() / f"{name}.pt", expected_sha256=card["sha256"])
+
+
+def export_model(run_dir: str | Path, name: str) -> Path:
+    """Copy a training run's model.pt and card into the package as NAME.pt / NAME.json."""
+    import shutil
+
+    run = Path(run_dir)
+    card = json.loads((run / "model_card.json").read_text())
+    target = weights_dir() / f"{name}.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / card["weights_file"], target)
+    card |= {"name": name, "weights_file": target.name, "sha256": sha256(target)}
+    (weights_dir() / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return target
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m swigapp.models.shipped RUN_DIR NAME")
+    print(export_model(sys.argv[1], sys.argv[2]))

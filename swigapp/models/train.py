@@ -1,0 +1,229 @@
+"""Training loop: deterministic, checkpointed, resumable, with loss curves (TSV + PNG)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from swigapp._version import __version__
+from swigapp.models.data import sample_batch
+from swigapp.models.features import SubjectTensors
+from swigapp.models.inference import resolve_device
+from swigapp.models.losses import LossWeights, total_loss
+from swigapp.models.network import NetConfig, SwigNet
+
+LOG = logging.getLogger("swigapp.models")
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+LOSSES = "losses.tsv"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (recorded in the model card)."""
+
+    steps: int = 2000
+    batch_size: int = 4
+    crop: tuple[int, int, int] = (64, 64, 16)
+    learning_rate: float = 1e-3
+    seed: int = 0
+    guide_keep: float = 0.75
+    checkpoint_every: int = 100
+    net: NetConfig = field(default_factory=NetConfig)
+    weights: LossWeights = field(default_factory=LossWeights)
+    data: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """JSON-ready dict of the configuration."""
+        out = dataclasses.asdict(self)
+        out["crop"] = list(self.crop)
+        return out
+
+
+def sha256(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _lr_at(config: TrainConfig, step: int) -> float:
+    """Cosine decay from learning_rate to 5 % of it, after a linear warm-up (<= 50 steps)."""
+    warm = min(1.0, (step + 1) / max(1, min(50, config.steps // 5)))
+    progress = step / max(1, config.steps)
+    return config.learning_rate * warm * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
+
+
+def train(
+    config: TrainConfig,
+    pool: Sequence[SubjectTensors],
+    out_dir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Train a SwigNet on crops of ``pool``; write checkpoints, losses and the final model.
+
+    Resumes from ``out_dir/checkpoint.pt`` when present (same configuration required).
+    Returns the path of the final ``model.pt``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    model = SwigNet(config.net).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(params, lr=config.learning_rate)
+    start, elapsed = 0, 0.0
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if ckpt["config"] != config.as_dict():
+            raise ValueError(f"{ckpt_path}: checkpoint was made with another configuration")
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        start, elapsed = ckpt["step"], ckpt["elapsed"]
+        LOG.warning("resuming from %s at step %d", ckpt_path, start)
+    _truncate_losses(out / LOSSES, start)
+    log = (out / LOSSES).open("a")
+    if start == 0:
+        log.write("step\tlr\ttotal\tguide\tlr_consistency\tsupervised\tedge\tseconds\n")
+    bar = tqdm(total=config.steps, initial=start, desc="training", disable=not progress)
+    t0 = time.perf_counter() - elapsed
+    model.train()
+    for step in range(start, config.steps):
+        rng = np.random.default_rng([config.seed, step])
+        batch = sample_batch(pool, rng, config.batch_size, config.crop, config.guide_keep, dev)
+        for group in optimiser.param_groups:
+            group["lr"] = _lr_at(config, step)
+        maps = model(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
+        loss, parts = total_loss(config.weights, maps, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        row = [step + 1, optimiser.param_groups[0]["lr"], float(loss.detach())]
+        row += [parts.get(k, float("nan")) for k in ("guide", "lr", "supervised", "edge")]
+        log.write("\t".join(f"{v:.6g}" for v in row) + f"\t{time.perf_counter() - t0:.1f}\n")
+        bar.update()
+        bar.set_postfix(loss=f"{row[2]:.4f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            log.flush()
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "step": step + 1,
+                    "elapsed": time.perf_counter() - t0,
+                    "config": config.as_dict(),
+                },
+                ckpt_path,
+            )
+    bar.close()
+    log.close()
+    seconds = time.perf_counter() - t0
+    model_path = out / MODEL
+    _atomic_save(
+        {
+            "net": config.net.as_dict(),
+            "state_dict": model.cpu().state_dict(),
+            "version": __version__,
+        },
+        model_path,
+    )
+    plot_losses(out / LOSSES, out / "losses.png")
+    card = {
+        "name": out.name,
+        "swigapp_version": __version__,
+        "architecture": {"type": "SwigNet (2.5D residual CNN)", **config.net.as_dict()},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": config.as_dict(),
+        "training_seconds": round(seconds, 1),
+        "hardware": {
+            "device": str(dev),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "weights_file": MODEL,
+        "sha256": sha256(model_path),
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return model_path
+
+
+def _truncate_losses(path: Path, step: int) -> None:
+    """Drop loss rows after ``step`` (rows written after the last checkpoint of a killed run)."""
+    if not path.exists():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    lines = path.read_text().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if int(float(ln.split("\t")[0])) <= step]
+    path.write_text("\n".join(kept) + "\n")
+
+
+def plot_losses(tsv: Path, png: Path) -> None:
+    """Plot the loss curves of a losses.tsv (log scale, 25-step running mean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = tsv.read_text().splitlines()
+    header = lines[0].split("\t")
+    data = np.array([[float(v) for v in ln.split("\t")] for ln in lines[1:]])
+    if data.size == 0:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    window = min(25, len(data))
+    kernel = np.ones(window) / window
+    for col in ("total", "guide", "lr_consistency", "supervised", "edge"):
+        values = data[:, header.index(col)]
+        if np.isnan(values).all():
+            continue
+        smooth = np.convolve(values, kernel, mode="valid")
+        ax.plot(data[window - 1 :, 0], smooth, label=col)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def load_model(path: str | Path, expected_sha256: str | None = None) -> SwigNet:
+    """Load a model.pt; with ``expected_sha256`` the file must match it (ValueError otherwise)."""
+    path = Path(path)
+    if expected_sha256 is not None:
+        actual = sha256(path)
+        if actual != expected_sha256:
+            raise ValueError(
+                f"{path}: sha256 {actual} does not match the model card ({expected_sha256})"
+            )
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = SwigNet(NetConfig(**payload["net"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

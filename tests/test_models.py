@@ -1,0 +1,281 @@
+"""SWIG model pieces on tiny phantoms: inputs, network, losses, training, adaptation."""
+
+import numpy as np
+import pytest
+import torch
+
+from swigapp import kspace
+from swigapp.models import train as train_mod
+from swigapp.models.data import phantom_pool, random_crop, sample_batch
+from swigapp.models.features import GUIDE_ORDER, decode, encode, prepare_subject
+from swigapp.models.inference import adapt, predict_volume
+from swigapp.models.losses import (
+    LossWeights,
+    edge_loss,
+    guide_loss,
+    lr_loss,
+    supervised_loss,
+    total_loss,
+)
+from swigapp.models.network import NetConfig, SwigNet, stack_slices
+from swigapp.models.train import TrainConfig, load_model, train
+from swigapp.phantom.subject import PhantomConfig
+
+torch.set_num_threads(2)
+TINY = PhantomConfig(size="tiny", guides=("T1w", "T2w", "FLAIR"))
+
+
+@pytest.fixture(scope="module")
+def tiny_subject():
+    """A tiny subject whose guides are aligned with the maps (as after registration)."""
+    from swigapp.phantom.subject import make_subject
+
+    config = PhantomConfig(size="tiny", max_rotation_deg=0.0, max_translation_mm=0.0)
+    return make_subject(0, seed=21, config=config)
+
+
+@pytest.fixture(scope="module")
+def tiny_tensors(tiny_subject):
+    s = tiny_subject
+    return prepare_subject(
+        s.lr_maps, s.guides, s.protocols, s.truth.brain_mask, truth=s.truth.as_dict()
+    )
+
+
+def map_error(pred, truth, mask):
+    """Mean relative error of T1 and T2 and absolute PD error inside the mask."""
+    m = mask.astype(bool)
+    return {
+        "PD": float(np.abs(pred[0][m] - truth[0][m]).mean()),
+        "T1": float((np.abs(pred[1][m] - truth[1][m]) / truth[1][m]).mean()),
+        "T2": float((np.abs(pred[2][m] - truth[2][m]) / truth[2][m]).mean()),
+    }
+
+
+def test_prepare_subject_channels(tiny_tensors, tiny_subject):
+    t = tiny_tensors
+    assert t.lr_up.shape == (3, 76, 92, 40) and t.lr.shape == (3, 38, 46, 20)
+    assert t.guides.shape == (len(GUIDE_ORDER), 76, 92, 40)
+    assert t.present.tolist() == [1.0, 1.0, 1.0, 0.0]  # no PDw in this subject
+    assert t.factors == (2.0, 2.0, 2.0)
+    m = t.mask.numpy()
+    # guides normalised to a brain median of 1, synthesised LR contrast likewise
+    for g in range(3):
+        assert np.median(t.guides[g].numpy()[m]) == pytest.approx(1.0, rel=1e-5)
+        assert np.median(t.synth[g].numpy()[m]) == pytest.approx(1.0, rel=1e-5)
+    # zero-filled upsampling of the LR maps, clipped to physical ranges
+    up = kspace.upsample(tiny_subject.lr_maps["T1"].astype(np.float64), t.hr_shape)
+    np.testing.assert_allclose(t.lr_up[1].numpy()[m], np.clip(up[m], 0.02, 6.0), rtol=1e-5)
+    only_t1 = t.with_guides(["T1w"])
+    assert only_t1.present.tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert only_t1.guides[1].abs().max() == 0 and only_t1.protocols[1] is None
+
+
+def test_encode_decode_roundtrip_and_ranges():
+    maps = torch.tensor([[0.7, 0.83, 0.08], [0.8, 1.33, 0.11], [1.0, 4.0, 1.5]]).T[None, :, :]
+    back = decode(encode(maps))
+    torch.testing.assert_close(back, maps, rtol=2e-3, atol=1e-3)
+    wild = decode(torch.randn(2, 3, 50) * 20)
+    assert (wild[:, 0] >= 0).all() and (wild[:, 1] > 0).all() and (wild[:, 2] > 0).all()
+    assert (wild[:, 1] <= 6.0).all() and (wild[:, 2] <= 4.0).all()
+
+
+def test_stack_slices_gathers_neighbours():
+    vol = torch.arange(2 * 1 * 2 * 2 * 4, dtype=torch.float32).reshape(2, 1, 2, 2, 4)
+    out = stack_slices(vol, 1)
+    assert out.shape == (8, 3, 2, 2)
+    # sample 0, slice 2: channels are slices 1, 2, 3; slice 0 repeats itself at the edge
+    torch.testing.assert_close(out[2], vol[0, 0].permute(2, 0, 1)[1:4])
+    torch.testing.assert_close(out[0, 0], vol[0, 0, ..., 0])
+    assert stack_slices(vol, 0).shape == (8, 1, 2, 2)
+
+
+def test_untrained_network_returns_its_lr_input(tiny_tensors):
+    model = SwigNet(NetConfig(width=8, blocks=1))
+    pred = predict_volume(model, tiny_tensors, chunk=8)
+    m = tiny_tensors.mask.numpy()
+    lr_up = tiny_tensors.lr_up.numpy()
+    np.testing.assert_allclose(pred[1][m], lr_up[1][m], rtol=1e-2)
+    np.testing.assert_array_equal(pred[:, ~m], lr_up[:, ~m])  # LR input outside the mask
+
+
+def test_chunked_inference_matches_one_pass(tiny_tensors):
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=8, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    one = predict_volume(model, tiny_tensors, slice_axis=2, chunk=64)
+    chunked = predict_volume(model, tiny_tensors, slice_axis=2, chunk=5)
+    np.testing.assert_allclose(chunked, one, rtol=1e-4, atol=1e-5)
+    sagittal = predict_volume(model, tiny_tensors, slice_axis=0, chunk=7)
+    assert sagittal.shape == one.shape and np.isfinite(sagittal).all()
+
+
+def test_guide_loss_is_scale_invariant_and_prefers_truth(tiny_tensors):
+    rng = np.random.default_rng(0)
+    crop = random_crop(tiny_tensors, rng, (32, 32, 8), perm=(0, 1, 2), guide_keep=1.0)
+    truth, mask, protocols = crop["truth"][None], crop["mask"][None], [crop["protocols"]]
+    guides = crop["raw_guides"][None]
+    at_truth = guide_loss(truth, guides, protocols, mask)
+    scaled = guide_loss(truth, guides * 7.3, protocols, mask)
+    assert float(scaled) == pytest.approx(float(at_truth), rel=1e-5)
+    blurred = crop["lr_up"][None]
+    worse = truth.clone()
+    worse[:, 1] *= 1.3  # T1 30 % too long
+    assert float(guide_loss(blurred, guides, protocols, mask)) > float(at_truth)
+    assert float(guide_loss(worse, guides, protocols, mask)) > 1.2 * float(at_truth)
+    assert float(edge_loss(truth, guides, protocols, mask)) < float(
+        edge_loss(blurred, guides, protocols, mask)
+    )
+
+
+def test_lr_loss_sees_only_the_acquired_band():
+    rng = np.random.default_rng(1)
+    hr = torch.from_numpy(rng.random((1, 3, 16, 16, 8)) + 0.5)
+    lr = kspace.downsample(hr, (8, 8, 4))
+    lr_up = kspace.upsample(lr, (16, 16, 8))
+    mask = torch.ones((1, 16, 16, 8), dtype=torch.bool)
+    # the truth and the band-limited LR input agree with the LR data exactly
+    assert float(lr_loss(hr, lr_up, lr, mask)) < 1e-20
+    assert float(lr_loss(lr_up, lr_up, lr, mask)) < 1e-20
+    # detail above the LR band is invisible to it; a change inside the band is not
+    detail = hr - lr_up
+    assert float(detail.abs().mean()) > 0.1
+    assert float(lr_loss(lr_up + 2 * detail, lr_up, lr, mask)) < 1e-20
+    assert float(lr_loss(hr * 1.1, lr_up, lr, mask)) > 1e-3
+    # outside the mask the LR input stands in, so a wrong background does not count
+    mask[..., :4] = False
+    wrong = hr.clone()
+    wrong[..., :4] = 99.0
+    assert float(lr_loss(wrong, lr_up, lr, mask)) < float(lr_loss(hr * 1.1, lr_up, lr, mask))
+
+
+def test_supervised_loss_relative():
+    truth = torch.tensor([[[0.7, 0.8], [1.0, 2.0], [0.1, 1.0]]])[..., None, None]  # (1,3,2,1,1)
+    mask = torch.ones((1, 2, 1, 1), dtype=torch.bool)
+    assert float(supervised_loss(truth, truth, mask)) == 0.0
+    pred = truth.clone()
+    pred[:, 1] *= np.e  # ln error of exactly 1 on T1 -> mean over 3 maps = 1/3
+    assert float(supervised_loss(pred, truth, mask)) == pytest.approx(1 / 3, rel=1e-5)
+
+
+def _eval_loss(model, subject):
+    """Mean loss terms on 4 fixed crops (not used for training)."""
+    weights = LossWeights()
+    out = []
+    with torch.no_grad():
+        for i in range(4):
+            b = sample_batch([subject], np.random.default_rng([99, i]), 2, (32, 32, 8), 1.0)
+            out.append(
+                total_loss(weights, model(b["lr_up"], b["guides"], b["synth"], b["present"]), b)[1]
+            )
+    return {k: float(np.mean([o[k] for o in out])) for k in out[0]}
+
+
+def test_training_reduces_loss_and_error(tiny_tensors, tmp_path):
+    config = TrainConfig(
+        steps=60,
+        batch_size=2,
+        crop=(32, 32, 8),
+        learning_rate=2e-3,
+        seed=0,
+        checkpoint_every=30,
+        net=NetConfig(width=16, blocks=2),
+        guide_keep=1.0,
+    )
+    torch.manual_seed(config.seed)
+    initial = _eval_loss(SwigNet(config.net), tiny_tensors)
+    path = train(config, [tiny_tensors], tmp_path / "run", progress=False)
+    rows = np.loadtxt(tmp_path / "run/losses.tsv", skiprows=1)
+    assert rows.shape[0] == 60 and np.isfinite(rows[:, 2]).all()
+    assert (tmp_path / "run/losses.png").stat().st_size > 1000
+    model = load_model(path)
+    final = _eval_loss(model, tiny_tensors)
+    assert final["supervised"] < 0.9 * initial["supervised"]
+    assert final["guide"] < 0.9 * initial["guide"]
+    pred = predict_volume(model, tiny_tensors)
+    m = tiny_tensors.mask.numpy()
+    truth = tiny_tensors.truth.numpy()
+    before = map_error(tiny_tensors.lr_up.numpy(), truth, m)
+    after = map_error(pred, truth, m)
+    assert after["T1"] < before["T1"] and after["T2"] < before["T2"]
+
+
+def test_training_resumes_after_a_kill(tiny_tensors, tmp_path, monkeypatch):
+    config = TrainConfig(
+        steps=8,
+        batch_size=1,
+        crop=(16, 16, 4),
+        seed=3,
+        checkpoint_every=4,
+        net=NetConfig(width=8, blocks=1),
+    )
+    reference = load_model(train(config, [tiny_tensors], tmp_path / "a", progress=False))
+    real_sample = train_mod.sample_batch
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt("killed")
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "sample_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, [tiny_tensors], tmp_path / "b", progress=False)
+    monkeypatch.setattr(train_mod, "sample_batch", real_sample)
+    resumed = load_model(train(config, [tiny_tensors], tmp_path / "b", progress=False))
+    for (name, a), b in zip(
+        reference.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    steps = np.loadtxt(tmp_path / "b/losses.tsv", skiprows=1)[:, 0]
+    np.testing.assert_array_equal(steps, np.arange(1, 9))
+    other = TrainConfig(**{**config.__dict__, "learning_rate": 0.5})
+    with pytest.raises(ValueError, match="another configuration"):
+        train(other, [tiny_tensors], tmp_path / "b", progress=False)
+
+
+def test_self_supervised_adaptation_moves_toward_truth(tiny_tensors):
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=16, blocks=2))
+    before_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned, losses = adapt(
+        model, tiny_tensors, steps=40, learning_rate=2e-3, crop=(32, 32, 8), seed=1
+    )
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    for name, value in model.state_dict().items():  # the input model is untouched
+        torch.testing.assert_close(value, before_weights[name])
+    m = tiny_tensors.mask.numpy()
+    truth = tiny_tensors.truth.numpy()
+    before = map_error(predict_volume(model, tiny_tensors), truth, m)
+    after = map_error(predict_volume(tuned, tiny_tensors), truth, m)
+    assert after["T1"] < before["T1"]
+
+
+@pytest.mark.parametrize("guides", [(), ("T1w",), ("T2w",), ("T1w", "T2w")])
+def test_ablation_guides_run(tiny_tensors, guides):
+    model = SwigNet(NetConfig(width=8, blocks=1))
+    pred = predict_volume(model, tiny_tensors.with_guides(guides), chunk=20)
+    assert pred.shape == (3, 76, 92, 40) and np.isfinite(pred).all()
+
+
+def test_no_lr_ablation_network(tiny_tensors):
+    model = SwigNet(NetConfig(width=8, blocks=1, use_lr=False))
+    pred = predict_volume(model, tiny_tensors, chunk=20)
+    m = tiny_tensors.mask.numpy()
+    # without LR input an untrained network returns its constant base: WM-like values
+    np.testing.assert_allclose(pred[1][m], 0.9, rtol=2e-2)
+    batch = sample_batch([tiny_tensors], np.random.default_rng(0), 2, (32, 32, 8))
+    maps = model(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
+    loss, parts = total_loss(LossWeights(), maps, batch)
+    loss.backward()
+    assert set(parts) == {"guide", "lr", "supervised"}
+    assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_phantom_pool_shares_anatomy_across_settings():
+    pool = phantom_pool(1, seed=11, settings=((2, 2, 2), (1, 1, 4)), config=TINY, progress=False)
+    assert [p.factors for p in pool] == [(2.0, 2.0, 2.0), (1.0, 1.0, 4.0)]
+    torch.testing.assert_close(pool[0].truth, pool[1].truth)
+    torch.testing.assert_close(pool[0].raw_guides, pool[1].raw_guides)
+    assert pool[1].lr.shape == (3, 76, 92, 10)
