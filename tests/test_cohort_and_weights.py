@@ -109,3 +109,9 @@ def test_shipped_model_beats_lr_input_on_held_out_subject(held_out):
         err_lr = np.abs(lr_up[i][mask] - truth[i][mask]).mean()
         err_sr = np.abs(pred[i][mask] - truth[i][mask]).mean()
         assert err_sr < err_lr, (name, err_sr, err_lr)
+
+
+def test_train_cli_names_a_bad_cohort(tmp_path, capsys):
+    assert train_cli.main([str(tmp_path / "run"), "--bids", str(tmp_path / "nothing"), "-q"]) == 1
+    assert "not a BIDS dataset" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -58,28 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[(2.0,), (1.0, 1.0, 4.0)],
         metavar="F",
-        help="LR factor settings to train on, e.g. 2 1,1,4",
+        help="LR factor settings to train on (default: 2 and 1,1,4)%(default).0s",
     )
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, default=1500)
-    opt.add_argument("--batch-size", type=int, default=4)
+    opt.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    opt.add_argument("--batch-size", type=int, default=4, help="crops per step")
     opt.add_argument(
         "--crop", type=_triple, default=(48, 48, 12), help="in-plane, in-plane, slices"
     )
-    opt.add_argument("--learning-rate", type=float, default=1e-3)
+    opt.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, cosine decay")
     opt.add_argument(
         "--guide-keep", type=float, default=0.75, help="probability of keeping each guide"
     )
-    opt.add_argument("--checkpoint-every", type=int, default=100)
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    opt.add_argument("--seed", type=int, default=0, help="seed of weights and crop sampling")
     net = p.add_argument_group("network")
-    net.add_argument("--width", type=int, default=32)
-    net.add_argument("--blocks", type=int, default=5)
+    net.add_argument("--width", type=int, default=32, help="feature channels")
+    net.add_argument("--blocks", type=int, default=5, help="residual blocks")
     net.add_argument("--context", type=int, default=1, help="neighbouring slices on each side")
     net.add_argument("--no-lr-input", action="store_true", help="ablation: maps from guides only")
     loss = p.add_argument_group("loss weights")
-    loss.add_argument("--w-guide", type=float, default=1.0)
-    loss.add_argument("--w-lr", type=float, default=5.0)
+    loss.add_argument("--w-guide", type=float, default=1.0, help="guide consistency")
+    loss.add_argument("--w-lr", type=float, default=5.0, help="LR (k-space) consistency")
     loss.add_argument("--w-supervised", type=float, default=1.0, help="ignored without HR truth")
     loss.add_argument("--w-edge", type=float, default=0.0, help="Sobel edge loss (Qiu et al.)")
     run = p.add_argument_group("execution")
@@ -100,7 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bids:
         from swigapp.models.cohort import bids_pool
 
-        pool = bids_pool(args.bids, progress=not args.quiet)
+        try:
+            pool = bids_pool(args.bids, progress=not args.quiet)
+        except ValueError as err:  # InputError and ProtocolError name the file
+            print(f"swigapp-train: error: {err}", file=sys.stderr)
+            return 1
         data = {"source": "bids", "path": str(args.bids), "subjects": len(pool)}
         weights = LossWeights(args.w_guide, args.w_lr, 0.0, args.w_edge)
     else:
