@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from swigapp import kspace
-from swigapp.models.features import SubjectTensors, encode, prepare_subject
+from swigapp.models.features import SubjectTensors, prepare_subject
 from swigapp.models.inference import predict_volume
-from swigapp.models.network import stack_slices
 from swigapp.models.shipped import load_shipped
 from swigapp.phantom.subject import PhantomConfig, make_subject
 
@@ -50,36 +49,23 @@ def full_grid_subject() -> SubjectTensors:
 
 @torch.inference_mode()
 def conv_only_seconds(model, subject: SubjectTensors, chunk: int = 16) -> float:
-    """Time of head + body + tail on the stacked inputs of the same brain slices."""
-    order = (0, 1, 2, 3)
-    vols = {k: getattr(subject, k).permute(order) for k in ("lr_up", "guides", "synth")}
+    """Time of the convolutions alone on the per-slice inputs of the same brain chunks."""
+    vols = {k: getattr(subject, k) for k in ("lr_up", "guides", "synth")}
     present = subject.present[None]
-    mask = subject.mask
-    has = mask.flatten(0, 1).any(0)
-    inputs = []
+    has = subject.mask.flatten(0, 1).any(0)
     ctx = model.config.context
-    n = mask.shape[-1]
+    n = subject.mask.shape[-1]
+    inputs = []
     for s0 in range(0, n, chunk):
         s1 = min(n, s0 + chunk)
         if not bool(has[s0:s1].any()):
             continue
         a0, a1 = max(0, s0 - ctx), min(n, s1 + ctx)
-        lr_up, guides, synth = (vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth"))
-        h, w, s = guides.shape[2:]
-        flags = present[:, :, None, None, None].expand(-1, -1, h, w, s)
-        x = torch.cat(
-            [
-                stack_slices(encode(lr_up), ctx),
-                stack_slices(synth, 0),
-                stack_slices(guides, ctx),
-                stack_slices(flags, 0),
-            ],
-            1,
-        ).contiguous(memory_format=torch.channels_last)
-        inputs.append(x)
+        args = [vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth")]
+        inputs.append(model.slice_inputs(*args, present)[0])
     start = time.perf_counter()
     for x in inputs:
-        model.tail(model.body(torch.relu(model.head(x))))
+        model.residual(x)
     return time.perf_counter() - start
 
 
