@@ -17,7 +17,7 @@ from tqdm import tqdm
 from swigapp import kspace
 from swigapp.io.bids import SubjectBundle, layout, load_bundle
 from swigapp.masking import mask_from_maps
-from swigapp.models.features import MAP_ORDER, SubjectTensors, physical_maps, prepare_subject
+from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
 from swigapp.registration import register_guide
 from swigapp.synthesis import synthesize
 
@@ -45,8 +45,7 @@ def prepare_bundle(
         voxel_size = tuple(float(v) for v in np.sqrt((first[1][:3, :3] ** 2).sum(axis=0)))
     lr_shape = next(iter(bundle.lr_maps.values())).shape
     hr_shape, hr_affine = kspace.hr_grid(bundle.lr_affine, lr_shape, voxel_size)
-    lr = np.stack([bundle.lr_maps[m] for m in MAP_ORDER]).astype(np.float64)
-    up = physical_maps(np.asarray(kspace.upsample(lr, hr_shape)))
+    up = upsample_maps(bundle.lr_maps, hr_shape)
     mask = mask_from_maps(up[0], up[1])
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms = {}, {}
@@ -60,7 +59,7 @@ def prepare_bundle(
         result = register_guide(fixed, hr_affine, data, affine, transform, seed, prefix)
         registered[name] = result.image
         transforms[name] = result.transforms
-    tensors = prepare_subject(bundle.lr_maps, registered, bundle.protocols, mask)
+    tensors = prepare_subject(bundle.lr_maps, registered, bundle.protocols, mask, lr_up=up)
     return PreparedSubject(tensors, hr_affine, registered, transforms)
 
 

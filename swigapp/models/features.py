@@ -89,23 +89,31 @@ def physical_maps(maps: np.ndarray) -> np.ndarray:
     return out
 
 
+def upsample_maps(lr_maps: Mapping[str, np.ndarray], hr_shape: Sequence[int]) -> np.ndarray:
+    """LR maps (PD, T1 s, T2 s) -> (3, *hr_shape) by zero-filled k-space upsampling, clipped
+    to physical ranges (:func:`physical_maps`)."""
+    lr = np.stack([np.asarray(lr_maps[m], dtype=np.float64) for m in MAP_ORDER])
+    return physical_maps(np.asarray(kspace.upsample(lr, tuple(hr_shape)), dtype=np.float32))
+
+
 def prepare_subject(
     lr_maps: Mapping[str, np.ndarray],
     guides: Mapping[str, np.ndarray],
     protocols: Mapping[str, Protocol],
     mask: np.ndarray,
     truth: Mapping[str, np.ndarray] | None = None,
+    lr_up: np.ndarray | None = None,
 ) -> SubjectTensors:
     """Build network inputs from LR maps (PD a.u., T1/T2 s), HR guides on the HR grid, a mask.
 
     The HR grid is the guides' (and mask's) grid; LR maps are brought onto it by zero-filled
-    k-space upsampling. Guides not in :data:`GUIDE_ORDER` are ignored.
+    k-space upsampling (pass ``lr_up`` from :func:`upsample_maps` if already computed).
+    Guides not in :data:`GUIDE_ORDER` are ignored.
     """
     hr_shape = tuple(mask.shape)
     mask = np.asarray(mask, dtype=bool)
     lr = np.stack([np.asarray(lr_maps[m], dtype=np.float32) for m in MAP_ORDER])
-    up = np.asarray(kspace.upsample(lr.astype(np.float64), hr_shape), dtype=np.float32)
-    up = physical_maps(up)
+    up = upsample_maps(lr_maps, hr_shape) if lr_up is None else lr_up
     n = len(GUIDE_ORDER)
     norm = np.zeros((n, *hr_shape), np.float32)
     raw = np.zeros((n, *hr_shape), np.float32)

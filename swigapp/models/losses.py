@@ -7,7 +7,7 @@ brain masks (B, X, Y, Z), and return scalar tensors. Weights are combined in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -70,6 +70,31 @@ def closed_form_bias(synth: torch.Tensor, target: torch.Tensor, mask: torch.Tens
         return torch.tensordot(coef, basis, dims=1)
 
 
+def _present_guides(
+    maps: torch.Tensor,
+    guides: torch.Tensor,
+    protocols: Sequence[Sequence[Protocol | None]],
+    mask: torch.Tensor,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(mask, guide synthesised from maps, acquired guide) for every present guide of a batch."""
+    for b, row in enumerate(protocols):
+        m = mask[b].to(maps.dtype)
+        if m.sum() < 1:
+            continue
+        for g, protocol in enumerate(row):
+            if protocol is not None:
+                yield m, protocol.signal(maps[b, 0], maps[b, 1], maps[b, 2]), guides[b, g]
+
+
+def _relative_l1(pred: torch.Tensor, target: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """||m (pred - target)||_1 / ||m target||_1."""
+    return ((pred - target).abs() * m).sum() / ((target.abs() * m).sum() + EPS)
+
+
+def _mean(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.stack(terms).mean() if terms else like.new_zeros(())
+
+
 def guide_loss(
     maps: torch.Tensor,
     guides: torch.Tensor,
@@ -84,19 +109,12 @@ def guide_loss(
     form per image: a constant, or with ``bias`` a linear field (scale x smooth receive
     bias) over the crop.
     """
-    terms = []
-    for b, row in enumerate(protocols):
-        m = mask[b].to(maps.dtype)
-        if m.sum() < 1:
-            continue
-        for g, protocol in enumerate(row):
-            if protocol is None:
-                continue
-            synth = protocol.signal(maps[b, 0], maps[b, 1], maps[b, 2])
-            target = guides[b, g]
-            a = closed_form_bias(synth, target, m) if bias else closed_form_scale(synth, target, m)
-            terms.append(((a * synth - target).abs() * m).sum() / ((target.abs() * m).sum() + EPS))
-    return torch.stack(terms).mean() if terms else maps.new_zeros(())
+    fit = closed_form_bias if bias else closed_form_scale
+    terms = [
+        _relative_l1(fit(synth, target, m) * synth, target, m)
+        for m, synth, target in _present_guides(maps, guides, protocols, mask)
+    ]
+    return _mean(terms, maps)
 
 
 def lr_loss(
@@ -149,18 +167,11 @@ def edge_loss(
     runs in-plane on every slice along the last axis (Qiu et al., ISMRM 2022).
     """
     terms = []
-    for b, row in enumerate(protocols):
-        m = mask[b].to(maps.dtype).permute(2, 0, 1)
-        if m.sum() < 1:
-            continue
-        for g, protocol in enumerate(row):
-            if protocol is None:
-                continue
-            synth = protocol.signal(maps[b, 0], maps[b, 1], maps[b, 2]).permute(2, 0, 1)
-            s_hat, s_ref = sobel(synth), sobel(guides[b, g].permute(2, 0, 1))
-            a = closed_form_scale(s_hat, s_ref, m)
-            terms.append(((a * s_hat - s_ref).abs() * m).sum() / ((s_ref.abs() * m).sum() + EPS))
-    return torch.stack(terms).mean() if terms else maps.new_zeros(())
+    for m, synth, target in _present_guides(maps, guides, protocols, mask):
+        m = m.permute(2, 0, 1)
+        s_hat, s_ref = sobel(synth.permute(2, 0, 1)), sobel(target.permute(2, 0, 1))
+        terms.append(_relative_l1(closed_form_scale(s_hat, s_ref, m) * s_hat, s_ref, m))
+    return _mean(terms, maps)
 
 
 def total_loss(
