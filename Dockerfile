@@ -1,5 +1,5 @@
-# swigapp container image. Not yet built in CI: the distribution issue adds the podman
-# build and run checks; until then treat this file as a starting point.
+# swigapp container image: `docker run swigapp /bids /out participant`. Not yet built in
+# CI: the distribution issue adds the podman build and run checks.
 ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS build
@@ -24,7 +24,9 @@ COPY --from=build /opt/swigapp /opt/swigapp
 ENV PATH=/opt/swigapp/bin:$PATH \
     HOME=/home/swigapp \
     MPLCONFIGDIR=/tmp/matplotlib \
-    TEMPLATEFLOW_HOME=/home/swigapp/.cache/templateflow
+    TEMPLATEFLOW_HOME=/home/swigapp/.cache/templateflow \
+    NIPYPE_NO_ET=1 \
+    SWIGAPP_CONTAINER=swigapp
 USER swigapp
 WORKDIR /home/swigapp
-ENTRYPOINT ["swigapp-demo"]
+ENTRYPOINT ["swigapp"]

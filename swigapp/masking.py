@@ -1,9 +1,15 @@
-"""Brain masks from quantitative maps."""
+"""Brain masks from quantitative maps, refined by a template registered without downloads."""
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
+
+LOG = logging.getLogger("swigapp.masking")
 
 
 def mask_from_maps(pd: np.ndarray, t1: np.ndarray, threshold: float = 0.4) -> np.ndarray:
@@ -25,3 +31,112 @@ def mask_from_maps(pd: np.ndarray, t1: np.ndarray, threshold: float = 0.4) -> np
     largest = labels == (int(np.argmax(sizes)) + 1)
     closed = ndimage.binary_closing(largest, iterations=1)
     return ndimage.binary_fill_holes(closed)
+
+
+#: TemplateFlow template used when it is already cached (never downloaded at run time).
+TEMPLATEFLOW_TEMPLATE = "MNI152NLin2009cAsym"
+
+
+def template_files() -> tuple[Path, Path, str]:
+    """(T1w, brain mask, description) of the MNI template at 2 mm, without any download.
+
+    TemplateFlow's MNI152NLin2009cAsym when its files are in the TemplateFlow cache
+    (``TEMPLATEFLOW_HOME``, default ``~/.cache/templateflow``); otherwise the ICBM 2009
+    template that ships inside nilearn's wheel.
+    """
+    home = Path(os.environ.get("TEMPLATEFLOW_HOME", Path.home() / ".cache" / "templateflow"))
+    tpl = home / f"tpl-{TEMPLATEFLOW_TEMPLATE}"
+    t1w = tpl / f"tpl-{TEMPLATEFLOW_TEMPLATE}_res-02_T1w.nii.gz"
+    mask = tpl / f"tpl-{TEMPLATEFLOW_TEMPLATE}_res-02_desc-brain_mask.nii.gz"
+    if t1w.exists() and mask.exists():
+        return t1w, mask, f"TemplateFlow {TEMPLATEFLOW_TEMPLATE} (res-02, cached)"
+    from nilearn import datasets
+
+    cache = _nilearn_cache()
+    t1w, mask = cache / "mni152_t1_2mm.nii.gz", cache / "mni152_brainmask_2mm.nii.gz"
+    if not (t1w.exists() and mask.exists()):
+        cache.mkdir(parents=True, exist_ok=True)
+        for image, path in (
+            (datasets.load_mni152_template(resolution=2), t1w),
+            (datasets.load_mni152_brain_mask(resolution=2), mask),
+        ):
+            image.header.set_xyzt_units("mm", "sec")
+            image.to_filename(path)
+    return t1w, mask, "ICBM 2009 template shipped with nilearn (2 mm)"
+
+
+def _nilearn_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "swigapp" / f"nilearn-{_nilearn_version()}-v2"
+
+
+def _nilearn_version() -> str:
+    import nilearn
+
+    return nilearn.__version__
+
+
+def template_mask(
+    t1w_like: np.ndarray,
+    affine: np.ndarray,
+    reference_shape: tuple[int, ...],
+    reference_affine: np.ndarray,
+    seed: int = 0,
+) -> tuple[np.ndarray, str]:
+    """Template brain mask registered (affine, MI) to a T1w-like image, on a reference grid.
+
+    ``t1w_like``: e.g. an MPRAGE synthesised from the LR maps (on the LR grid, ``affine``);
+    the mask is resampled onto the grid (``reference_shape``, ``reference_affine``).
+    Returns the boolean mask and a description of the template used.
+    """
+    import nibabel as nib
+
+    from swigapp.registration import ants_seed, import_ants
+
+    ants = import_ants()
+    ants.config._random_seed = ants_seed(seed)
+    t1w_path, mask_path, what = template_files()
+    fixed = ants.from_nibabel_nifti(nib.Nifti1Image(np.asarray(t1w_like, np.float32), affine))
+    moving = ants.image_read(str(t1w_path))
+    tpl_mask = ants.image_read(str(mask_path))
+    reg = ants.registration(fixed, moving, type_of_transform="Affine", aff_metric="mattes")
+    ref = ants.from_nibabel_nifti(
+        nib.Nifti1Image(np.zeros(reference_shape, np.float32), reference_affine)
+    )
+    warped = ants.apply_transforms(
+        ref, tpl_mask, transformlist=reg["fwdtransforms"], interpolator="linear"
+    )
+    return warped.numpy() > 0.5, what
+
+
+def brain_mask(
+    maps_hr: np.ndarray,
+    hr_affine: np.ndarray,
+    t1w_like: np.ndarray | None = None,
+    t1w_affine: np.ndarray | None = None,
+    margin_mm: float = 4.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, str]:
+    """Brain mask on the HR grid from maps (3, X, Y, Z: PD, T1 s, T2 s) and a template.
+
+    The maps give the candidate (:func:`mask_from_maps`); when ``t1w_like`` is given, the
+    template brain mask registered to it and dilated by ``margin_mm`` removes what lies
+    outside the brain (scalp, neck, eyes). Returns the mask and how it was made.
+    """
+    mask = mask_from_maps(maps_hr[0], maps_hr[1])
+    if t1w_like is None:
+        return mask, "maps (PD and T1 thresholds)"
+    tpl, what = template_mask(t1w_like, t1w_affine, mask.shape, hr_affine, seed=seed)
+    voxel = np.sqrt((np.asarray(hr_affine)[:3, :3] ** 2).sum(axis=0))
+    radius = np.maximum(np.round(margin_mm / voxel).astype(int), 1)
+    structure = np.ones(tuple(2 * radius + 1), dtype=bool)
+    tpl = ndimage.binary_dilation(tpl, structure=structure)
+    combined = ndimage.binary_fill_holes(mask & tpl)
+    if combined.sum() < 0.5 * mask.sum():
+        LOG.warning(
+            "the registered template mask keeps only %.0f %% of the map-based mask; "
+            "using the map-based mask alone",
+            100 * combined.sum() / max(mask.sum(), 1),
+        )
+        return mask, "maps (PD and T1 thresholds); template registration rejected"
+    return combined, f"maps (PD and T1 thresholds) within the registered {what}"

@@ -30,8 +30,26 @@ class Registered:
     metric: float
 
 
-def _to_ants(data: np.ndarray, affine: np.ndarray):
+def import_ants():  # noqa: ANN201 (the ants module)
+    """Import ANTsPy with ITK single-threaded unless the caller chose a thread count.
+
+    ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, when first used: with one thread
+    and a fixed seed, ANTs registration is bit-for-bit reproducible (with more it is not).
+    """
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
     import ants
+
+    return ants
+
+
+def ants_seed(seed: int) -> int:
+    """The ANTs random seed for a swigapp seed: never 0, which ANTs treats as 'seed from the
+    clock'. ANTsPy passes it as ``--random-seed`` through its (only) hook, ``ants.config``."""
+    return abs(int(seed)) + 1
+
+
+def _to_ants(data: np.ndarray, affine: np.ndarray):
+    ants = import_ants()
 
     img = nib.Nifti1Image(np.asarray(data, np.float32), affine)
     img.header.set_xyzt_units("mm", "sec")
@@ -51,13 +69,13 @@ def register_guide(
 
     Mattes mutual information, 3-level pyramid; ``transform`` is 'rigid' or 'affine'.
     Returns the moving image resampled on the fixed grid (B-spline, clipped at 0) and the
-    transform files (copied to ``save_prefix``* when given). Deterministic for a ``seed``.
+    transform files (copied to ``save_prefix``* when given). Deterministic for a ``seed``
+    when ITK runs single-threaded (see :func:`import_ants`).
     """
-    import ants
-
     if transform not in TRANSFORMS:
         raise ValueError(f"unknown transform {transform!r} (rigid or affine)")
-    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(os.cpu_count() or 1))
+    ants = import_ants()
+    ants.config._random_seed = ants_seed(seed)
     fixed_img = _to_ants(fixed, fixed_affine)
     moving_img = _to_ants(moving, moving_affine)
     result = ants.registration(
@@ -68,7 +86,6 @@ def register_guide(
         aff_iterations=(200, 100, 50),
         aff_shrink_factors=(4, 2, 1),
         aff_smoothing_sigmas=(2, 1, 0),
-        random_seed=seed,
     )
     warped = ants.apply_transforms(
         fixed_img, moving_img, transformlist=result["fwdtransforms"], interpolator="bSpline"

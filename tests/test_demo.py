@@ -31,4 +31,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert flair.shape == (76, 92, 40)
     t1 = nib.load(anat / "sub-01_desc-zerofilled_T1map.nii.gz").get_fdata()
     assert 0.8 < np.median(t1[t1 > 0.3]) < 2.0  # seconds
+    app = out / "derivatives" / "swigapp"
+    assert (app / "sub-01" / "anat" / "sub-01_res-hi_desc-swig_T1map.nii.gz").is_file()
+    assert (app / "sub-01.html").is_file()
+    assert len((app / "group_qc.tsv").read_text().splitlines()) == 2
     assert demo.main([str(out)]) == 1  # refuses a non-empty output folder

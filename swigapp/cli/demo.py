@@ -3,8 +3,9 @@
 Generates a tiny phantom BIDS dataset, registers its T1w/T2w/FLAIR guides to the LR maps
 (ANTs), brings the LR maps to the HR grid with the interpolation baselines and with the
 shipped SWIG model (T1w + T2w guides), synthesises T2-FLAIR from each result, and scores
-maps and FLAIR against the phantom's ground truth. Writes NIfTIs and a TSV table under
-OUT/derivatives/swigapp-demo.
+maps and FLAIR against the phantom's ground truth (NIfTIs and a TSV table under
+OUT/derivatives/swigapp-demo). Then runs the BIDS App itself, ``swigapp BIDS OUT
+participant`` and ``group``, on the same dataset into OUT/derivatives/swigapp.
 """
 
 from __future__ import annotations
@@ -141,8 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(format_table(rows))
     print(f"\nphantom dataset: {out_dir / 'bids'}")
-    print(f"outputs: {out_dir / 'derivatives' / 'swigapp-demo'}")
-    return 0
+    print(f"scored outputs: {out_dir / 'derivatives' / 'swigapp-demo'}")
+    from swigapp.cli import run as app
+
+    bids, app_out = str(out_dir / "bids"), str(out_dir / "derivatives" / "swigapp")
+    print(f"\nrunning the BIDS App: swigapp {bids} {app_out} participant", flush=True)
+    rc = app.main([bids, app_out, "participant", "-w", str(out_dir / "work")])
+    if rc == 0:
+        rc = app.main([bids, app_out, "group"])
+    return rc
 
 
 if __name__ == "__main__":

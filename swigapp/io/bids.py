@@ -8,6 +8,7 @@ protocols. Problems raise :class:`InputError` naming the file and what is wrong.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,146 @@ def _one(files: Sequence[Any], what: str, where: str) -> str | None:
     return files[0].path
 
 
+@dataclass
+class SubjectFiles:
+    """Where the inputs of one participant/session are: paths and sidecar metadata.
+
+    ``maps``: map name (PD, T1, T2) -> path; ``map_suffixes``: map name -> BIDS suffix of
+    that file (T1map or R1map, ...); ``guides``: guide name -> path; ``metadata``: guide
+    name -> its sidecar (pybids inheritance applied).
+    """
+
+    subject: str
+    session: str | None
+    maps: dict[str, str]
+    map_suffixes: dict[str, str]
+    guides: dict[str, str]
+    metadata: dict[str, dict[str, Any]]
+
+    @property
+    def label(self) -> str:
+        """``sub-X[_ses-Y]``, the prefix of every output file."""
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def check_label(label: str, entity: str = "participant") -> str:
+    """A participant/session label without its ``sub-``/``ses-`` prefix, checked to be BIDS
+    alphanumerics (it is used to build paths: anything else is refused)."""
+    prefix = "sub-" if entity == "participant" else "ses-"
+    bare = label[len(prefix) :] if label.startswith(prefix) else label
+    if not _LABEL.match(bare):
+        raise InputError(f"{entity} label {label!r}: BIDS labels are letters and digits only")
+    return bare
+
+
+def find_inputs(
+    bids_layout: Any,
+    subject: str,
+    session: str | None = None,
+    guides: Sequence[str] = ("T1w", "T2w", "FLAIR"),
+    filters: Mapping[str, Mapping[str, Any]] | None = None,
+) -> SubjectFiles:
+    """Query pybids for the LR maps and the requested guides of ``subject`` (no loading).
+
+    ``filters``: extra pybids query entities per input ("qmri" for the maps, or a guide
+    name). Guides requested but absent are skipped with a warning; at least one must exist.
+    """
+    filters = filters or {}
+    where = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    base: dict[str, Any] = {"subject": subject, "extension": [".nii.gz", ".nii"]}
+    if session:
+        base["session"] = session
+    for name in list(filters):
+        if name != "qmri" and name not in GUIDE_SUFFIXES:
+            raise InputError(
+                f"BIDS filter for unknown input {name!r} (qmri, {', '.join(GUIDE_SUFFIXES)})"
+            )
+    maps: dict[str, str] = {}
+    suffixes: dict[str, str] = {}
+    for suffix in MAP_SUFFIXES:
+        name = MAP_NAMES[suffix]
+        if name in maps:
+            continue
+        query = {**base, **filters.get("qmri", {}), "suffix": suffix}
+        path = _one(bids_layout.get(**query), suffix, where)
+        if path is not None:
+            maps[name], suffixes[name] = path, suffix
+    missing = [m for m in ("PD", "T1", "T2") if m not in maps]
+    if missing:
+        raise InputError(
+            f"{where}: missing qMRI map(s) {', '.join(missing)} (T1map/R1map, T2map/R2map, PDmap)"
+        )
+    found: dict[str, str] = {}
+    metadata: dict[str, dict[str, Any]] = {}
+    for name in guides:
+        if name not in GUIDE_SUFFIXES:
+            raise InputError(f"unknown guide {name!r} (one of {', '.join(GUIDE_SUFFIXES)})")
+        query = {**base, **filters.get(name, {}), "suffix": name}
+        path = _one(bids_layout.get(**query), name, where)
+        if path is None:
+            LOG.warning("%s: no %s guide found; continuing without it", where, name)
+            continue
+        found[name] = path
+        metadata[name] = dict(bids_layout.get_metadata(path))
+    if not found:
+        raise InputError(f"{where}: none of the guides {', '.join(guides)} was found")
+    return SubjectFiles(subject, session, maps, suffixes, found, metadata)
+
+
+def load_lr_maps(files: SubjectFiles) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Load and check the LR maps (PD a.u., T1/T2 converted to s) and their common affine."""
+    lr_maps: dict[str, np.ndarray] = {}
+    lr_affine = shape = None
+    for name in ("PD", "T1", "T2"):
+        path, suffix = files.maps[name], files.map_suffixes[name]
+        data, affine = load_image(path)
+        if lr_affine is None:
+            lr_affine, shape = affine, data.shape
+        elif data.shape != shape or not np.allclose(affine, lr_affine, atol=1e-3):
+            raise InputError(f"{path}: grid differs from the other qMRI maps of {files.label}")
+        if suffix != "PDmap" and (data < 0).any():
+            raise InputError(f"{path}: negative values in a relaxation map")
+        if suffix == "PDmap" and not (data > 0).any():
+            raise InputError(f"{path}: the PD map has no positive voxel")
+        lr_maps[name], _ = to_seconds(data, suffix, mask=data > 0, source=path)
+    return lr_maps, lr_affine
+
+
+def load_protocols(
+    files: SubjectFiles, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Protocol]:
+    """Each guide's acquisition protocol from its sidecar (plus per-guide ``overrides``)."""
+    protocols = {}
+    for name, path in files.guides.items():
+        try:
+            override = (overrides or {}).get(name)
+            protocols[name] = Protocol.from_sidecar(
+                files.metadata[name], overrides=override, source=path
+            )
+        except ProtocolError as err:
+            raise InputError(str(err)) from err
+    return protocols
+
+
+def load_inputs(files: SubjectFiles, overrides: Mapping[str, Any] | None = None) -> SubjectBundle:
+    """Load and check everything :func:`find_inputs` found; InputError names the bad file."""
+    lr_maps, lr_affine = load_lr_maps(files)
+    protocols = load_protocols(files, overrides)
+    loaded = {name: load_image(path) for name, path in files.guides.items()}
+    for name, (data, _) in loaded.items():
+        if (data < 0).mean() > 0.01:
+            raise InputError(f"{files.guides[name]}: more than 1 % of the voxels are negative")
+        if not (data > 0).any():
+            raise InputError(f"{files.guides[name]}: the image is empty (no positive voxel)")
+    sources = {**files.maps, **files.guides}
+    return SubjectBundle(
+        files.subject, files.session, lr_maps, lr_affine, loaded, protocols, sources
+    )
+
+
 def load_bundle(
     bids_layout: Any,
     subject: str,
@@ -88,59 +229,36 @@ def load_bundle(
 ) -> SubjectBundle:
     """Find, load and check the LR maps and the requested guides of ``subject``.
 
-    ``filters``: extra pybids query entities per input ("qmri" for the maps, or a guide
-    name); ``overrides``: per-guide protocol overrides (dict or file path). Guides that are
-    requested but absent are skipped with a warning; at least one must be present.
+    See :func:`find_inputs` (``filters``) and :func:`load_protocols` (``overrides``: per
+    guide, a dict or a JSON/YAML file).
     """
-    filters = filters or {}
-    where = f"sub-{subject}" + (f"_ses-{session}" if session else "")
-    base: dict[str, Any] = {"subject": subject, "extension": [".nii.gz", ".nii"]}
-    if session:
-        base["session"] = session
-    lr_maps: dict[str, np.ndarray] = {}
-    sources: dict[str, str] = {}
-    lr_affine = None
-    for suffix in MAP_SUFFIXES:
-        name = MAP_NAMES[suffix]
-        if name in lr_maps:
-            continue
-        query = {**base, **filters.get("qmri", {}), "suffix": suffix}
-        path = _one(bids_layout.get(**query), suffix, where)
-        if path is None:
-            continue
-        data, affine = load_image(path)
-        if lr_affine is None:
-            lr_affine, shape = affine, data.shape
-        elif data.shape != shape or not np.allclose(affine, lr_affine, atol=1e-3):
-            raise InputError(f"{path}: grid differs from the other qMRI maps of {where}")
-        if suffix != "PDmap" and (data < 0).any():
-            raise InputError(f"{path}: negative values in a relaxation map")
-        data, _ = to_seconds(data, suffix, mask=data > 0, source=path)
-        lr_maps[name] = data
-        sources[name] = path
-    missing = [m for m in ("PD", "T1", "T2") if m not in lr_maps]
-    if missing:
-        raise InputError(
-            f"{where}: missing qMRI map(s) {', '.join(missing)} (T1map/R1map, T2map/R2map, PDmap)"
-        )
-    loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    protocols: dict[str, Protocol] = {}
-    for name in guides:
-        if name not in GUIDE_SUFFIXES:
-            raise InputError(f"unknown guide {name!r} (one of {', '.join(GUIDE_SUFFIXES)})")
-        query = {**base, **filters.get(name, {}), "suffix": name}
-        path = _one(bids_layout.get(**query), name, where)
-        if path is None:
-            LOG.warning("%s: no %s guide found; continuing without it", where, name)
-            continue
-        meta = bids_layout.get_metadata(path)
-        try:
-            override = (overrides or {}).get(name)
-            protocols[name] = Protocol.from_sidecar(meta, overrides=override, source=path)
-        except ProtocolError as err:
-            raise InputError(str(err)) from err
-        loaded[name] = load_image(path)
-        sources[name] = path
-    if not loaded:
-        raise InputError(f"{where}: none of the guides {', '.join(guides)} was found")
-    return SubjectBundle(subject, session, lr_maps, lr_affine, loaded, protocols, sources)
+    return load_inputs(find_inputs(bids_layout, subject, session, guides, filters), overrides)
+
+
+def run_validator(bids_dir: str | Path, timeout: float = 600) -> list[str] | None:
+    """Run bids-validator-deno on a dataset; its error messages, or None if not installed."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    beside = Path(sys.executable).parent / "bids-validator-deno"
+    exe = shutil.which("bids-validator-deno") or (str(beside) if beside.exists() else None)
+    if exe is None:
+        return None
+    run = subprocess.run(
+        [exe, "--format", "json", str(bids_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        issues = json.loads(run.stdout)["issues"]["issues"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return [f"bids-validator-deno failed (exit {run.returncode}): {run.stderr.strip()[:300]}"]
+    return [
+        f"{i.get('code')}: {i.get('location', '')} {i.get('issueMessage', '')}".strip()
+        for i in issues
+        if i.get("severity") == "error"
+    ]

@@ -150,9 +150,9 @@ class Protocol:
         ``"Model"`` to one of SE, IR, GRE, MPRAGE to bypass sequence detection. Raises
         :class:`ProtocolError` naming the file and the missing or invalid field.
         """
-        meta, src = _load_mapping(sidecar, source)
+        meta, src = load_mapping(sidecar, source)
         if overrides is not None:
-            extra, extra_src = _load_mapping(overrides, None)
+            extra, extra_src = load_mapping(overrides, None)
             meta = {**meta, **extra}
             src = f"{src} (overrides: {extra_src})"
         model = _detect_model(meta, src)
@@ -223,9 +223,10 @@ class Protocol:
         return asdict(self)
 
 
-def _load_mapping(
+def load_mapping(
     obj: Mapping[str, Any] | str | Path, source: str | None
 ) -> tuple[dict[str, Any], str]:
+    """A mapping from a dict or a JSON/YAML file, with a label naming its source."""
     if isinstance(obj, Mapping):
         return dict(obj), source or "<sidecar>"
     path = Path(obj)

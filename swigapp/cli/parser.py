@@ -1,0 +1,197 @@
+"""Command-line arguments of ``swigapp`` (BIDS Apps conventions)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from swigapp._version import __version__
+
+GUIDES = ("T1w", "T2w", "FLAIR", "PDw")
+PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS", "PBSGraph",
+           "LSF", "Condor", "OAR", "IPython")  # fmt: skip
+
+
+def _csv(choices: tuple[str, ...] | None = None):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        if choices:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {', '.join(bad)} (choose from {', '.join(choices)})"
+                )
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _voxel(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.replace("x", ",").split(",") if p]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or any(p <= 0 for p in parts):
+        raise argparse.ArgumentTypeError("give one or three positive sizes in mm (1 or 1,1,1)")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``swigapp`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="swigapp",
+        description=(
+            "Physics-informed, weighted-image-guided super-resolution of quantitative MRI. "
+            "From low-resolution PD/T1/T2 maps and high-resolution T1w/T2w images of a BIDS "
+            "dataset, writes high-resolution maps (T1/T2 in seconds), registered guides, "
+            "synthesised contrasts and an HTML report per participant as a BIDS derivatives "
+            "dataset; the group level summarises QC across participants."
+        ),
+        epilog=(
+            "Exit codes: 0 success; 1 processing failed (see the crash files in the work "
+            "dir); 2 bad command line; 3 invalid input (the message names the file)."
+        ),
+    )
+    parser.add_argument("bids_dir", type=Path, help="the input BIDS dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="the derivatives folder to write")
+    parser.add_argument("analysis_level", choices=("participant", "group"), help="which level")
+    parser.add_argument("--version", action="version", version=f"swigapp {__version__}")
+
+    sel = parser.add_argument_group("selecting inputs")
+    sel.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        metavar="LABEL",
+        help="participants to process, with or without 'sub-' (default: all)",
+    )
+    sel.add_argument("--session-label", nargs="+", metavar="LABEL", help="sessions (default: all)")
+    sel.add_argument(
+        "--bids-filter-file",
+        type=Path,
+        metavar="FILE",
+        help="JSON of extra pybids filters per input: keys 'qmri' and guide names, e.g. "
+        '{"qmri": {"acquisition": "lowres"}, "T1w": {"run": 1}}',
+    )
+    sel.add_argument(
+        "--guides",
+        type=_csv(GUIDES),
+        default=["T1w", "T2w"],
+        metavar="LIST",
+        help="weighted images guiding the model (default T1w,T2w; also FLAIR, PDw)",
+    )
+    sel.add_argument(
+        "--protocol-overrides",
+        type=Path,
+        metavar="FILE",
+        help="JSON/YAML {guide: {RepetitionTime: ..., ...}} for guides whose sidecars lack "
+        "acquisition parameters",
+    )
+    sel.add_argument(
+        "--skip-bids-validation", action="store_true", help="do not run the BIDS validator"
+    )
+
+    model = parser.add_argument_group("model and outputs")
+    model.add_argument("--model", type=Path, metavar="PATH", help="model.pt (default: shipped)")
+    model.add_argument(
+        "--adapt-steps",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="per-subject self-supervised fine-tuning steps before inference (default 0)",
+    )
+    model.add_argument(
+        "--synthesize",
+        type=_csv(),
+        default=["FLAIR"],
+        metavar="LIST",
+        help="contrasts to synthesise from the SR maps (default FLAIR; built in: "
+        "T1w, T2w, FLAIR, PDw, SE-T1w; others need --synth-protocol)",
+    )
+    model.add_argument(
+        "--synth-protocol",
+        type=Path,
+        metavar="FILE",
+        help="JSON/YAML {contrast: {RepetitionTime: s, EchoTime: s, InversionTime: s, "
+        "FlipAngle: deg, ...}} overriding or adding synthesis protocols",
+    )
+    model.add_argument(
+        "--output-resolution",
+        type=_voxel,
+        metavar="MM",
+        help="HR voxel size in mm (default: the first guide's)",
+    )
+    model.add_argument(
+        "--registration",
+        choices=("rigid", "affine"),
+        default="rigid",
+        help="guide-to-maps transform (default rigid)",
+    )
+    model.add_argument(
+        "--no-template-mask",
+        action="store_true",
+        help="brain mask from the maps alone (no template registration)",
+    )
+    model.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device"
+    )
+    model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    run = parser.add_argument_group("execution")
+    run.add_argument(
+        "-w",
+        "--work-dir",
+        type=Path,
+        default=Path("work"),
+        help="Nipype work folder; re-running with the same one skips finished steps "
+        "(default ./work)",
+    )
+    run.add_argument(
+        "--nprocs",
+        "--n-cpus",
+        type=_positive_int,
+        default=0,
+        help="processes for MultiProc (default: all CPUs)",
+    )
+    run.add_argument(
+        "--omp-nthreads",
+        type=_positive_int,
+        default=0,
+        help="threads per process for torch (default: min(nprocs, 8))",
+    )
+    run.add_argument("--mem", type=float, metavar="GB", help="memory limit for MultiProc (GB)")
+    run.add_argument(
+        "--plugin",
+        choices=PLUGINS,
+        default="MultiProc",
+        help="Nipype execution plugin (default MultiProc; SLURM/SGE/PBS submit jobs)",
+    )
+    run.add_argument(
+        "--plugin-args",
+        metavar="JSON|FILE",
+        help='plugin arguments as JSON or a JSON file, e.g. \'{"sbatch_args": "-p short"}\'',
+    )
+    run.add_argument(
+        "--stop-on-first-crash", action="store_true", help="abort at the first failing step"
+    )
+    run.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv)")
+    return parser
+
+
+def default_nprocs(requested: int) -> int:
+    """CPUs to use: ``requested`` or, when 0, the CPUs this process may run on."""
+    if requested:
+        return requested
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,123 @@
+"""Group level: collect the participants' QC figures into a table, flag outliers, report."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swigapp.io.derivatives import atomic_write_text
+
+#: Robust z-scores beyond this flag a subject (median / 1.4826 MAD).
+OUTLIER_Z = 3.5
+
+
+class GroupError(ValueError):
+    """The output folder holds no participant results to summarise."""
+
+
+def _row(qc: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"participant_id": f"sub-{qc['Subject']}"}
+    row["session_id"] = f"ses-{qc['Session']}" if qc.get("Session") else "n/a"
+    for tissue in ("GM", "WM"):
+        for m in ("T1", "T2", "PD"):
+            scale = 1000.0 if m != "PD" else 1.0
+            unit = "_ms" if m != "PD" else ""
+            row[f"{tissue}_{m}{unit}"] = scale * qc["TissueMedians"][tissue][m]
+    row["brain_volume_ml"] = qc["BrainVolume_ml"]
+    for m, value in qc["LRResidual"].items():
+        row[f"lr_residual_{m}"] = value
+    for g, value in qc["GuideSSIM"].items():
+        row[f"guide_ssim_{g}"] = value
+    for g, value in qc["RegistrationMI"].items():
+        row[f"registration_mi_{g}"] = value
+    row["run_time_s"] = sum(qc["Seconds"].values())
+    return row
+
+
+def robust_z(values: Sequence[float]) -> np.ndarray:
+    """(x - median) / (1.4826 MAD); zeros when the MAD is 0 (all equal) or n < 3."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 3:
+        return np.zeros_like(x)
+    med = np.nanmedian(x)
+    mad = 1.4826 * np.nanmedian(np.abs(x - med))
+    return np.zeros_like(x) if mad == 0 or not math.isfinite(mad) else (x - med) / mad
+
+
+def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One row per participant/session from ``sub-*/log/*_qc.json`` (sorted), with the
+    columns whose robust z-score exceeds :data:`OUTLIER_Z` listed in ``outliers``."""
+    out = Path(output_dir)
+    paths = sorted(out.glob("sub-*/log/*_qc.json"))
+    if subjects:
+        keep = {f"sub-{s}" for s in subjects}
+        paths = [p for p in paths if p.parts[-3] in keep]
+    if not paths:
+        raise GroupError(
+            f"{out}: no participant results (sub-*/log/*_qc.json); run the participant level first"
+        )
+    rows = [_row(json.loads(p.read_text())) for p in paths]
+    columns = [k for k in rows[0] if k not in ("participant_id", "session_id")]
+    flags: list[list[str]] = [[] for _ in rows]
+    for column in columns:
+        z = robust_z([float(r.get(column, float("nan"))) for r in rows])
+        for i, value in enumerate(z):
+            if abs(value) > OUTLIER_Z:
+                flags[i].append(column)
+    for row, flag in zip(rows, flags, strict=True):
+        row["outliers"] = ",".join(flag) if flag else "n/a"
+    return rows
+
+
+def write_tsv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """The group table as TSV (4 significant digits for floats)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["\t".join(keys)]
+    for row in rows:
+        cells = []
+        for k in keys:
+            v = row.get(k, "n/a")
+            cells.append(f"{v:.6g}" if isinstance(v, float) else str(v))
+        lines.append("\t".join(cells))
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def render(rows: Sequence[dict[str, Any]]) -> str:
+    """The group report: distributions per QC column, outliers flagged, the table."""
+    from swigapp.reports.figures import distributions
+    from swigapp.reports.subject import page
+
+    keys = [k for k in rows[0] if k not in ("participant_id", "session_id", "outliers")]
+    parts = [
+        f"<p>{len(rows)} participant run(s); outliers: robust z-score above {OUTLIER_Z} "
+        "(median / MAD), in red.</p>"
+    ]
+    for start in range(0, len(keys), 6):
+        uri = distributions(rows, keys[start : start + 6])
+        parts.append(f"<img alt='distributions' src='{uri}'>")
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = []
+    for row in rows:
+        cls = " class='flag'" if row["outliers"] != "n/a" else ""
+        cells = "".join(
+            f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>"
+            for v in row.values()
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    parts.append(f"<h2>Table</h2><table><tr>{header}</tr>{''.join(body)}</table>")
+    return page("swigapp group report", "\n".join(parts))
+
+
+def run_group(output_dir: str | Path, subjects: Sequence[str] | None = None) -> list[Path]:
+    """Write ``group_qc.tsv`` and ``group_report.html`` into ``output_dir``."""
+    out = Path(output_dir)
+    rows = collect(out, subjects)
+    tsv = write_tsv(rows, out / "group_qc.tsv")
+    report = atomic_write_text(out / "group_report.html", render(rows))
+    return [tsv, report]

@@ -1,0 +1,297 @@
+"""The participant-level steps, each from files to files (what a workflow node runs).
+
+Every step reads its inputs from NIfTI files, calls the array code of the library, writes
+its outputs into ``out_dir`` and returns their paths with a few figures (and its own wall
+time in seconds). Intermediate maps are 4D float32 NIfTIs with volumes PD (a.u.), T1 (s),
+T2 (s). Protocols travel as plain dicts (:meth:`Protocol.as_dict`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from swigapp import kspace, metrics
+from swigapp.io.bids import load_image
+from swigapp.io.files import save_nifti
+from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
+from swigapp.physics.units import to_seconds
+
+MAP_ORDER = ("PD", "T1", "T2")
+
+
+def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 4D maps file (PD, T1 s, T2 s) -> ((3, X, Y, Z) float32, affine)."""
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    return np.moveaxis(data, -1, 0), np.asarray(img.affine, dtype=float)
+
+
+def save_maps(path: str | Path, maps: np.ndarray, affine: np.ndarray) -> str:
+    """Write (3, X, Y, Z) maps as one 4D NIfTI; returns the path."""
+    return str(save_nifti(path, np.moveaxis(np.asarray(maps, np.float32), 0, -1), affine))
+
+
+def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
+    return dict(zip(MAP_ORDER, maps, strict=True))
+
+
+def voxel_sizes(affine: np.ndarray) -> tuple[float, ...]:
+    """Voxel edge lengths (mm) of an affine."""
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
+def conform_maps(
+    map_files: Mapping[str, str],
+    map_suffixes: Mapping[str, str],
+    reference_guide: str,
+    out_dir: str | Path,
+    voxel_size: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """LR maps in BIDS units on their grid, and zero-filled upsampled onto the HR grid.
+
+    The HR grid is the LR maps' field of view at ``voxel_size`` (mm), by default the voxel
+    size of ``reference_guide``. Returns ``lr_file``, ``lr_up_file``, ``hr_shape``.
+    """
+    from swigapp.models.features import upsample_maps
+
+    start = time.perf_counter()
+    lr, affine = {}, None
+    for name in MAP_ORDER:
+        data, affine = load_image(map_files[name])
+        lr[name], _ = to_seconds(data, map_suffixes[name], mask=data > 0, source=map_files[name])
+    if voxel_size is None:
+        voxel_size = voxel_sizes(nib.load(reference_guide).affine)
+    hr_shape, hr_affine = kspace.hr_grid(affine, lr["PD"].shape, voxel_size)
+    out = Path(out_dir)
+    lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
+    up = upsample_maps(lr, hr_shape)
+    lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
+    return {
+        "lr_file": lr_file,
+        "lr_up_file": lr_up_file,
+        "hr_shape": list(hr_shape),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def make_mask(
+    lr_file: str, lr_up_file: str, out_dir: str | Path, template: bool = True, seed: int = 0
+) -> dict[str, Any]:
+    """Brain mask on the HR grid (``mask_file``) and how it was made (``method``)."""
+    from swigapp.masking import brain_mask
+    from swigapp.synthesis import synthesize
+
+    start = time.perf_counter()
+    up, hr_affine = load_maps(lr_up_file)
+    t1w_like = lr_affine = None
+    if template:
+        lr, lr_affine = load_maps(lr_file)
+        t1w_like = synthesize(_as_dict(lr), DEFAULT_PROTOCOLS["T1w"])
+    mask, method = brain_mask(up, hr_affine, t1w_like, lr_affine, seed=seed)
+    if not mask.any():
+        raise ValueError(f"{lr_file}: the brain mask is empty (PD or T1 map implausible?)")
+    mask_file = str(save_nifti(Path(out_dir) / "brain_mask.nii.gz", mask, hr_affine))
+    return {"mask_file": mask_file, "method": method, "seconds": time.perf_counter() - start}
+
+
+def register(
+    lr_up_file: str,
+    mask_file: str,
+    guide_file: str,
+    protocol: Mapping[str, Any],
+    name: str,
+    out_dir: str | Path,
+    transform: str = "rigid",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Register one guide to its own contrast synthesised from the upsampled LR maps.
+
+    Returns ``registered_file`` (the guide on the HR grid), ``fixed_file`` (the synthesised
+    target), ``transform_files`` (ANTs, guide -> qMRI space) and the MI ``metric``.
+    """
+    from swigapp.registration import register_guide
+    from swigapp.synthesis import synthesize
+
+    start = time.perf_counter()
+    up, hr_affine = load_maps(lr_up_file)
+    mask = np.asarray(nib.load(mask_file).dataobj) > 0
+    fixed = synthesize(_as_dict(up), Protocol(**protocol)) * mask
+    moving, moving_affine = load_image(guide_file)
+    out = Path(out_dir)
+    result = register_guide(
+        fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm"
+    )
+    return {
+        "registered_file": str(
+            save_nifti(out / f"{name}_registered.nii.gz", result.image, hr_affine)
+        ),
+        "fixed_file": str(save_nifti(out / f"{name}_target.nii.gz", fixed, hr_affine)),
+        "transform_files": list(result.transforms),
+        "metric": result.metric,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def lr_residual(maps_hr: np.ndarray, lr: np.ndarray) -> dict[str, float]:
+    """Data consistency: ||D(x) - y|| / ||y|| per map (D: k-space truncation to the LR grid)."""
+    down = np.asarray(kspace.downsample(np.asarray(maps_hr, np.float64), lr.shape[1:]))
+    out = {}
+    for i, name in enumerate(MAP_ORDER):
+        denom = float(np.linalg.norm(lr[i]))
+        out[name] = float(np.linalg.norm(down[i] - lr[i]) / denom) if denom > 0 else float("nan")
+    return out
+
+
+def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
+    """SSIM of a synthesised image (scaled by least squares to the acquired guide) vs the
+    acquired guide, inside ``mask``; data range = 99.9th percentile of the guide in the mask."""
+    s, g = synth[mask].astype(np.float64), acquired[mask].astype(np.float64)
+    scale = float(s @ g / (s @ s)) if (s @ s) > 0 else 1.0
+    data_range = float(np.percentile(g, 99.9)) or 1.0
+    return metrics.ssim(synth * scale, acquired, data_range, mask=mask)
+
+
+def super_resolve(
+    lr_file: str,
+    lr_up_file: str,
+    mask_file: str,
+    guide_files: Mapping[str, str],
+    protocols: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+    model_path: str | None = None,
+    adapt_steps: int = 0,
+    seed: int = 0,
+    device: str = "auto",
+    n_threads: int | None = None,
+) -> dict[str, Any]:
+    """SWIG inference (after ``adapt_steps`` of per-subject adaptation) -> ``sr_file``.
+
+    ``guide_files``: registered guides on the HR grid; ``model_path``: a model.pt, or None
+    for the shipped default. Returns the model's name and sha256, the adaptation losses and
+    the LR data-consistency residual of the input and of the result.
+    """
+    import torch
+
+    from swigapp.models.features import prepare_subject
+    from swigapp.models.inference import adapt, predict_volume, resolve_device
+    from swigapp.models.shipped import DEFAULT_MODEL, load_shipped, model_card, weights_dir
+    from swigapp.models.train import load_model, sha256
+
+    start = time.perf_counter()
+    if n_threads:
+        torch.set_num_threads(int(n_threads))
+    torch.manual_seed(seed)
+    if model_path:
+        model, name, digest = load_model(model_path), Path(model_path).name, sha256(model_path)
+    else:
+        model, name = load_shipped(), DEFAULT_MODEL
+        digest = model_card(DEFAULT_MODEL)["sha256"]
+        model_path = str(weights_dir() / f"{DEFAULT_MODEL}.pt")
+    lr, _ = load_maps(lr_file)
+    up, hr_affine = load_maps(lr_up_file)
+    mask = np.asarray(nib.load(mask_file).dataobj) > 0
+    guides = {g: load_image(f)[0] for g, f in guide_files.items()}
+    protos = {g: Protocol(**protocols[g]) for g in guide_files}
+    subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up)
+    target = resolve_device(device)
+    losses: list[float] = []
+    if adapt_steps > 0:
+        model, losses = adapt(model, subject, adapt_steps, seed=seed, device=target)
+    sr = predict_volume(model, subject, device=target)
+    sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
+    return {
+        "sr_file": sr_file,
+        "model": {"name": name, "path": str(model_path), "sha256": digest},
+        "adapt_losses": [round(v, 6) for v in losses],
+        "device": str(target),
+        "lr_residual_input": lr_residual(up, lr),
+        "lr_residual": lr_residual(sr, lr),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def synthesize_contrasts(
+    sr_file: str,
+    mask_file: str,
+    guide_files: Mapping[str, str],
+    guide_protocols: Mapping[str, Mapping[str, Any]],
+    synth_protocols: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Contrasts from the SR maps: each guide's own (QC, with its SSIM to the registered
+    acquired guide) and each requested contrast. Returns files and ``guide_ssim``."""
+    from swigapp.synthesis import synthesize
+
+    start = time.perf_counter()
+    sr, affine = load_maps(sr_file)
+    maps = _as_dict(sr)
+    mask = np.asarray(nib.load(mask_file).dataobj) > 0
+    out = Path(out_dir)
+    guide_synth, scores = {}, {}
+    for name, path in guide_files.items():
+        image = synthesize(maps, Protocol(**guide_protocols[name]))
+        guide_synth[name] = str(save_nifti(out / f"synthguide_{name}.nii.gz", image, affine))
+        scores[name] = guide_ssim(image, load_image(path)[0], mask)
+    synth = {}
+    for name, protocol in synth_protocols.items():
+        image = synthesize(maps, Protocol(**protocol))
+        synth[name] = str(save_nifti(out / f"synth_{name}.nii.gz", image, affine))
+    return {
+        "guide_synth_files": guide_synth,
+        "synth_files": synth,
+        "guide_ssim": scores,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Load a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_outputs(
+    out_dir: str | Path,
+    bids_dir: str | Path,
+    subject: str,
+    session: str | None,
+    sources: Mapping[str, str],
+    results: Mapping[str, Any],
+    params: Mapping[str, Any],
+    work_dir: str | Path,
+) -> dict[str, Any]:
+    """Publish one participant's derivatives, QC JSON and HTML report atomically.
+
+    Returns the written paths (relative to ``out_dir``) and the QC figures.
+    """
+    from swigapp.io import derivatives
+    from swigapp.reports.subject import participant_qc, render_participant
+
+    start = time.perf_counter()
+    label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    files = derivatives.participant_outputs(
+        subject, session, bids_dir, sources, results, params, work_dir
+    )
+    timings = {key: float(results[key]["seconds"]) for key in ("conform", "mask")}
+    timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
+    timings["inference"] = float(results["superres"]["seconds"])
+    timings["synthesis"] = float(results["synthesis"]["seconds"])
+    qc = participant_qc(results, timings)
+    report = render_participant(label, results, params, qc)
+    qc["Seconds"]["writing"] = time.perf_counter() - start
+    qc_rel = f"sub-{subject}/log/{label}_qc.json"
+    files[qc_rel] = derivatives.dumps({"Subject": subject, "Session": session, **qc})
+    files[f"{label}.html"] = report
+    derivatives.init_dataset(out_dir, bids_dir)
+    written = derivatives.publish(files, out_dir)
+    return {
+        "written": derivatives.relative_all(written, Path(out_dir)),
+        "qc": qc,
+        "seconds": time.perf_counter() - start,
+    }

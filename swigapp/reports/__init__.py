@@ -1,0 +1,1 @@
+"""HTML reports: per participant (figures of maps, registration, synthesis) and per group."""

@@ -1,0 +1,166 @@
+"""The participant report (one self-contained HTML file) and its QC figures (a JSON)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from swigapp import tissue
+from swigapp.participant import load_maps
+from swigapp.reports import figures
+
+#: Which guide illustrates which map in the mosaics (first present wins).
+GUIDE_FOR_MAP = {"PD": ("PDw", "T1w", "T2w"), "T1": ("T1w", "FLAIR"), "T2": ("T2w", "FLAIR")}
+
+
+def _load(path: str) -> np.ndarray:
+    return np.asarray(nib.load(path).dataobj, dtype=np.float32)
+
+
+def participant_qc(
+    results: Mapping[str, Any], timings: Mapping[str, float], labels: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
+    registration MI, guide SSIM and wall time per step (s)."""
+    sr, _ = load_maps(results["superres"]["sr_file"])
+    mask = _load(results["mask"]["mask_file"]) > 0
+    maps = dict(zip(("PD", "T1", "T2"), sr, strict=True))
+    labels = tissue.classify(maps["T1"], mask) if labels is None else labels
+    return {
+        "TissueMedians": tissue.tissue_medians(maps, labels),
+        "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"]["mask_file"]),
+        "LRResidual": results["superres"]["lr_residual"],
+        "GuideSSIM": results["synthesis"]["guide_ssim"],
+        "RegistrationMI": {g: r["metric"] for g, r in results["registration"].items()},
+        "Seconds": dict(timings),
+    }
+
+
+def _voxel_ml(path: str) -> float:
+    return float(abs(np.linalg.det(nib.load(path).affine[:3, :3]))) / 1000.0
+
+
+def _table(rows: Mapping[str, Any]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in rows.items()
+    )
+    return f"<table>{cells}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+STYLE = """
+body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ddd;padding:3px 8px;
+text-align:left;vertical-align:top}img{max-width:100%}.flag{color:#b00;font-weight:bold}
+"""
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML page."""
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def render_participant(
+    label: str, results: Mapping[str, Any], params: Mapping[str, Any], qc: Mapping[str, Any]
+) -> str:
+    """HTML report: LR vs SR vs guide mosaics, registration overlays, synthesised vs acquired
+    guides with differences, T1/T2 histograms in GM/WM, provenance."""
+    lr_up, _ = load_maps(results["conform"]["lr_up_file"])
+    sr, _ = load_maps(results["superres"]["sr_file"])
+    mask = _load(results["mask"]["mask_file"]) > 0
+    registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
+    parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
+    parts.append("<h2>Low-resolution input vs super-resolved maps</h2>")
+    for i, m in enumerate(("PD", "T1", "T2")):
+        cols = {f"{m} LR (zero-filled)": lr_up[i], f"{m} SR (SWIG)": sr[i]}
+        guide = next((g for g in GUIDE_FOR_MAP[m] if g in registered), None)
+        if guide:
+            cols[f"{guide} (registered)"] = registered[guide]
+        uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m)
+        parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
+    parts.append("<h2>Registration: guide edges over the synthesised target</h2>")
+    for g, r in results["registration"].items():
+        uri = figures.overlay(_load(r["fixed_file"]), registered[g], mask, f"{g} -> qMRI")
+        parts.append(f"<img alt='{g} registration' src='{uri}'>")
+    parts.append("<h2>Synthesised from the SR maps vs acquired guides</h2>")
+    for g, path in results["synthesis"]["guide_synth_files"].items():
+        synth = _load(path)
+        scale = _scale(synth, registered[g], mask)
+        cols = {
+            f"{g} acquired": registered[g],
+            f"{g} synthesised": synth * scale,
+            "difference": np.abs(registered[g] - synth * scale),
+        }
+        ssim = results["synthesis"]["guide_ssim"][g]
+        uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=f"{g} (SSIM {ssim:.3f})")
+        parts.append(f"<img alt='{g} synthesis' src='{uri}'>")
+    if results["synthesis"]["synth_files"]:
+        cols = {c: _load(p) for c, p in results["synthesis"]["synth_files"].items()}
+        parts.append("<h2>Synthesised contrasts</h2>")
+        parts.append(f"<img alt='synthesised' src='{figures.mosaic(cols, mask)}'>")
+    labels = tissue.classify(sr[1], mask)
+    maps = dict(zip(("PD", "T1", "T2"), sr, strict=True))
+    parts.append("<h2>T1 and T2 in grey and white matter (k-means on T1)</h2>")
+    parts.append(f"<img alt='histograms' src='{figures.histograms(maps, labels, tissue.LABELS)}'>")
+    parts.append("<h2>Provenance</h2>")
+    parts.append(_table(_provenance(results, params)))
+    return page(f"swigapp report: {label}", "\n".join(parts))
+
+
+def _scale(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
+    s, a = synth[mask].astype(np.float64), acquired[mask].astype(np.float64)
+    return float(s @ a / (s @ s)) if (s @ s) > 0 else 1.0
+
+
+def _summary(
+    qc: Mapping[str, Any], results: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    medians = qc["TissueMedians"]
+    return {
+        "GM median T1 / T2 (ms)": f"{1000 * medians['GM']['T1']:.0f} / "
+        f"{1000 * medians['GM']['T2']:.0f}",
+        "WM median T1 / T2 (ms)": f"{1000 * medians['WM']['T1']:.0f} / "
+        f"{1000 * medians['WM']['T2']:.0f}",
+        "brain volume (ml)": qc["BrainVolume_ml"],
+        "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
+        "LR residual of the input": results["superres"]["lr_residual_input"],
+        "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
+        "registration MI": qc["RegistrationMI"],
+        "wall time per step (s)": qc["Seconds"],
+    }
+
+
+def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    sr = results["superres"]
+    return {
+        "model": sr["model"]["name"],
+        "model sha256": sr["model"]["sha256"],
+        "device": sr["device"],
+        "guides": ", ".join(results["registration"]),
+        "adaptation steps": params["adapt_steps"],
+        "seed": params["seed"],
+        "registration": params["transform"],
+        "brain mask": results["mask"]["method"],
+        **{f"protocol {g}": p for g, p in params["guide_protocols"].items()},
+        **{f"synthesis {c}": p for c, p in params["synth_protocols"].items()},
+        **{f"version {k}": v for k, v in params["versions"].items()},
+    }

@@ -1,0 +1,224 @@
+"""The BIDS App end to end on a tiny 2-subject phantom: outputs, provenance, validators,
+determinism, resume after a failure, group level."""
+
+import json
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from swigapp import metrics
+from swigapp.cli import run as cli
+from swigapp.models.shipped import model_card
+from swigapp.phantom.bids import TRUTH_PIPELINE
+
+MAPS = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
+
+
+def _read_only(root: Path) -> dict[Path, int]:
+    """Make every file and folder of ``root`` read-only; return the old modes."""
+    modes = {}
+    for path in [root, *root.rglob("*")]:
+        modes[path] = path.stat().st_mode
+        path.chmod(modes[path] & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return modes
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, float]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def app_run(tiny_dataset, tmp_path_factory):
+    """Run the participant level on both subjects with the input dataset read-only."""
+    base = tmp_path_factory.mktemp("app")
+    out, work = base / "out", base / "work"
+    before = _snapshot(tiny_dataset)
+    modes = _read_only(tiny_dataset)
+    try:
+        rc = cli.main([str(tiny_dataset), str(out), "participant", "-w", str(work),
+                       "--nprocs", "2", "--omp-nthreads", "1"])  # fmt: skip
+    finally:
+        for path, mode in sorted(modes.items(), reverse=True):
+            path.chmod(mode)
+    assert _snapshot(tiny_dataset) == before, "the input dataset was modified"
+    return {"rc": rc, "out": out, "work": work, "bids": tiny_dataset}
+
+
+def _load(path):
+    img = nib.load(path)
+    return np.asarray(img.dataobj, dtype=np.float32), img
+
+
+def test_participant_level_succeeds_and_names_outputs(app_run):
+    assert app_run["rc"] == 0
+    anat = app_run["out"] / "sub-01" / "anat"
+    expected = [
+        *(f"sub-01_res-hi_desc-swig_{s}.nii.gz" for s in MAPS.values()),
+        "sub-01_res-hi_desc-brain_mask.nii.gz",
+        "sub-01_res-hi_desc-registered_T1w.nii.gz",
+        "sub-01_res-hi_desc-registered_T2w.nii.gz",
+        "sub-01_res-hi_desc-synth_FLAIR.nii.gz",
+        "sub-01_res-hi_desc-synthguide_T1w.nii.gz",
+        "sub-01_from-T1w_to-qmri_mode-image_xfm.mat",
+        "sub-01_from-T2w_to-qmri_mode-image_xfm.mat",
+    ]
+    for name in expected:
+        assert (anat / name).is_file(), name
+    assert (app_run["out"] / "sub-01.html").is_file()
+    assert (app_run["out"] / "sub-02.html").is_file()
+    assert not list(app_run["out"].glob(".swigapp-staging-*"))
+
+
+def test_sr_maps_are_physical_and_beat_the_lr_input(app_run):
+    """On the HR grid of the guides, in seconds, and closer to the truth than the LR maps."""
+    out, bids = app_run["out"], app_run["bids"]
+    truth_dir = bids / "derivatives" / TRUTH_PIPELINE / "sub-01" / "anat"
+    mask = _load(truth_dir / "sub-01_desc-brain_mask.nii.gz")[0] > 0.5
+    guide = nib.load(bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    for m, suffix in MAPS.items():
+        sr, img = _load(out / "sub-01" / "anat" / f"sub-01_res-hi_desc-swig_{suffix}.nii.gz")
+        truth = _load(truth_dir / f"sub-01_desc-truth_{suffix}.nii.gz")[0]
+        assert sr.shape == truth.shape == guide.shape
+        np.testing.assert_allclose(img.header.get_zooms(), guide.header.get_zooms(), atol=1e-4)
+        assert np.isfinite(sr).all()
+        lr_up = _load(app_run["work"] / "swigapp_wf" / "single_subject_01_wf" / "conform_maps"
+                      / "lr_up_maps.nii.gz")[0][..., list(MAPS).index(m)]  # fmt: skip
+        rng = metrics.DATA_RANGE[m]
+        assert metrics.ssim(sr, truth, rng, mask=mask) > metrics.ssim(lr_up, truth, rng, mask=mask)
+    t1 = _load(out / "sub-01" / "anat" / "sub-01_res-hi_desc-swig_T1map.nii.gz")[0]
+    gm = _load(truth_dir / "sub-01_label-GM_probseg.nii.gz")[0] > 0.9
+    assert 1.0 < float(np.median(t1[gm])) < 2.0  # seconds, 3T grey matter
+
+
+def test_sidecars_carry_units_sources_and_provenance(app_run):
+    out, bids = app_run["out"], app_run["bids"]
+    anat = out / "sub-01" / "anat"
+    side = json.loads((anat / "sub-01_res-hi_desc-swig_T1map.json").read_text())
+    assert side["Units"] == "s"
+    assert side["SkullStripped"] is False
+    assert "mm voxels" in side["Resolution"]
+    for uri in side["Sources"]:
+        scheme, dataset, rel = uri.split(":", 2)
+        assert scheme == "bids"
+        root = bids if dataset == "raw" else out
+        assert (root / rel).exists(), uri
+    assert side["Model"]["sha256"] == model_card()["sha256"]
+    assert side["Seed"] == 0 and side["AdaptSteps"] == 0
+    assert set(side["GuideProtocols"]) == {"T1w", "T2w"}
+    assert side["GuideProtocols"]["T1w"]["model"] == "MPRAGE"
+    assert side["GuideProtocols"]["T1w"]["source"] == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
+    assert side["SoftwareDependencies"]["swigapp"]
+    dc = side["DataConsistency"]
+    assert 0 <= dc["LRResidual"] < 0.2
+    assert 0.5 < dc["GuideSSIM"]["T1w"] <= 1.0
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "swigapp"
+    assert desc["DatasetLinks"]["raw"] == bids.absolute().as_uri()
+    reg = json.loads((anat / "sub-01_res-hi_desc-registered_T1w.json").read_text())
+    assert reg["Transforms"] == ["sub-01_from-T1w_to-qmri_mode-image_xfm.mat"]
+
+
+def test_pybids_indexes_the_derivatives(app_run):
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(app_run["out"], validate=False, is_derivative=True)
+    for subject in ("01", "02"):
+        for suffix in MAPS.values():
+            found = layout.get(subject=subject, suffix=suffix, desc="swig", extension=".nii.gz")
+            assert len(found) == 1, (subject, suffix)
+            assert found[0].get_metadata()["Units"] in ("s", "arbitrary")
+        masks = layout.get(subject=subject, suffix="mask", desc="brain", extension=".nii.gz")
+        assert len(masks) == 1
+
+
+@pytest.mark.skipif(
+    shutil.which("bids-validator-deno") is None, reason="bids-validator-deno not installed"
+)
+def test_derivatives_pass_the_bids_validator(app_run):
+    run = subprocess.run(
+        ["bids-validator-deno", "--format", "json", str(app_run["out"])],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    issues = json.loads(run.stdout)["issues"]["issues"]
+    errors = [i for i in issues if i["severity"] == "error"]
+    assert errors == [], errors[:3]
+
+
+def test_report_is_self_contained(app_run):
+    html = (app_run["out"] / "sub-01.html").read_text()
+    assert html.count("src='data:image/png;base64,") >= 8
+    assert "http://" not in html and "https://" not in html.replace(
+        "https://github.com/swigapp/swigapp", ""
+    )
+    for text in ("Registration", "SSIM", "grey and white matter", "Provenance", "MPRAGE"):
+        assert text in html
+
+
+def test_rerun_into_new_folder_is_byte_identical(app_run, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    opts = ["--participant-label", "sub-01", "--nprocs", "2", "--omp-nthreads", "1"]
+    rc = cli.main([str(app_run["bids"]), str(out), "participant", "-w", str(work), *opts])
+    assert rc == 0
+    first = sorted((app_run["out"] / "sub-01" / "anat").iterdir())
+    assert len(first) >= 20
+    for path in first:
+        again = out / "sub-01" / "anat" / path.name
+        assert again.read_bytes() == path.read_bytes(), path.name
+    assert (out / "dataset_description.json").read_bytes() == (
+        app_run["out"] / "dataset_description.json"
+    ).read_bytes()
+
+
+def test_group_level_table_and_report(app_run):
+    rc = cli.main([str(app_run["bids"]), str(app_run["out"]), "group"])
+    assert rc == 0
+    lines = (app_run["out"] / "group_qc.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    assert len(lines) == 3
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    assert [r["participant_id"] for r in rows] == ["sub-01", "sub-02"]
+    for row in rows:
+        assert 1000 < float(row["GM_T1_ms"]) < 2000
+        assert 600 < float(row["WM_T1_ms"]) < float(row["GM_T1_ms"])
+        assert 0 < float(row["run_time_s"])
+    report = (app_run["out"] / "group_report.html").read_text()
+    assert "data:image/png;base64," in report and "sub-02" in report
+
+
+def test_failed_step_leaves_no_derivative_and_rerun_resumes(tiny_dataset, tmp_path, monkeypatch):
+    """A failing inference node: exit 1, nothing in the output; the re-run with the same
+    work dir reuses the finished registrations and completes."""
+    import swigapp.participant as participant
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    opts = ["--participant-label", "01", "--skip-bids-validation", "--synthesize", "PDw"]
+    opts += ["--adapt-steps", "2"]
+    args = [str(tiny_dataset), str(out), "participant", "-w", str(work), "--plugin", "Linear"]
+    args += opts
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(participant, "super_resolve", broken)
+    assert cli.main(args) == 1
+    assert not (out / "sub-01").exists()
+    assert not list(out.glob("*.html"))
+    reg = work / "swigapp_wf" / "single_subject_01_wf" / "register_guides_wf" / "register_T1w"
+    result = reg / "result_register_T1w.pklz"
+    assert result.exists()
+    stamp = result.stat().st_mtime_ns
+    assert list((work / "crash").glob("crash-*super_resolve*"))
+    monkeypatch.undo()
+    assert cli.main(args) == 0
+    assert result.stat().st_mtime_ns == stamp, "the registration ran again"
+    anat = out / "sub-01" / "anat"
+    assert (anat / "sub-01_res-hi_desc-synth_PDw.nii.gz").is_file()
+    side = json.loads((anat / "sub-01_res-hi_desc-swig_T2map.json").read_text())
+    assert side["AdaptSteps"] == 2 and len(side["AdaptLosses"]) == 2
+    assert all(np.isfinite(side["AdaptLosses"]))

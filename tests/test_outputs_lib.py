@@ -1,0 +1,93 @@
+"""Library pieces behind the app: tissue classes, data consistency, atomic publishing,
+naming, group statistics."""
+
+import json
+
+import numpy as np
+import pytest
+
+from swigapp import kspace, tissue
+from swigapp.group import OUTLIER_Z, collect, robust_z
+from swigapp.io import derivatives
+from swigapp.participant import guide_ssim, lr_residual
+
+
+def test_tissue_classes_follow_t1():
+    rng = np.random.default_rng(0)
+    t1 = np.concatenate([rng.normal(0.8, 0.03, 500), rng.normal(1.4, 0.05, 400),
+                         rng.normal(4.0, 0.2, 100)])  # fmt: skip
+    labels = tissue.classify(t1, np.ones_like(t1, bool))
+    assert (labels[:500] == 1).mean() > 0.99  # WM
+    assert (labels[500:900] == 2).mean() > 0.99  # GM
+    assert (labels[900:] == 3).mean() > 0.99  # CSF
+    med = tissue.tissue_medians({"T1": t1}, labels)
+    assert med["GM"]["T1"] == pytest.approx(1.4, abs=0.02)
+    assert (tissue.classify(t1, np.zeros_like(t1, bool)) == 0).all()
+
+
+def test_lr_residual_zero_for_consistent_maps():
+    rng = np.random.default_rng(1)
+    lr = rng.random((3, 8, 8, 6)) + 0.5
+    up = np.asarray(kspace.upsample(lr, (16, 16, 12)))
+    res = lr_residual(up, lr)
+    assert max(res.values()) < 1e-6
+    noisy = lr_residual(up + 0.1 * rng.standard_normal(up.shape), lr)
+    assert min(noisy.values()) > 1e-3
+
+
+def test_guide_ssim_is_scale_invariant():
+    rng = np.random.default_rng(2)
+    image = rng.random((20, 20, 20)).astype(np.float32)
+    mask = np.ones(image.shape, bool)
+    assert guide_ssim(image * 7.0, image, mask) == pytest.approx(1.0, abs=1e-6)
+    assert guide_ssim(rng.random(image.shape), image, mask) < 0.5
+
+
+def test_publish_is_all_or_nothing(tmp_path):
+    out = tmp_path / "out"
+    good = {"sub-01/anat/a.json": "{}", "sub-01/anat/b.txt": b"bytes"}
+    written = derivatives.publish(good, out)
+    assert sorted(p.name for p in written) == ["a.json", "b.txt"]
+    bad = {"sub-02/anat/a.json": "{}", "sub-02/anat/missing.nii.gz": tmp_path / "nope.nii.gz"}
+    with pytest.raises(FileNotFoundError):
+        derivatives.publish(bad, out)
+    assert not (out / "sub-02").exists()
+    assert not list(out.glob(".swigapp-staging-*"))
+
+
+def test_names_and_uris(tmp_path):
+    name = derivatives.entity_name("sub-01_ses-a", "T1map", res="hi", desc="swig")
+    assert name == "sub-01_ses-a_res-hi_desc-swig_T1map.nii.gz"
+    (tmp_path / "sub-01" / "anat").mkdir(parents=True)
+    uri = derivatives.bids_uri(tmp_path / "sub-01" / "anat" / "x.nii.gz", tmp_path)
+    assert uri == "bids:raw:sub-01/anat/x.nii.gz"
+
+
+def test_dataset_description_written_once_and_checked(tmp_path):
+    out = tmp_path / "out"
+    path = derivatives.init_dataset(out, tmp_path / "bids")
+    first = path.read_bytes()
+    derivatives.init_dataset(out, tmp_path / "bids")
+    assert path.read_bytes() == first
+    assert (path.stat().st_mode & 0o044) == 0o044  # readable by others, not 0600
+    desc = json.loads(first)
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "swigapp"
+
+
+def test_robust_z_flags_outliers(tmp_path):
+    z = robust_z([1.0, 1.1, 0.9, 1.05, 0.95, 5.0])
+    assert abs(z[-1]) > OUTLIER_Z and (np.abs(z[:-1]) < OUTLIER_Z).all()
+    assert (robust_z([2.0, 2.0, 2.0]) == 0).all()
+    base = {"Session": None, "LRResidual": {"T1": 0.01}, "GuideSSIM": {"T1w": 0.9},
+            "RegistrationMI": {"T1w": -1.0}, "BrainVolume_ml": 1400.0,
+            "Seconds": {"inference": 10.0}}  # fmt: skip
+    for i, gm_t1 in enumerate([1.30, 1.32, 1.28, 1.31, 1.29, 2.5]):
+        qc = {**base, "Subject": f"{i:02d}", "TissueMedians": {
+            t: {"T1": gm_t1, "T2": 0.1, "PD": 0.8} for t in ("GM", "WM")}}  # fmt: skip
+        path = tmp_path / f"sub-{i:02d}" / "log" / f"sub-{i:02d}_qc.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(qc))
+    rows = collect(tmp_path)
+    assert [r["outliers"] for r in rows[:5]] == ["n/a"] * 5
+    assert "GM_T1_ms" in rows[5]["outliers"]
+    assert rows[5]["GM_T1_ms"] == pytest.approx(2500.0)

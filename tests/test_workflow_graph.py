@@ -1,0 +1,50 @@
+"""The Nipype graph is built for a dataset without running it: nodes and connections."""
+
+from pathlib import Path
+
+from swigapp.workflows.base import WorkflowOptions, init_swig_wf
+
+from swigapp.io.bids import find_inputs, layout, load_inputs
+
+
+def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
+    bids = layout(tiny_dataset)
+    subjects = []
+    for label in ("01", "02"):
+        files = find_inputs(bids, label, guides=("T1w", "T2w", "FLAIR"))
+        protocols = {g: p.as_dict() for g, p in load_inputs(files).protocols.items()}
+        subjects.append((files, protocols))
+    options = WorkflowOptions(
+        bids_dir=Path(tiny_dataset), output_dir=tmp_path / "out", work_dir=tmp_path / "work",
+        synth_protocols={}, adapt_steps=3, seed=4,
+    )  # fmt: skip
+    wf = init_swig_wf(subjects, options)
+    from nipype.pipeline.engine.utils import _remove_nonjoin_identity_nodes
+
+    # the graph Nipype executes: flattened, identity (input/output) nodes bypassed
+    graph = _remove_nonjoin_identity_nodes(wf._create_flat_graph())
+    names = {n.fullname for n in graph.nodes()}
+    for label in ("01", "02"):
+        prefix = f"swigapp_wf.single_subject_{label}_wf."
+        nodes = ["conform_maps", "brain_mask", "super_resolve", "synthesize", "write_derivatives"]
+        nodes += [f"register_guides_wf.register_{g}" for g in ("T1w", "T2w", "FLAIR")]
+        for node in nodes:
+            assert prefix + node in names, node
+    edges = {
+        (a.fullname.split(".")[-1], b.fullname.split(".")[-1]): data["connect"]
+        for a, b, data in graph.edges(data=True)
+        if ".single_subject_01_wf." in a.fullname
+    }
+    assert ("lr_up_file", "lr_up_file") in edges[("conform_maps", "register_T1w")]
+    assert ("mask_file", "mask_file") in edges[("brain_mask", "register_FLAIR")]
+    assert ("mask_file", "mask_file") in edges[("brain_mask", "super_resolve")]
+    assert ("out", "registrations") in edges[("merge_registrations", "super_resolve")]
+    assert ("sr_file", "sr_file") in edges[("super_resolve", "synthesize")]
+    assert ("result", "superres") in edges[("super_resolve", "write_derivatives")]
+    assert ("result", "synthesis") in edges[("synthesize", "write_derivatives")]
+    # no subject's node feeds another subject's
+    for a, b in graph.edges():
+        assert a.fullname.split(".")[1] == b.fullname.split(".")[1]
+    superres = next(n for n in graph.nodes() if n.fullname.endswith("01_wf.super_resolve"))
+    assert superres.inputs.adapt_steps == 3 and superres.inputs.seed == 4
+    assert set(superres.inputs.protocols) == {"T1w", "T2w", "FLAIR"}

@@ -1,0 +1,153 @@
+"""Top-level workflows: the whole run (``init_swig_wf``) and one participant.
+
+Graph of one participant::
+
+    inputnode -> conform_maps -> brain_mask -> register_guides_wf (one node per guide)
+              -> super_resolve -> synthesize -> write_derivatives -> outputnode
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+from swigapp.workflows.fit import init_register_guides_wf
+from swigapp.workflows.interfaces import (
+    BrainMask,
+    ConformMaps,
+    SuperResolve,
+    Synthesize,
+    WriteDerivatives,
+)
+
+from swigapp.io.bids import SubjectFiles
+
+
+@dataclass(frozen=True)
+class WorkflowOptions:
+    """Everything the participant graph needs besides the inputs (no global config)."""
+
+    bids_dir: Path
+    output_dir: Path
+    work_dir: Path
+    model_path: str = ""
+    adapt_steps: int = 0
+    seed: int = 0
+    device: str = "auto"
+    omp_nthreads: int = 0
+    transform: str = "rigid"
+    voxel_size: tuple[float, ...] = ()
+    template_mask: bool = True
+    synth_protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+
+def init_swig_wf(
+    subjects: Sequence[tuple[SubjectFiles, Mapping[str, Mapping[str, Any]]]],
+    options: WorkflowOptions,
+) -> pe.Workflow:
+    """The participant-level run: one sub-workflow per (participant, session).
+
+    ``subjects``: the validated inputs of each, with its guides' protocols (as dicts).
+    """
+    workflow = pe.Workflow(name="swigapp_wf", base_dir=str(options.work_dir))
+    for files, protocols in subjects:
+        name = f"single_subject_{files.subject}" + (
+            f"_ses_{files.session}" if files.session else ""
+        )
+        workflow.add_nodes([init_single_subject_wf(files, protocols, options, name=f"{name}_wf")])
+    return workflow
+
+
+def init_single_subject_wf(
+    files: SubjectFiles,
+    protocols: Mapping[str, Mapping[str, Any]],
+    options: WorkflowOptions,
+    name: str = "single_subject_wf",
+) -> pe.Workflow:
+    """Register, super-resolve, synthesise and write one participant/session.
+
+    inputnode: ``maps``, ``map_suffixes``, ``guide_files`` (filled from ``files``);
+    outputnode: ``written`` (derivative paths), ``qc`` (QC figures).
+    """
+    guides = list(files.guides)
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["maps", "map_suffixes", "guide_files", "reference_guide"]),
+        name="inputnode",
+    )
+    inputnode.inputs.maps = dict(files.maps)
+    inputnode.inputs.map_suffixes = dict(files.map_suffixes)
+    inputnode.inputs.guide_files = dict(files.guides)
+    inputnode.inputs.reference_guide = files.guides[guides[0]]
+    outputnode = pe.Node(niu.IdentityInterface(fields=["written", "qc"]), name="outputnode")
+
+    conform = pe.Node(ConformMaps(), name="conform_maps", mem_gb=1.0)
+    if options.voxel_size:
+        conform.inputs.voxel_size = list(options.voxel_size)
+    mask = pe.Node(BrainMask(template=options.template_mask, seed=options.seed), name="brain_mask")
+    register_wf = init_register_guides_wf(
+        guides, protocols, transform=options.transform, seed=options.seed
+    )
+    superres = pe.Node(
+        SuperResolve(
+            protocols=dict(protocols),
+            model_path=options.model_path,
+            adapt_steps=options.adapt_steps,
+            seed=options.seed,
+            device=options.device,
+            n_threads=options.omp_nthreads,
+        ),
+        name="super_resolve",
+        n_procs=max(options.omp_nthreads, 1),
+        mem_gb=4.0,
+    )
+    synth = pe.Node(
+        Synthesize(guide_protocols=dict(protocols), synth_protocols=dict(options.synth_protocols)),
+        name="synthesize",
+    )
+    params = {
+        "guide_protocols": dict(protocols),
+        "synth_protocols": dict(options.synth_protocols),
+        "adapt_steps": options.adapt_steps,
+        "seed": options.seed,
+        "transform": options.transform,
+        "versions": dict(options.versions),
+    }
+    sink = pe.Node(
+        WriteDerivatives(
+            out_dir=str(options.output_dir),
+            bids_dir=str(options.bids_dir),
+            subject=files.subject,
+            session=files.session or "",
+            sources={**files.maps, **files.guides},
+            params=params,
+        ),
+        name="write_derivatives",
+        overwrite=True,  # always publish: a re-run restores deleted or edited outputs
+    )
+    workflow.connect([
+        (inputnode, conform, [("maps", "maps"), ("map_suffixes", "map_suffixes"),
+                              ("reference_guide", "reference_guide")]),
+        (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
+        (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file")]),
+        (mask, register_wf, [("mask_file", "inputnode.mask_file")]),
+        (inputnode, register_wf, [("guide_files", "inputnode.guide_files")]),
+        (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
+        (mask, superres, [("mask_file", "mask_file")]),
+        (register_wf, superres, [("outputnode.registrations", "registrations")]),
+        (superres, synth, [("sr_file", "sr_file")]),
+        (mask, synth, [("mask_file", "mask_file")]),
+        (register_wf, synth, [("outputnode.registrations", "registrations")]),
+        (conform, sink, [("result", "conform")]),
+        (mask, sink, [("result", "mask")]),
+        (register_wf, sink, [("outputnode.registrations", "registrations")]),
+        (superres, sink, [("result", "superres")]),
+        (synth, sink, [("result", "synthesis")]),
+        (sink, outputnode, [("written", "written"), ("qc", "qc")]),
+    ])  # fmt: skip
+    return workflow

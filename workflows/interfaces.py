@@ -1,0 +1,243 @@
+"""Thin Nipype interfaces over :mod:`swigapp.participant`: each calls one library step.
+
+Every interface writes into its node's folder (``runtime.cwd``) and exposes the step's
+result dict as ``result`` plus the files the next nodes need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+
+class _ResultSpec(TraitedSpec):
+    result = traits.Dict(desc="the library step's result (paths, figures, seconds)")
+
+
+class _ConformInputSpec(BaseInterfaceInputSpec):
+    maps = traits.Dict(mandatory=True, desc="map name (PD, T1, T2) -> LR map path")
+    map_suffixes = traits.Dict(mandatory=True, desc="map name -> BIDS suffix of its file")
+    reference_guide = File(exists=True, mandatory=True, desc="guide giving the HR voxel size")
+    voxel_size = traits.List(traits.Float, desc="HR voxel size in mm (overrides the guide's)")
+
+
+class _ConformOutputSpec(_ResultSpec):
+    lr_file = File(exists=True, desc="LR maps (PD, T1 s, T2 s), 4D")
+    lr_up_file = File(exists=True, desc="LR maps zero-filled onto the HR grid, 4D")
+
+
+class ConformMaps(SimpleInterface):
+    """LR maps in BIDS units, and upsampled onto the HR grid."""
+
+    input_spec = _ConformInputSpec
+    output_spec = _ConformOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import conform_maps
+
+        voxel = self.inputs.voxel_size if isdefined(self.inputs.voxel_size) else None
+        voxel = voxel or None
+        result = conform_maps(
+            self.inputs.maps,
+            self.inputs.map_suffixes,
+            self.inputs.reference_guide,
+            runtime.cwd,
+            voxel_size=voxel,
+        )
+        self._results.update(result=result, lr_file=result["lr_file"])
+        self._results["lr_up_file"] = result["lr_up_file"]
+        return runtime
+
+
+class _MaskInputSpec(BaseInterfaceInputSpec):
+    lr_file = File(exists=True, mandatory=True)
+    lr_up_file = File(exists=True, mandatory=True)
+    template = traits.Bool(True, usedefault=True, desc="refine with a registered template")
+    seed = traits.Int(0, usedefault=True)
+
+
+class _MaskOutputSpec(_ResultSpec):
+    mask_file = File(exists=True)
+
+
+class BrainMask(SimpleInterface):
+    """Brain mask on the HR grid from the maps and a registered template."""
+
+    input_spec = _MaskInputSpec
+    output_spec = _MaskOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import make_mask
+
+        result = make_mask(
+            self.inputs.lr_file,
+            self.inputs.lr_up_file,
+            runtime.cwd,
+            template=self.inputs.template,
+            seed=self.inputs.seed,
+        )
+        self._results.update(result=result, mask_file=result["mask_file"])
+        return runtime
+
+
+class _RegisterInputSpec(BaseInterfaceInputSpec):
+    lr_up_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    guide_file = File(exists=True, mandatory=True)
+    guide_name = traits.Str(mandatory=True)
+    protocol = traits.Dict(mandatory=True, desc="the guide's protocol (Protocol.as_dict)")
+    transform = traits.Enum("rigid", "affine", usedefault=True)
+    seed = traits.Int(0, usedefault=True)
+
+
+class RegisterGuide(SimpleInterface):
+    """ANTs registration of one guide to its contrast synthesised from the LR maps."""
+
+    input_spec = _RegisterInputSpec
+    output_spec = _ResultSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import register
+
+        result = register(
+            self.inputs.lr_up_file,
+            self.inputs.mask_file,
+            self.inputs.guide_file,
+            self.inputs.protocol,
+            self.inputs.guide_name,
+            runtime.cwd,
+            transform=self.inputs.transform,
+            seed=self.inputs.seed,
+        )
+        self._results["result"] = {"name": self.inputs.guide_name, **result}
+        return runtime
+
+
+class _SuperResolveInputSpec(BaseInterfaceInputSpec):
+    lr_file = File(exists=True, mandatory=True)
+    lr_up_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
+    protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
+    model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
+    adapt_steps = traits.Int(0, usedefault=True)
+    seed = traits.Int(0, usedefault=True)
+    device = traits.Str("auto", usedefault=True)
+    n_threads = traits.Int(0, usedefault=True, desc="torch threads (0 = torch default)")
+
+
+class _SuperResolveOutputSpec(_ResultSpec):
+    sr_file = File(exists=True, desc="SR maps (PD, T1 s, T2 s), 4D")
+
+
+class SuperResolve(SimpleInterface):
+    """SWIG inference, after optional per-subject adaptation."""
+
+    input_spec = _SuperResolveInputSpec
+    output_spec = _SuperResolveOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import super_resolve
+
+        guides = {r["name"]: r["registered_file"] for r in self.inputs.registrations}
+        result = super_resolve(
+            self.inputs.lr_file,
+            self.inputs.lr_up_file,
+            self.inputs.mask_file,
+            guides,
+            self.inputs.protocols,
+            runtime.cwd,
+            model_path=self.inputs.model_path or None,
+            adapt_steps=self.inputs.adapt_steps,
+            seed=self.inputs.seed,
+            device=self.inputs.device,
+            n_threads=self.inputs.n_threads or None,
+        )
+        self._results.update(result=result, sr_file=result["sr_file"])
+        return runtime
+
+
+class _SynthesizeInputSpec(BaseInterfaceInputSpec):
+    sr_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    registrations = traits.List(traits.Dict, mandatory=True)
+    guide_protocols = traits.Dict(mandatory=True)
+    synth_protocols = traits.Dict(desc="contrast name -> protocol dict", usedefault=True)
+
+
+class Synthesize(SimpleInterface):
+    """Contrasts synthesised from the SR maps (guides' own for QC, and requested ones)."""
+
+    input_spec = _SynthesizeInputSpec
+    output_spec = _ResultSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import synthesize_contrasts
+
+        guides = {r["name"]: r["registered_file"] for r in self.inputs.registrations}
+        self._results["result"] = synthesize_contrasts(
+            self.inputs.sr_file,
+            self.inputs.mask_file,
+            guides,
+            self.inputs.guide_protocols,
+            self.inputs.synth_protocols,
+            runtime.cwd,
+        )
+        return runtime
+
+
+class _WriteInputSpec(BaseInterfaceInputSpec):
+    out_dir = traits.Str(mandatory=True)
+    bids_dir = traits.Str(mandatory=True)
+    subject = traits.Str(mandatory=True)
+    session = traits.Str("", usedefault=True)
+    sources = traits.Dict(mandatory=True, desc="input name -> input path")
+    conform = traits.Dict(mandatory=True)
+    mask = traits.Dict(mandatory=True)
+    registrations = traits.List(traits.Dict, mandatory=True)
+    superres = traits.Dict(mandatory=True)
+    synthesis = traits.Dict(mandatory=True)
+    params = traits.Dict(mandatory=True, desc="run parameters recorded in the sidecars")
+
+
+class _WriteOutputSpec(TraitedSpec):
+    written = traits.List(traits.Str, desc="files written, relative to out_dir")
+    qc = traits.Dict(desc="the participant's QC figures")
+
+
+class WriteDerivatives(SimpleInterface):
+    """Publish the participant's derivatives, QC JSON and report (atomic)."""
+
+    input_spec = _WriteInputSpec
+    output_spec = _WriteOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import write_outputs
+
+        results = {
+            "conform": self.inputs.conform,
+            "mask": self.inputs.mask,
+            "registration": {r["name"]: r for r in self.inputs.registrations},
+            "superres": self.inputs.superres,
+            "synthesis": self.inputs.synthesis,
+        }
+        out = write_outputs(
+            self.inputs.out_dir,
+            self.inputs.bids_dir,
+            self.inputs.subject,
+            self.inputs.session or None,
+            self.inputs.sources,
+            results,
+            self.inputs.params,
+            runtime.cwd,
+        )
+        self._results.update(written=out["written"], qc=out["qc"])
+        return runtime
