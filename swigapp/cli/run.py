@@ -267,6 +267,10 @@ def run_participant(args: Any) -> int:
             plugin_args.setdefault("memory_gb", args.mem)
     if args.plugin in ("MultiProc", "Linear"):
         plugin_args.setdefault("status_callback", _progress)
+    if args.plugin.startswith("SLURM") and "LOGNAME" not in os.environ:
+        import getpass
+
+        os.environ["LOGNAME"] = getpass.getuser()  # Nipype's SLURM plugin reads it
     args.output_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(args.output_dir)
     print(
