@@ -222,3 +222,29 @@ def test_failed_step_leaves_no_derivative_and_rerun_resumes(tiny_dataset, tmp_pa
     side = json.loads((anat / "sub-01_res-hi_desc-swig_T2map.json").read_text())
     assert side["AdaptSteps"] == 2 and len(side["AdaptLosses"]) == 2
     assert all(np.isfinite(side["AdaptLosses"]))
+
+
+def test_sessions_are_kept_apart(tiny_dataset, tmp_path):
+    """A dataset with sessions: outputs, report and group row per session."""
+    bids = tmp_path / "bids"
+    (bids / "sub-01").mkdir(parents=True)
+    shutil.copy(tiny_dataset / "dataset_description.json", bids)
+    for session in ("a", "b"):
+        anat = bids / "sub-01" / f"ses-{session}" / "anat"
+        anat.mkdir(parents=True)
+        for src in (tiny_dataset / "sub-01" / "anat").iterdir():
+            name = src.name.replace("sub-01_", f"sub-01_ses-{session}_")
+            shutil.copy(src, anat / name)
+    out = tmp_path / "out"
+    opts = ["--skip-bids-validation", "--no-template-mask", "--guides", "T1w"]
+    rc = cli.main([str(bids), str(out), "participant", "-w", str(tmp_path / "w"), *opts,
+                   "--session-label", "b"])  # fmt: skip
+    assert rc == 0
+    anat = out / "sub-01" / "ses-b" / "anat"
+    assert (anat / "sub-01_ses-b_res-hi_desc-swig_T1map.nii.gz").is_file()
+    assert (anat / "sub-01_ses-b_from-T1w_to-qmri_mode-image_xfm.mat").is_file()
+    assert not (out / "sub-01" / "ses-a").exists()
+    assert (out / "sub-01_ses-b.html").is_file()
+    assert cli.main([str(bids), str(out), "group"]) == 0
+    rows = (out / "group_qc.tsv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split("\t")[:2] == ["sub-01", "ses-b"]
