@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,6 +67,9 @@ def write_dataset(
     config = config or PhantomConfig()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700: the dataset must be readable by all
     try:
         _write_top_level(staging, n_subjects, seed, config)
         for index in tqdm(range(n_subjects), desc="phantom subjects", disable=not progress):
