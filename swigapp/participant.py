@@ -18,12 +18,10 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import kspace, metrics
-from swigapp.io.bids import load_image
+from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import save_nifti
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 from swigapp.physics.units import to_seconds
-
-MAP_ORDER = ("PD", "T1", "T2")
 
 
 def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -23,13 +23,13 @@ import numpy as np
 from swigapp import kspace, metrics
 from swigapp._version import __version__
 from swigapp.interp import upsample_interp
-from swigapp.io.bids import layout, load_bundle
+from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX, layout, load_bundle
 from swigapp.io.files import save_nifti, write_json
 from swigapp.models.cohort import prepare_bundle
-from swigapp.models.features import MAP_ORDER, SubjectTensors
+from swigapp.models.features import SubjectTensors
 from swigapp.models.inference import predict_volume
 from swigapp.models.shipped import load_shipped
-from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, DatasetExistsError, write_dataset
+from swigapp.phantom.bids import TRUTH_PIPELINE, DatasetExistsError, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.synthesis import synthesize
 

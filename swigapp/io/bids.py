@@ -22,6 +22,9 @@ from swigapp.physics.units import to_seconds
 
 LOG = logging.getLogger("swigapp.io")
 
+#: The quantitative maps in channel/volume order, and their BIDS suffixes (T1/T2 in s).
+MAP_ORDER: tuple[str, ...] = ("PD", "T1", "T2")
+MAP_SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
 MAP_SUFFIXES = ("PDmap", "T1map", "T2map", "R1map", "R2map")
 GUIDE_SUFFIXES = ("T1w", "T2w", "FLAIR", "PDw")
 MAP_NAMES = {"PDmap": "PD", "T1map": "T1", "T2map": "T2", "R1map": "T1", "R2map": "T2"}
@@ -146,7 +149,7 @@ def find_inputs(
         path = _one(bids_layout.get(**query), suffix, where)
         if path is not None:
             maps[name], suffixes[name] = path, suffix
-    missing = [m for m in ("PD", "T1", "T2") if m not in maps]
+    missing = [m for m in MAP_ORDER if m not in maps]
     if missing:
         raise InputError(
             f"{where}: missing qMRI map(s) {', '.join(missing)} (T1map/R1map, T2map/R2map, PDmap)"
@@ -172,7 +175,7 @@ def load_lr_maps(files: SubjectFiles) -> tuple[dict[str, np.ndarray], np.ndarray
     """Load and check the LR maps (PD a.u., T1/T2 converted to s) and their common affine."""
     lr_maps: dict[str, np.ndarray] = {}
     lr_affine = shape = None
-    for name in ("PD", "T1", "T2"):
+    for name in MAP_ORDER:
         path, suffix = files.maps[name], files.map_suffixes[name]
         data, affine = load_image(path)
         if lr_affine is None:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from swigapp._version import __version__
+from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX
 
 PIPELINE = "swigapp"
 BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/swigapp/swigapp"
 #: Files of the output that BIDS does not describe (reports, logs, the group table).
 BIDSIGNORE = ("*.html", "sub-*/log", "group_qc.tsv", "*_xfm.mat", "*_xfm.json")
-MAP_SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
 MAP_UNITS = {"PD": "arbitrary", "T1": "s", "T2": "s"}
 
 
@@ -212,7 +212,7 @@ def participant_outputs(
     anat = subject_dir("", subject, session)
     work = Path(work_dir)
     uri = {k: bids_uri(v, bids_dir) for k, v in sources.items()}
-    map_uris = [uri[m] for m in ("PD", "T1", "T2")]
+    map_uris = [uri[m] for m in MAP_ORDER]
     sr = results["superres"]
     maps, affine = load_maps(sr["sr_file"])
     vox = "x".join(f"{v:g}" for v in voxel_sizes(affine))
@@ -274,7 +274,7 @@ def participant_outputs(
         "SoftwareDependencies": params["versions"],
     }
     map_names = {}
-    for i, m in enumerate(("PD", "T1", "T2")):
+    for i, m in enumerate(MAP_ORDER):
         path = save_nifti(work / f"sr_{m}.nii.gz", maps[i], affine)
         name = entity_name(label, MAP_SUFFIX[m], res="hi", desc="swig")
         map_names[m] = add(

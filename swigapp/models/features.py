@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from swigapp import kspace
+from swigapp.io.bids import MAP_ORDER
 from swigapp.physics.protocol import Protocol
 
 #: Guide slots of the network, in channel order; absent guides are zero with presence 0.
 GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw")
-MAP_ORDER: tuple[str, ...] = ("PD", "T1", "T2")
 #: Relaxation times are floored here (s) before taking logs (background, ringing).
 T_FLOOR = 0.02
 #: Physical upper limits used to bound the network's outputs (PD a.u., T1 and T2 in s).

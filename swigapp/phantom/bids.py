@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from swigapp._version import __version__
+from swigapp.io.bids import MAP_SUFFIX
 from swigapp.io.files import save_nifti, write_json
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 
@@ -32,7 +33,6 @@ LOG = logging.getLogger("swigapp.phantom")
 
 BIDS_VERSION = "1.10.0"
 TRUTH_PIPELINE = "phantom-truth"
-MAP_SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
 MAP_UNITS = {"PD": "arbitrary (water = 1)", "T1": "s", "T2": "s"}
 GENERATED_BY = {
     "Name": "swigapp-phantom",

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import tissue
+from swigapp.io.bids import MAP_ORDER
 from swigapp.participant import load_maps
 from swigapp.reports import figures
 
@@ -28,7 +29,7 @@ def participant_qc(
     registration MI, guide SSIM and wall time per step (s)."""
     sr, _ = load_maps(results["superres"]["sr_file"])
     mask = _load(results["mask"]["mask_file"]) > 0
-    maps = dict(zip(("PD", "T1", "T2"), sr, strict=True))
+    maps = dict(zip(MAP_ORDER, sr, strict=True))
     labels = tissue.classify(maps["T1"], mask) if labels is None else labels
     return {
         "TissueMedians": tissue.tissue_medians(maps, labels),
@@ -90,7 +91,7 @@ def render_participant(
     registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
     parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
     parts.append("<h2>Low-resolution input vs super-resolved maps</h2>")
-    for i, m in enumerate(("PD", "T1", "T2")):
+    for i, m in enumerate(MAP_ORDER):
         cols = {f"{m} LR (zero-filled)": lr_up[i], f"{m} SR (SWIG)": sr[i]}
         guide = next((g for g in GUIDE_FOR_MAP[m] if g in registered), None)
         if guide:
@@ -118,7 +119,7 @@ def render_participant(
         parts.append("<h2>Synthesised contrasts</h2>")
         parts.append(f"<img alt='synthesised' src='{figures.mosaic(cols, mask)}'>")
     labels = tissue.classify(sr[1], mask)
-    maps = dict(zip(("PD", "T1", "T2"), sr, strict=True))
+    maps = dict(zip(MAP_ORDER, sr, strict=True))
     parts.append("<h2>T1 and T2 in grey and white matter (k-means on T1)</h2>")
     parts.append(f"<img alt='histograms' src='{figures.histograms(maps, labels, tissue.LABELS)}'>")
     parts.append("<h2>Provenance</h2>")
