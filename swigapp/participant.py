@@ -147,13 +147,18 @@ def lr_residual(maps_hr: np.ndarray, lr: np.ndarray) -> dict[str, float]:
     return out
 
 
-def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
-    """SSIM of a synthesised image (scaled by least squares to the acquired guide) vs the
-    acquired guide, inside ``mask``; data range = 99.9th percentile of the guide in the mask."""
+def ls_scale(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
+    """Least-squares intensity scale a minimising ||a synth - acquired|| inside ``mask``
+    (1 when ``synth`` is zero there): weighted images are in arbitrary units."""
     s, g = synth[mask].astype(np.float64), acquired[mask].astype(np.float64)
-    scale = float(s @ g / (s @ s)) if (s @ s) > 0 else 1.0
-    data_range = float(np.percentile(g, 99.9)) or 1.0
-    return metrics.ssim(synth * scale, acquired, data_range, mask=mask)
+    return float(s @ g / (s @ s)) if (s @ s) > 0 else 1.0
+
+
+def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
+    """SSIM of a synthesised image (scaled by :func:`ls_scale`) vs the acquired guide, inside
+    ``mask``; data range = 99.9th percentile of the guide in the mask."""
+    data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
+    return metrics.ssim(synth * ls_scale(synth, acquired, mask), acquired, data_range, mask=mask)
 
 
 def super_resolve(
@@ -269,7 +274,7 @@ def write_outputs(
     Returns the written paths (relative to ``out_dir``) and the QC figures.
     """
     from swigapp.io import derivatives
-    from swigapp.reports.subject import participant_qc, render_participant
+    from swigapp.reports.subject import load_result_maps, participant_qc, render_participant
 
     start = time.perf_counter()
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
@@ -280,8 +285,9 @@ def write_outputs(
     timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
     timings["inference"] = float(results["superres"]["seconds"])
     timings["synthesis"] = float(results["synthesis"]["seconds"])
-    qc = participant_qc(results, timings)
-    report = render_participant(label, results, params, qc)
+    maps, mask, labels = load_result_maps(results)
+    qc = participant_qc(results, timings, maps, mask, labels)
+    report = render_participant(label, results, params, qc, maps, mask, labels)
     qc["Seconds"]["writing"] = time.perf_counter() - start
     qc_rel = f"sub-{subject}/log/{label}_qc.json"
     files[qc_rel] = derivatives.dumps({"Subject": subject, "Session": session, **qc})

@@ -11,7 +11,7 @@ import numpy as np
 
 from swigapp import tissue
 from swigapp.io.bids import MAP_ORDER
-from swigapp.participant import load_maps
+from swigapp.participant import load_maps, ls_scale
 from swigapp.reports import figures
 
 #: Which guide illustrates which map in the mosaics (first present wins).
@@ -22,15 +22,26 @@ def _load(path: str) -> np.ndarray:
     return np.asarray(nib.load(path).dataobj, dtype=np.float32)
 
 
-def participant_qc(
-    results: Mapping[str, Any], timings: Mapping[str, float], labels: np.ndarray | None = None
-) -> dict[str, Any]:
-    """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
-    registration MI, guide SSIM and wall time per step (s)."""
+def load_result_maps(
+    results: Mapping[str, Any],
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The SR maps (PD, T1 s, T2 s), the brain mask and the tissue labels, loaded once for
+    the QC figures and the report."""
     sr, _ = load_maps(results["superres"]["sr_file"])
     mask = _load(results["mask"]["mask_file"]) > 0
     maps = dict(zip(MAP_ORDER, sr, strict=True))
-    labels = tissue.classify(maps["T1"], mask) if labels is None else labels
+    return maps, mask, tissue.classify(maps["T1"], mask)
+
+
+def participant_qc(
+    results: Mapping[str, Any],
+    timings: Mapping[str, float],
+    maps: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
+    registration MI, guide SSIM and wall time per step (s)."""
     return {
         "TissueMedians": tissue.tissue_medians(maps, labels),
         "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"]["mask_file"]),
@@ -81,18 +92,23 @@ def page(title: str, body: str) -> str:
 
 
 def render_participant(
-    label: str, results: Mapping[str, Any], params: Mapping[str, Any], qc: Mapping[str, Any]
+    label: str,
+    results: Mapping[str, Any],
+    params: Mapping[str, Any],
+    qc: Mapping[str, Any],
+    maps: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    labels: np.ndarray,
 ) -> str:
     """HTML report: LR vs SR vs guide mosaics, registration overlays, synthesised vs acquired
-    guides with differences, T1/T2 histograms in GM/WM, provenance."""
+    guides with differences, T1/T2 histograms in GM/WM, provenance. ``maps``, ``mask`` and
+    ``labels`` are those of :func:`load_result_maps`."""
     lr_up, _ = load_maps(results["conform"]["lr_up_file"])
-    sr, _ = load_maps(results["superres"]["sr_file"])
-    mask = _load(results["mask"]["mask_file"]) > 0
     registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
     parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
     parts.append("<h2>Low-resolution input vs super-resolved maps</h2>")
     for i, m in enumerate(MAP_ORDER):
-        cols = {f"{m} LR (zero-filled)": lr_up[i], f"{m} SR (SWIG)": sr[i]}
+        cols = {f"{m} LR (zero-filled)": lr_up[i], f"{m} SR (SWIG)": maps[m]}
         guide = next((g for g in GUIDE_FOR_MAP[m] if g in registered), None)
         if guide:
             cols[f"{guide} (registered)"] = registered[guide]
@@ -105,7 +121,7 @@ def render_participant(
     parts.append("<h2>Synthesised from the SR maps vs acquired guides</h2>")
     for g, path in results["synthesis"]["guide_synth_files"].items():
         synth = _load(path)
-        scale = _scale(synth, registered[g], mask)
+        scale = ls_scale(synth, registered[g], mask)
         cols = {
             f"{g} acquired": registered[g],
             f"{g} synthesised": synth * scale,
@@ -118,18 +134,11 @@ def render_participant(
         cols = {c: _load(p) for c, p in results["synthesis"]["synth_files"].items()}
         parts.append("<h2>Synthesised contrasts</h2>")
         parts.append(f"<img alt='synthesised' src='{figures.mosaic(cols, mask)}'>")
-    labels = tissue.classify(sr[1], mask)
-    maps = dict(zip(MAP_ORDER, sr, strict=True))
     parts.append("<h2>T1 and T2 in grey and white matter (k-means on T1)</h2>")
     parts.append(f"<img alt='histograms' src='{figures.histograms(maps, labels, tissue.LABELS)}'>")
     parts.append("<h2>Provenance</h2>")
     parts.append(_table(_provenance(results, params)))
     return page(f"swigapp report: {label}", "\n".join(parts))
-
-
-def _scale(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
-    s, a = synth[mask].astype(np.float64), acquired[mask].astype(np.float64)
-    return float(s @ a / (s @ s)) if (s @ s) > 0 else 1.0
 
 
 def _summary(
