@@ -18,6 +18,7 @@ from typing import Any
 
 from swigapp._version import __version__
 from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX
+from swigapp.io.files import umasked
 
 PIPELINE = "swigapp"
 BIDS_VERSION = "1.10.0"
@@ -62,18 +63,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
+        os.chmod(tmp, umasked(0o666))  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def dumps(payload: Mapping[str, Any]) -> str:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+
+
+def umasked(mode: int) -> int:
+    """``mode`` with the process umask applied: the mode a plain open()/mkdir() would give
+    (for files and folders made by tempfile, which uses 0600/0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
 
 
 def save_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray) -> Path:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from swigapp._version import __version__
 from swigapp.io.bids import MAP_SUFFIX
-from swigapp.io.files import save_nifti, write_json
+from swigapp.io.files import save_nifti, umasked, write_json
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 
 LOG = logging.getLogger("swigapp.phantom")
@@ -67,9 +66,7 @@ def write_dataset(
     config = config or PhantomConfig()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700: the dataset must be readable by all
+    staging.chmod(umasked(0o777))  # mkdtemp makes 0700: the dataset must be readable by all
     try:
         _write_top_level(staging, n_subjects, seed, config)
         for index in tqdm(range(n_subjects), desc="phantom subjects", disable=not progress):
