@@ -2,6 +2,12 @@
 
     python -m benchmarks.quality [--subjects 3] [--size slab] [--adapt-steps 30]
     python -m benchmarks.quality --methods "T2w only"     # one ablation (plus baselines)
+    python -m benchmarks.quality --methods INR wmri2q     # the alternative methods
+
+Methods: the baselines, SWIG (with and without adaptation, and its ablations), the
+subject-specific INR (``--method inr``) and wmri2q, the U-Net from weighted images trained
+with low-resolution labels, supervised-only and hybrid (``--method wmri2q``). Every row has
+the wall time and the peak resident memory of the process while the method ran.
 
 Held-out subjects use phantom seed 5000 (training used 1000), 5 lesions, stronger bias,
 protocols jittered by up to 15 % away from the 3T defaults, and guides misaligned by up to
@@ -14,22 +20,28 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
 
+from benchmarks.app import tree_rss_bytes
 from swigapp import metrics
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import layout, load_bundle
 from swigapp.models.cohort import prepare_bundle
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import adapt, predict_volume
+from swigapp.models.inr import INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
+from swigapp.participant import voxel_sizes
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.synthesis import synthesize
@@ -80,6 +92,7 @@ def score(
         row[f"{m}_HFEN"] = metrics.hfen(maps[m], truth[m], mask=mask)
         row[f"{m}_PSNR"] = metrics.psnr(maps[m], truth[m], rng, mask=mask)
         row[f"{m}_NRMSE"] = metrics.nrmse(maps[m], truth[m], mask=mask)
+        row[f"{m}_MPE"] = metrics.mpe(maps[m], truth[m], mask=mask, absolute=True)
     for m in ("T1", "T2"):
         for tissue, value in metrics.tissue_mae_ms(maps[m], truth[m], tissues).items():
             row[f"{tissue}_{m}_MAE_ms"] = value
@@ -100,10 +113,15 @@ def as_maps(volume: np.ndarray) -> dict:
     return dict(zip(MAP_ORDER, volume, strict=True))
 
 
-def method_table(tensors, models: dict, args) -> dict:
-    """Every method as a callable returning (3, X, Y, Z) maps."""
+def method_table(tensors, models: dict, args, voxel: tuple[float, ...]) -> dict:
+    """Every method as a callable returning (3, X, Y, Z) maps (``voxel``: HR voxel size, mm)."""
     hr_shape, lr = tensors.hr_shape, tensors.lr.numpy()
     both = tensors.with_guides(GUIDES)
+
+    def inr() -> np.ndarray:
+        fit = fit_inr(both, voxel, INRConfig(max_steps=args.inr_max_steps, seed=args.seed))
+        print(f"  INR: {fit.steps} steps, stopped by {fit.stopped_by}", flush=True)
+        return render_volume(fit, both, voxel)
 
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)
@@ -121,10 +139,36 @@ def method_table(tensors, models: dict, args) -> dict:
     }
     if "nolr" in models:
         methods["SWIG no LR input (T1w+T2w)"] = lambda: predict_volume(models["nolr"], both)
+    methods["INR (T1w+T2w)"] = inr
+    for key, label in (("wmri2q_supervised", "supervised-only"), ("wmri2q_hybrid", "hybrid")):
+        if key in models:
+            model = models[key]
+            methods[f"wmri2q {label} (T1w+T2w)"] = lambda m=model: predict_volume(m, both)
     if args.methods:  # baselines always run: the targets are relative to them
         keep = ("LR input", "cubic", *args.methods)
         methods = {k: v for k, v in methods.items() if any(w.lower() in k.lower() for w in keep)}
     return methods
+
+
+def measured(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:
+    """Run a method: its result, wall time (s) and the process's peak RSS meanwhile (GiB,
+    sampled every 20 ms; includes the data already loaded)."""
+    peak, done = [tree_rss_bytes(os.getpid())], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], tree_rss_bytes(os.getpid()))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    try:
+        volume = run()
+    finally:
+        seconds = time.perf_counter() - t0
+        done.set()
+        thread.join()
+    return volume, seconds, max(peak[0], tree_rss_bytes(os.getpid())) / 2**30
 
 
 def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
@@ -146,12 +190,11 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
         t_reg = time.perf_counter() - t0
         tensors = prepared.tensors
         guides = prepared.registered
-        methods = method_table(tensors, models, args)
+        methods = method_table(tensors, models, args, voxel_sizes(prepared.hr_affine))
         for method, run in methods.items():
-            t0 = time.perf_counter()
-            volume = run()
-            seconds = time.perf_counter() - t0
+            volume, seconds, peak = measured(run)
             row = {"setting": name, "subject": sub, "method": method, "seconds": seconds}
+            row["peak_rss_gib"] = peak
             row |= score(as_maps(volume), truth, tissues, mask, guides, bundle.protocols)
             row["registration_s"] = t_reg
             rows.append(row)
@@ -176,6 +219,8 @@ COLUMNS = [
     ("T2_PSNR", "T2 PSNR", 1),
     ("T1_NRMSE", "T1 NRMSE", 3),
     ("T2_NRMSE", "T2 NRMSE", 3),
+    ("T1_MPE", "T1 MPE %", 1),
+    ("T2_MPE", "T2 MPE %", 1),
     ("GM_T1_MAE_ms", "GM T1 MAE ms", 1),
     ("WM_T1_MAE_ms", "WM T1 MAE ms", 1),
     ("lesion_T1_MAE_ms", "lesion T1 MAE ms", 1),
@@ -186,6 +231,7 @@ COLUMNS = [
     ("T1w_synth_SSIM", "T1w synth SSIM", 4),
     ("T2w_synth_SSIM", "T2w synth SSIM", 4),
     ("seconds", "s/subject", 1),
+    ("peak_rss_gib", "peak RSS GiB", 2),
 ]
 
 
@@ -256,6 +302,7 @@ def main() -> None:
     p.add_argument("--subjects", type=int, default=3)
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
     p.add_argument("--adapt-steps", type=int, default=30)
+    p.add_argument("--inr-max-steps", type=int, default=INRConfig().max_steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--out", default="benchmarks/results")
@@ -268,10 +315,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     models = {"swig": load_shipped("swig_default")}
-    try:
-        models["nolr"] = load_shipped("swig_nolr")
-    except FileNotFoundError:
-        print("no swig_nolr weights shipped: skipping the no-LR ablation")
+    for key, name in (("nolr", "swig_nolr"), ("wmri2q_supervised",) * 2, ("wmri2q_hybrid",) * 2):
+        try:
+            models[key] = load_shipped(name)
+        except FileNotFoundError:
+            print(f"no {name} weights shipped: skipping its row")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.settings:
@@ -281,7 +329,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     header = (
         f"Command: `python -m benchmarks.quality --subjects {args.subjects} --size {args.size} "
-        f"--adapt-steps {args.adapt_steps}`; phantom seed {HELD_OUT_SEED} (held out).\n\n"
+        f"--adapt-steps {args.adapt_steps} --inr-max-steps {args.inr_max_steps}`; "
+        f"phantom seed {HELD_OUT_SEED} (held out).\n\n"
     )
     (out / "quality.md").write_text(header + text + "\n")
     with (out / "quality.csv").open("w", newline="") as handle:

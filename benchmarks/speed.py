@@ -1,11 +1,14 @@
 """Inference speed and memory on one full 1 mm brain grid (197 x 233 x 189), CPU.
 
     python -m benchmarks.speed [--repeats 3] [--threads 2]
+    python -m benchmarks.speed --method inr      # or wmri2q
 
-Times (median of --repeats) the whole predict_volume call and, in the same run, the
+SWIG: times (median of --repeats) the whole predict_volume call and, in the same run, the
 network's convolutions alone on the same slices (inputs prepared beforehand), and reports
 the ratio: the distance of the inference code to the machine's convolution throughput.
-Peak RSS is measured in a fresh subprocess doing one complete inference.
+wmri2q: the whole predict_volume call of the shipped hybrid U-Net. INR: fitting (default
+settings, early stopping on) and rendering the fitted representation on the whole grid.
+Peak RSS is measured in a fresh subprocess doing one complete run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from swigapp import kspace
 from swigapp.models.features import SubjectTensors, prepare_subject
 from swigapp.models.inference import predict_volume
+from swigapp.models.inr import fit_inr, render_volume
 from swigapp.models.shipped import load_shipped
 from swigapp.phantom.subject import PhantomConfig, make_subject
 
@@ -69,12 +73,63 @@ def conv_only_seconds(model, subject: SubjectTensors, chunk: int = 16) -> float:
     return time.perf_counter() - start
 
 
-def peak_rss_child() -> None:
-    """Child process: one complete inference, then print peak RSS in MiB."""
-    model = load_shipped()
-    subject = full_grid_subject()
+WEIGHTS = {"swig": "swig_default", "wmri2q": "wmri2q_hybrid"}
+VOXEL = (1.0, 1.0, 1.0)
+
+
+def run_method(method: str, subject: SubjectTensors) -> dict:
+    """One complete run of ``method`` on ``subject``: seconds per phase."""
+    if method == "inr":
+        t0 = time.perf_counter()
+        fit = fit_inr(subject, VOXEL)
+        t1 = time.perf_counter()
+        render_volume(fit, subject, VOXEL)
+        t2 = time.perf_counter()
+        return {"fit": t1 - t0, "render": t2 - t1, "total": t2 - t0, "steps": fit.steps,
+                "stopped_by": fit.stopped_by}  # fmt: skip
+    model = load_shipped(WEIGHTS[method])
+    t0 = time.perf_counter()
     predict_volume(model, subject)
+    return {"total": time.perf_counter() - t0}
+
+
+def peak_rss_child(method: str) -> None:
+    """Child process: one complete run, then print peak RSS in MiB."""
+    run_method(method, full_grid_subject())
     print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_rss(method: str, threads: int) -> float:
+    """Peak RSS (MiB) of a fresh subprocess doing one complete run of ``method``."""
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--child", "--threads", str(threads),
+         "--method", method],
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    return json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+
+
+def other_method(args: argparse.Namespace) -> None:
+    """INR or wmri2q: medians of whole runs, and peak RSS."""
+    subject = full_grid_subject()
+    runs = [run_method(args.method, subject) for _ in range(args.repeats)]
+    rss = peak_rss(args.method, args.threads)
+    print(
+        f"Command: `python -m benchmarks.speed --method {args.method} --repeats {args.repeats} "
+        f"--threads {args.threads}`"
+    )
+    print(f"Grid {subject.hr_shape}; median of {args.repeats}:")
+    keys = [k for k in runs[0] if k != "stopped_by"]
+    print(
+        "| " + " | ".join(f"{k} (s)" if k != "steps" else k for k in keys) + " | peak RSS (MiB) |"
+    )
+    print("|" + "---|" * (len(keys) + 1))
+    cells = [f"{statistics.median(r[k] for r in runs):.{0 if k == 'steps' else 1}f}" for k in keys]
+    print("| " + " | ".join(cells) + f" | {rss:.0f} |")
+    if args.method == "inr":
+        print("stopped by: " + ", ".join(r["stopped_by"] for r in runs))
 
 
 def main() -> None:
@@ -82,11 +137,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--method", choices=("swig", "inr", "wmri2q"), default="swig")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
-        peak_rss_child()
+        peak_rss_child(args.method)
+        return
+    if args.method != "swig":
+        other_method(args)
         return
     model = load_shipped()
     subject = full_grid_subject()
@@ -97,13 +156,7 @@ def main() -> None:
         predict_volume(model, subject)
         full.append(time.perf_counter() - t0)
         conv.append(conv_only_seconds(model, subject))
-    child = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--child", "--threads", str(args.threads)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rss = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    rss = peak_rss("swig", args.threads)
     t_full, t_conv = statistics.median(full), statistics.median(conv)
     print(
         f"Command: `python -m benchmarks.speed --repeats {args.repeats} --threads {args.threads}`"

@@ -161,6 +161,23 @@ def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> flo
     return metrics.ssim(synth * ls_scale(synth, acquired, mask), acquired, data_range, mask=mask)
 
 
+#: Super-resolution methods of the participant level (``--method``).
+METHODS = ("swig", "inr", "wmri2q")
+#: Shipped weights used by each network method when no model file is given.
+DEFAULT_WEIGHTS = {"swig": "swig_default", "wmri2q": "wmri2q_hybrid"}
+#: What each method is, for the maps' EstimationAlgorithm.
+METHOD_DESCRIPTIONS = {
+    "swig": "SWIG: weighted-image-guided super-resolution, a 2.5D CNN trained with a "
+    "physics-informed self-supervised loss (swigapp)",
+    "inr": "Subject-specific implicit neural representation (coordinate MLP with Fourier "
+    "features, one head per map; after McGinnis et al., MICCAI 2023) fitted to this subject "
+    "by guide consistency through the signal equations and k-space LR consistency (swigapp)",
+    "wmri2q": "wmri2q: maps from the weighted images alone by a 2.5D U-Net trained with "
+    "low-resolution labels and a scale-invariant Sobel edge loss (after Qiu et al., "
+    "ISMRM 2022; swigapp)",
+}
+
+
 def super_resolve(
     lr_file: str,
     lr_up_file: str,
@@ -173,30 +190,29 @@ def super_resolve(
     seed: int = 0,
     device: str = "auto",
     n_threads: int | None = None,
+    method: str = "swig",
+    inr_max_steps: int | None = None,
 ) -> dict[str, Any]:
-    """SWIG inference (after ``adapt_steps`` of per-subject adaptation) -> ``sr_file``.
+    """HR maps by ``method`` -> ``sr_file``.
 
-    ``guide_files``: registered guides on the HR grid; ``model_path``: a model.pt, or None
-    for the shipped default. Returns the model's name and sha256, the adaptation losses and
-    the LR data-consistency residual of the input and of the result.
+    ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation; ``wmri2q``:
+    the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
+    ``inr_max_steps`` steps). ``guide_files``: registered guides on the HR grid;
+    ``model_path``: a model.pt, or None for the method's shipped weights. Returns the
+    method, the model's name and sha256 (network methods), the adaptation losses or the
+    INR fit summary, and the LR data-consistency residual of the input and of the result.
     """
     import torch
 
     from swigapp.models.features import prepare_subject
-    from swigapp.models.inference import adapt, predict_volume, resolve_device
-    from swigapp.models.shipped import DEFAULT_MODEL, load_shipped, model_card, weights_dir
-    from swigapp.models.train import load_model, sha256
+    from swigapp.models.inference import resolve_device
 
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     start = time.perf_counter()
     if n_threads:
         torch.set_num_threads(int(n_threads))
     torch.manual_seed(seed)
-    if model_path:
-        model, name, digest = load_model(model_path), Path(model_path).name, sha256(model_path)
-    else:
-        model, name = load_shipped(), DEFAULT_MODEL
-        digest = model_card(DEFAULT_MODEL)["sha256"]
-        model_path = str(weights_dir() / f"{DEFAULT_MODEL}.pt")
     lr, _ = load_maps(lr_file)
     up, hr_affine = load_maps(lr_up_file)
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
@@ -204,20 +220,49 @@ def super_resolve(
     protos = {g: Protocol(**protocols[g]) for g in guide_files}
     subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up)
     target = resolve_device(device)
-    losses: list[float] = []
-    if adapt_steps > 0:
-        model, losses = adapt(model, subject, adapt_steps, seed=seed, device=target)
-    sr = predict_volume(model, subject, device=target)
+    extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None}
+    if method == "inr":
+        from dataclasses import replace
+
+        from swigapp.models.inr import INRConfig, fit_inr, render_volume
+
+        config = INRConfig(seed=seed)
+        if inr_max_steps:
+            config = replace(config, max_steps=int(inr_max_steps))
+        fit = fit_inr(subject, voxel_sizes(hr_affine), config, device=target)
+        sr = render_volume(fit, subject, voxel_sizes(hr_affine), device=target)
+        extra["inr"] = {"config": config.as_dict(), **fit.summary()}
+    else:
+        from swigapp.models.inference import adapt, predict_volume
+
+        model, extra["model"] = _network(method, model_path)
+        if adapt_steps > 0:
+            model, losses = adapt(model, subject, adapt_steps, seed=seed, device=target)
+            extra["adapt_losses"] = [round(v, 6) for v in losses]
+        sr = predict_volume(model, subject, device=target)
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
     return {
         "sr_file": sr_file,
-        "model": {"name": name, "path": str(model_path), "sha256": digest},
-        "adapt_losses": [round(v, 6) for v in losses],
+        "method": method,
+        **extra,
         "device": str(target),
         "lr_residual_input": lr_residual(up, lr),
         "lr_residual": lr_residual(sr, lr),
         "seconds": time.perf_counter() - start,
     }
+
+
+def _network(method: str, model_path: str | None) -> tuple[Any, dict[str, str]]:
+    """The network of a method (a model file, else its shipped weights) and its record."""
+    from swigapp.models.shipped import load_shipped, model_card, weights_dir
+    from swigapp.models.train import load_model, sha256
+
+    if model_path:
+        record = {"name": Path(model_path).name, "path": str(model_path)}
+        return load_model(model_path), record | {"sha256": sha256(model_path)}
+    name = DEFAULT_WEIGHTS[method]
+    record = {"name": name, "path": str(weights_dir() / f"{name}.pt")}
+    return load_shipped(name), record | {"sha256": model_card(name)["sha256"]}
 
 
 def synthesize_contrasts(

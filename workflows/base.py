@@ -34,8 +34,10 @@ class WorkflowOptions:
     bids_dir: Path
     output_dir: Path
     work_dir: Path
+    method: str = "swig"
     model_path: str = ""
     adapt_steps: int = 0
+    inr_max_steps: int = 0
     seed: int = 0
     device: str = "auto"
     omp_nthreads: int = 0
@@ -96,8 +98,10 @@ def init_single_subject_wf(
     superres = pe.Node(
         SuperResolve(
             protocols=dict(protocols),
+            method=options.method,
             model_path=options.model_path,
             adapt_steps=options.adapt_steps,
+            inr_max_steps=options.inr_max_steps,
             seed=options.seed,
             device=options.device,
             n_threads=options.omp_nthreads,
@@ -113,6 +117,7 @@ def init_single_subject_wf(
     params = {
         "guide_protocols": dict(protocols),
         "synth_protocols": dict(options.synth_protocols),
+        "method": options.method,
         "adapt_steps": options.adapt_steps,
         "seed": options.seed,
         "transform": options.transform,

@@ -127,8 +127,10 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True)
     registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
     protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
+    method = traits.Enum("swig", "inr", "wmri2q", usedefault=True, desc="SR method")
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
     adapt_steps = traits.Int(0, usedefault=True)
+    inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")
     seed = traits.Int(0, usedefault=True)
     device = traits.Str("auto", usedefault=True)
     n_threads = traits.Int(0, usedefault=True, desc="torch threads (0 = torch default)")
@@ -139,7 +141,7 @@ class _SuperResolveOutputSpec(_ResultSpec):
 
 
 class SuperResolve(SimpleInterface):
-    """SWIG inference, after optional per-subject adaptation."""
+    """HR maps by the chosen method (SWIG after optional adaptation, INR fit, or wmri2q)."""
 
     input_spec = _SuperResolveInputSpec
     output_spec = _SuperResolveOutputSpec
@@ -160,6 +162,8 @@ class SuperResolve(SimpleInterface):
             seed=self.inputs.seed,
             device=self.inputs.device,
             n_threads=self.inputs.n_threads or None,
+            method=self.inputs.method,
+            inr_max_steps=self.inputs.inr_max_steps or None,
         )
         self._results.update(result=result, sr_file=result["sr_file"])
         return runtime

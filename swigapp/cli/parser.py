@@ -101,13 +101,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     model = parser.add_argument_group("model and outputs")
-    model.add_argument("--model", type=Path, metavar="PATH", help="model.pt (default: shipped)")
+    model.add_argument(
+        "--method",
+        choices=("swig", "inr", "wmri2q"),
+        default="swig",
+        help="swig: the SWIG CNN (LR maps + guides, trained prior); inr: an implicit neural "
+        "representation fitted to each subject (no training data, minutes per subject); "
+        "wmri2q: maps from the weighted images alone by a U-Net (Qiu et al. 2022) "
+        "(default swig)",
+    )
+    model.add_argument(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="model.pt for --method swig or wmri2q (default: the shipped weights)",
+    )
     model.add_argument(
         "--adapt-steps",
         type=_positive_int,
         default=0,
         metavar="N",
-        help="per-subject self-supervised fine-tuning steps before inference (default 0)",
+        help="--method swig: per-subject self-supervised fine-tuning steps before inference "
+        "(default 0)",
+    )
+    model.add_argument(
+        "--inr-max-steps",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="--method inr: most fitting steps; fitting stops earlier when the mutual "
+        "information between maps and guides levels off (default 0: 1500)",
     )
     model.add_argument(
         "--synthesize",

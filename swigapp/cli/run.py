@@ -153,19 +153,27 @@ def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
     return subjects
 
 
-def check_model(path: Path | None) -> str:
-    """'' for the shipped weights, else the absolute path of a loadable model.pt."""
+def check_model(path: Path | None, method: str = "swig") -> str:
+    """'' for the shipped weights, else the absolute path of a loadable model.pt whose
+    architecture suits ``method`` (SwigNet for swig, the U-Net for wmri2q)."""
     from swigapp.models.train import load_model
 
     if path is None:
         return ""
+    if method == "inr":
+        raise InputError(f"{path}: --model does not apply to --method inr (fitted per subject)")
     try:
-        load_model(path)
+        model = load_model(path)
     except FileNotFoundError as err:
         raise InputError(f"{path}: model file not found") from err
     except Exception as err:  # torch raises many types for a bad file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: cannot load the model ({first})") from err
+    arch = {"swig": "resnet", "wmri2q": "unet"}[method]
+    if model.config.arch != arch:
+        raise InputError(
+            f"{path}: a {model.config.arch} network, but --method {method} needs a {arch}"
+        )
     return str(path.absolute())
 
 
@@ -219,7 +227,9 @@ def run_participant(args: Any) -> int:
             )
     subjects = collect_subjects(args)
     synth = synthesis_protocols(args.synthesize, args.synth_protocol)
-    model_path = check_model(args.model)
+    model_path = check_model(args.model, args.method)
+    if args.adapt_steps and args.method != "swig":
+        raise InputError(f"--adapt-steps applies to --method swig, not {args.method}")
     try:
         resolve_device(args.device)
     except RuntimeError as err:
@@ -233,8 +243,10 @@ def run_participant(args: Any) -> int:
         bids_dir=args.bids_dir,
         output_dir=args.output_dir,
         work_dir=args.work_dir,
+        method=args.method,
         model_path=model_path,
         adapt_steps=args.adapt_steps,
+        inr_max_steps=args.inr_max_steps,
         seed=args.seed,
         device=args.device,
         omp_nthreads=omp,

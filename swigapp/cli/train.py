@@ -77,11 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--blocks", type=int, default=5, help="residual blocks")
     net.add_argument("--context", type=int, default=1, help="neighbouring slices on each side")
     net.add_argument("--no-lr-input", action="store_true", help="ablation: maps from guides only")
+    net.add_argument(
+        "--arch",
+        choices=("resnet", "unet"),
+        default="resnet",
+        help="resnet: the SWIG model; unet: wmri2q (maps from the weighted images alone, after "
+        "Qiu et al. 2022; implies --no-lr-input; use with --w-lowres and --w-edge)",
+    )
     loss = p.add_argument_group("loss weights")
     loss.add_argument("--w-guide", type=float, default=1.0, help="guide consistency")
     loss.add_argument("--w-lr", type=float, default=5.0, help="LR (k-space) consistency")
     loss.add_argument("--w-supervised", type=float, default=1.0, help="ignored without HR truth")
     loss.add_argument("--w-edge", type=float, default=0.0, help="Sobel edge loss (Qiu et al.)")
+    loss.add_argument(
+        "--w-lowres",
+        type=float,
+        default=0.0,
+        help="L1 to the LR maps upsampled to the HR grid as labels (wmri2q)",
+    )
     run = p.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -106,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"swigapp-train: error: {err}", file=sys.stderr)
             return 1
         data = {"source": "bids", "path": str(args.bids), "subjects": len(pool)}
-        weights = LossWeights(args.w_guide, args.w_lr, 0.0, args.w_edge)
+        weights = LossWeights(args.w_guide, args.w_lr, 0.0, args.w_edge, args.w_lowres)
     else:
         from swigapp.models.data import TRAIN_PHANTOM, phantom_pool
 
@@ -121,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
             },
         }
-        weights = LossWeights(args.w_guide, args.w_lr, args.w_supervised, args.w_edge)
+        weights = LossWeights(
+            args.w_guide, args.w_lr, args.w_supervised, args.w_edge, args.w_lowres
+        )
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -130,7 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         guide_keep=args.guide_keep,
         checkpoint_every=args.checkpoint_every,
-        net=NetConfig(args.width, args.blocks, args.context, use_lr=not args.no_lr_input),
+        net=NetConfig(
+            args.width,
+            args.blocks,
+            args.context,
+            use_lr=not (args.no_lr_input or args.arch == "unet"),
+            arch=args.arch,
+        ),
         weights=weights,
         data=data,
     )

@@ -201,7 +201,7 @@ def participant_outputs(
     """
 
     from swigapp.io.files import save_nifti
-    from swigapp.participant import load_maps, voxel_sizes
+    from swigapp.participant import METHOD_DESCRIPTIONS, load_maps, voxel_sizes
 
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     anat = subject_dir("", subject, session)
@@ -259,11 +259,13 @@ def participant_outputs(
             },
         )
     provenance = {
+        "Method": sr["method"],
         "Model": sr["model"],
         "Guides": guides,
         "GuideProtocols": params["guide_protocols"],
         "AdaptSteps": params["adapt_steps"],
         "AdaptLosses": sr["adapt_losses"],
+        **({"INRFit": sr["inr"]} if sr.get("inr") else {}),
         "Seed": params["seed"],
         "Device": sr["device"],
         "SoftwareDependencies": params["versions"],
@@ -271,7 +273,7 @@ def participant_outputs(
     map_names = {}
     for i, m in enumerate(MAP_ORDER):
         path = save_nifti(work / f"sr_{m}.nii.gz", maps[i], affine)
-        name = entity_name(label, MAP_SUFFIX[m], res="hi", desc="swig")
+        name = entity_name(label, MAP_SUFFIX[m], res="hi", desc=sr["method"])
         map_names[m] = add(
             name,
             path,
@@ -280,10 +282,7 @@ def participant_outputs(
                 "Resolution": resolution,
                 "SkullStripped": False,
                 "Sources": [*map_uris, *(uri[g] for g in guides), mask_uri],
-                "EstimationAlgorithm": (
-                    "SWIG: weighted-image-guided super-resolution, a 2.5D CNN trained with a "
-                    "physics-informed self-supervised loss (swigapp)"
-                ),
+                "EstimationAlgorithm": METHOD_DESCRIPTIONS[sr["method"]],
                 "DataConsistency": {
                     "LRResidual": sr["lr_residual"][m],
                     "LRResidualOfInput": sr["lr_residual_input"][m],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -62,13 +63,27 @@ def phantom_pool(
     return pool
 
 
-def _integer_factors(subject: SubjectTensors) -> tuple[int, ...]:
-    factors = []
-    for f in subject.factors:
-        if abs(f - round(f)) > 1e-6:
-            raise ValueError(f"crops need integer downsampling factors, got {subject.factors}")
-        factors.append(round(f))
-    return tuple(factors)
+#: Largest crop unit (HR voxels) used as is; see :func:`crop_units`.
+MAX_UNIT = 16
+
+
+def crop_units(hr_shape: Sequence[int], lr_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """Per axis, the smallest box that lines up with the LR grid: (HR voxels, LR voxels).
+
+    The factor N/M in lowest terms p/q: a crop of k p HR voxels starting at a multiple of p
+    covers exactly k q LR voxels (factor 2: (2, 1); 1.5: (3, 2)). When p would exceed
+    :data:`MAX_UNIT` (N/M = 197/98, or 122/81 from rounding the HR grid), the nearest
+    fraction with q <= 4 is used instead (2/1, 3/2): the crop's LR band is then off by
+    well under 1 %, which the LR-consistency term tolerates (it compares the prediction and
+    the upsampled LR data through the same truncation).
+    """
+    units = []
+    for n, m in zip(hr_shape, lr_shape, strict=True):
+        ratio = Fraction(int(n), int(m))
+        if ratio.numerator > MAX_UNIT:
+            ratio = ratio.limit_denominator(4)
+        units.append((ratio.numerator, ratio.denominator))
+    return units
 
 
 def random_crop(
@@ -81,27 +96,31 @@ def random_crop(
     """One random crop as a dict of channels-first tensors (slice axis last).
 
     ``size`` is (in-plane, in-plane, slices) in the orientation given by the axis
-    permutation ``perm`` (random when None); each axis is cut to a multiple of its
-    factor. Guides are kept with probability ``guide_keep`` each (1.0 keeps all).
+    permutation ``perm`` (random when None); each axis is cut to a multiple of its crop unit
+    (:func:`crop_units`). Guides are kept with probability ``guide_keep`` each (1.0 keeps
+    all). ``box`` holds the crop's slices of the HR grid (before the permutation).
     """
-    factors = _integer_factors(subject)
+    units = crop_units(subject.hr_shape, subject.lr.shape[1:])
     perm = tuple(int(p) for p in (rng.permutation(3) if perm is None else perm))
     want = [0, 0, 0]
     for pos, axis in enumerate(perm):
         want[axis] = size[pos]
     shape = subject.hr_shape
     starts, lr_starts, lens = [], [], []
-    brain = torch.nonzero(subject.mask)
+    brain = subject.brain_voxels
     centre = brain[rng.integers(len(brain))].tolist() if len(brain) else [n // 2 for n in shape]
+    lr_lens = []
     for axis in range(3):
-        f = factors[axis]
-        length = min(max(f, want[axis] // f * f), shape[axis] // f * f)
-        start = int(np.clip(centre[axis] - length // 2, 0, shape[axis] - length)) // f * f
+        p, q = units[axis]
+        lr_size = subject.lr.shape[axis + 1]
+        length = min(max(p, want[axis] // p * p), shape[axis] // p * p, lr_size // q * p)
+        start = int(np.clip(centre[axis] - length // 2, 0, shape[axis] - length)) // p * p
         starts.append(start)
         lens.append(length)
-        lr_starts.append(start // f)
+        lr_lens.append(length // p * q)
+        lr_starts.append(min(start // p * q, lr_size - lr_lens[-1]))
     hr = tuple(slice(s, s + n) for s, n in zip(starts, lens, strict=True))
-    lr = tuple(slice(s, s + n // f) for s, n, f in zip(lr_starts, lens, factors, strict=True))
+    lr = tuple(slice(s, s + n) for s, n in zip(lr_starts, lr_lens, strict=True))
     present = subject.present.clone()
     if guide_keep < 1.0:
         keep = torch.from_numpy((rng.random(len(present)) < guide_keep).astype(np.float32))
@@ -125,6 +144,7 @@ def random_crop(
         "protocols": protocols,
         "mask": subject.mask[hr].permute(perm).contiguous(),
         "truth": None if subject.truth is None else cut(subject.truth, hr),
+        "box": hr,  # the crop's HR slices in the subject's own orientation
     }
 
 
@@ -166,9 +186,9 @@ def sample_batch(
 
 
 def _trim(crop: dict, target: Sequence[int]) -> dict:
-    ratio = [n // m for n, m in zip(crop["lr_up"].shape[1:], crop["lr"].shape[1:], strict=True)]
-    box = tuple(slice(0, t - t % r) for t, r in zip(target, ratio, strict=True))
-    lr_box = tuple(slice(0, s.stop // r) for s, r in zip(box, ratio, strict=True))
+    units = crop_units(crop["lr_up"].shape[1:], crop["lr"].shape[1:])
+    box = tuple(slice(0, t - t % p) for t, (p, _) in zip(target, units, strict=True))
+    lr_box = tuple(slice(0, s.stop // p * q) for s, (p, q) in zip(box, units, strict=True))
     out = dict(crop)
     for key in ("lr_up", "guides", "synth", "raw_guides", "truth"):
         if crop[key] is not None:

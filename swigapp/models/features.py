@@ -6,6 +6,7 @@ adaptation and inference, so the network always sees the same kind of input.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,11 @@ class SubjectTensors:
     mask: torch.Tensor
     raw_guides: torch.Tensor
     truth: torch.Tensor | None = None
+
+    @functools.cached_property
+    def brain_voxels(self) -> torch.Tensor:
+        """(N, 3) indices of the mask's voxels (computed once: crops sample them)."""
+        return torch.nonzero(self.mask)
 
     @property
     def hr_shape(self) -> tuple[int, int, int]:

@@ -7,12 +7,12 @@ import logging
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from swigapp.models.data import collate, random_crop
 from swigapp.models.features import SubjectTensors
 from swigapp.models.losses import LossWeights, total_loss
-from swigapp.models.network import SwigNet
 
 LOG = logging.getLogger("swigapp.models")
 
@@ -38,7 +38,7 @@ def default_slice_axis(subject: SubjectTensors) -> int:
 
 @torch.inference_mode()
 def predict_volume(
-    model: SwigNet,
+    model: nn.Module,
     subject: SubjectTensors,
     slice_axis: int | None = None,
     chunk: int = 16,
@@ -81,7 +81,7 @@ def predict_volume(
 
 
 def adapt(
-    model: SwigNet,
+    model: nn.Module,
     subject: SubjectTensors,
     steps: int,
     learning_rate: float = 1e-4,
@@ -91,7 +91,7 @@ def adapt(
     weights: LossWeights = ADAPT_WEIGHTS,
     device: torch.device | str = "cpu",
     progress: bool = False,
-) -> tuple[SwigNet, list[float]]:
+) -> tuple[nn.Module, list[float]]:
     """Fine-tune a copy of ``model`` on one subject with the unsupervised loss.
 
     Returns the adapted copy and the loss per step. The input model is not changed.

@@ -30,6 +30,8 @@ class LossWeights:
     lr: float = 5.0
     supervised: float = 1.0
     edge: float = 0.0
+    #: L1 to the LR maps on the HR grid as labels (wmri2q's low-resolution labels)
+    lowres: float = 0.0
 
     def as_dict(self) -> dict:
         """Plain dict of the weights."""
@@ -190,5 +192,7 @@ def total_loss(
         parts["supervised"] = supervised_loss(maps, batch["truth"], mask)
     if weights.edge:
         parts["edge"] = edge_loss(maps, batch["raw_guides"], batch["protocols"], mask)
+    if weights.lowres:
+        parts["lowres"] = supervised_loss(maps, batch["lr_up"], mask)
     total = sum(getattr(weights, k) * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,4 +1,6 @@
-"""SwigNet: a 2.5D residual CNN from LR maps + HR guides to HR maps (PD, T1, T2).
+"""The networks: SwigNet (LR maps + HR guides -> HR maps) and WmriUNet (guides only).
+
+SwigNet is a 2.5D residual CNN from LR maps + HR guides to HR maps (PD, T1, T2).
 
 Each output slice sees ``2 context + 1`` neighbouring slices of every input as channels.
 Inputs per slice: the LR maps in the network domain (PD, ln T1, ln T2), the normalised
@@ -7,6 +9,10 @@ slice), and the guides' presence flags. The output is the LR maps plus a learned
 (global skip), decoded to physical ranges; the last layer starts at zero, so an untrained
 network returns (almost) its LR input. Without the LR input (``use_lr=False``, the ablation after
 Qiu et al.) the skip starts from a learned constant instead.
+
+WmriUNet (``arch="unet"``) is the wmri2q method after Qiu et al. (ISMRM 2022): a 2.5D U-Net
+that maps the weighted images alone (plus presence flags) to PD, T1 and T2. Both networks
+take the same arguments, so training, adaptation and inference code serve either.
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as nnf
 
 from swigapp.models.features import GUIDE_ORDER, decode, encode
+
+#: Start of the skip without LR input: white matter at 3T (PD 0.7, T1 0.9 s, T2 0.08 s) in
+#: the network domain (PD, ln T1, ln T2).
+WM_BASE = (0.7, -0.105, -2.526)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,9 @@ class NetConfig:
     context: int = 1
     use_lr: bool = True
     n_guides: int = len(GUIDE_ORDER)
+    #: "resnet" (SwigNet) or "unet" (WmriUNet: ``width`` channels at full resolution,
+    #: doubled at each of ``blocks`` down-sampling levels; no LR input)
+    arch: str = "resnet"
 
     def as_dict(self) -> dict:
         """Plain dict of the fields."""
@@ -78,8 +92,7 @@ class SwigNet(nn.Module):
         # the body still receives gradients from the first step
         nn.init.normal_(self.tail.weight, std=1e-4)
         nn.init.zeros_(self.tail.bias)
-        # base maps for the no-LR ablation: white matter at 3T (PD 0.7, T1 0.9 s, T2 0.08 s)
-        self.base = nn.Parameter(torch.tensor([0.7, -0.105, -2.526]), requires_grad=not cfg.use_lr)
+        self.base = nn.Parameter(torch.tensor(WM_BASE), requires_grad=not cfg.use_lr)
 
     def slice_inputs(
         self,
@@ -123,3 +136,81 @@ class SwigNet(nn.Module):
         x, base = self.slice_inputs(lr_up, guides, synth, present)
         z = base + self.residual(x)
         return decode(z.reshape(b, s, 3, h, w).permute(0, 2, 3, 4, 1))
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+class WmriUNet(nn.Module):
+    """2.5D U-Net from weighted images to maps (wmri2q, after Qiu et al., ISMRM 2022).
+
+    Same call signature as :class:`SwigNet`; ``lr_up`` and ``synth`` are ignored: the maps
+    come from the guides alone. Output = a learned
+    base (white matter) + the U-Net's output, decoded to physical ranges.
+    """
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        if config.use_lr or config.arch != "unet":
+            raise ValueError("WmriUNet needs NetConfig(arch='unet', use_lr=False)")
+        self.config = config
+        k = 2 * config.context + 1
+        widths = [config.width * 2**i for i in range(config.blocks + 1)]
+        c_in = config.n_guides * k + config.n_guides
+        self.down = nn.ModuleList()
+        for w in widths:
+            self.down.append(_double_conv(c_in, w))
+            c_in = w
+        self.up = nn.ModuleList(
+            _double_conv(widths[i + 1] + widths[i], widths[i])
+            for i in reversed(range(config.blocks))
+        )
+        self.tail = nn.Conv2d(widths[0], 3, 1)
+        nn.init.normal_(self.tail.weight, std=1e-3)
+        nn.init.zeros_(self.tail.bias)
+        self.base = nn.Parameter(torch.tensor(WM_BASE))
+
+    def forward(
+        self,
+        lr_up: torch.Tensor,
+        guides: torch.Tensor,
+        synth: torch.Tensor,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        """HR maps (B, 3, H, W, S) (PD a.u., T1 and T2 in s) from guides (B, G, H, W, S)."""
+        b, _, h, w, s = guides.shape
+        gate = present[:, :, None, None, None]
+        x = torch.cat(
+            [
+                stack_slices(guides * gate, self.config.context),
+                stack_slices(gate.expand(-1, -1, h, w, s), 0),
+            ],
+            dim=1,
+        )
+        levels = self.config.blocks
+        pad_h, pad_w = (-h) % 2**levels, (-w) % 2**levels
+        x = nnf.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else nnf.max_pool2d(x, 2))
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = nnf.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        z = self.base[None, :, None, None] + self.tail(x)[..., :h, :w]
+        return decode(z.reshape(b, s, 3, h, w).permute(0, 2, 3, 4, 1))
+
+
+def build_network(config: NetConfig) -> nn.Module:
+    """The network of a configuration: SwigNet (``arch="resnet"``) or WmriUNet (``"unet"``)."""
+    if config.arch == "resnet":
+        return SwigNet(config)
+    if config.arch == "unet":
+        return WmriUNet(config)
+    raise ValueError(f"unknown network architecture {config.arch!r} (resnet or unet)")

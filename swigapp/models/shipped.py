@@ -6,7 +6,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from swigapp.models.network import SwigNet
+from torch import nn
+
 from swigapp.models.train import load_model, sha256
 
 DEFAULT_MODEL = "swig_default"
@@ -30,7 +31,7 @@ def model_card(name: str = DEFAULT_MODEL) -> dict:
     return json.loads(path.read_text())
 
 
-def load_shipped(name: str = DEFAULT_MODEL) -> SwigNet:
+def load_shipped(name: str = DEFAULT_MODEL) -> nn.Module:
     """Load a shipped model after checking its file against the card's sha256."""
     card = model_card(name)
     return load_model(weights_dir() / f"{name}.pt", expected_sha256=card["sha256"])

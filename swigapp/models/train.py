@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from swigapp._version import __version__
@@ -22,12 +23,17 @@ from swigapp.models.data import sample_batch
 from swigapp.models.features import SubjectTensors
 from swigapp.models.inference import resolve_device
 from swigapp.models.losses import LossWeights, total_loss
-from swigapp.models.network import NetConfig, SwigNet
+from swigapp.models.network import NetConfig, build_network
 
 LOG = logging.getLogger("swigapp.models")
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
+LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres")
+ARCH_NAMES = {
+    "resnet": "SwigNet (2.5D residual CNN)",
+    "unet": "WmriUNet (2.5D U-Net, weighted images only)",
+}
 
 
 @dataclass
@@ -81,7 +87,8 @@ def train(
     device: str = "auto",
     progress: bool = True,
 ) -> Path:
-    """Train a SwigNet on crops of ``pool``; write checkpoints, losses and the final model.
+    """Train a network (SwigNet or WmriUNet, by ``config.net.arch``) on crops of ``pool``;
+    write checkpoints, losses and the final model.
 
     Resumes from ``out_dir/checkpoint.pt`` when present (same configuration required).
     Returns the path of the final ``model.pt``.
@@ -90,7 +97,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
-    model = SwigNet(config.net).to(dev)
+    model = build_network(config.net).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.learning_rate)
     start, elapsed = 0, 0.0
@@ -106,7 +113,7 @@ def train(
     _truncate_losses(out / LOSSES, start)
     log = (out / LOSSES).open("a")
     if start == 0:
-        log.write("step\tlr\ttotal\tguide\tlr_consistency\tsupervised\tedge\tseconds\n")
+        log.write("step\tlr\ttotal\tguide\tlr_consistency\tsupervised\tedge\tlowres\tseconds\n")
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not progress)
     t0 = time.perf_counter() - elapsed
     model.train()
@@ -122,7 +129,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         row = [step + 1, optimiser.param_groups[0]["lr"], float(loss.detach())]
-        row += [parts.get(k, float("nan")) for k in ("guide", "lr", "supervised", "edge")]
+        row += [parts.get(k, float("nan")) for k in LOSS_COLUMNS]
         log.write("\t".join(f"{v:.6g}" for v in row) + f"\t{time.perf_counter() - t0:.1f}\n")
         bar.update()
         bar.set_postfix(loss=f"{row[2]:.4f}")
@@ -154,7 +161,7 @@ def train(
     card = {
         "name": out.name,
         "swigapp_version": __version__,
-        "architecture": {"type": "SwigNet (2.5D residual CNN)", **config.net.as_dict()},
+        "architecture": {"type": ARCH_NAMES[config.net.arch], **config.net.as_dict()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": config.as_dict(),
         "training_seconds": round(seconds, 1),
@@ -198,7 +205,9 @@ def plot_losses(tsv: Path, png: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     window = min(25, len(data))
     kernel = np.ones(window) / window
-    for col in ("total", "guide", "lr_consistency", "supervised", "edge"):
+    for col in ("total", "guide", "lr_consistency", "supervised", "edge", "lowres"):
+        if col not in header:
+            continue
         values = data[:, header.index(col)]
         if np.isnan(values).all():
             continue
@@ -214,7 +223,7 @@ def plot_losses(tsv: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def load_model(path: str | Path, expected_sha256: str | None = None) -> SwigNet:
+def load_model(path: str | Path, expected_sha256: str | None = None) -> nn.Module:
     """Load a model.pt; with ``expected_sha256`` the file must match it (ValueError otherwise)."""
     path = Path(path)
     if expected_sha256 is not None:
@@ -224,6 +233,6 @@ def load_model(path: str | Path, expected_sha256: str | None = None) -> SwigNet:
                 f"{path}: sha256 {actual} does not match the model card ({expected_sha256})"
             )
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = SwigNet(NetConfig(**payload["net"]))
+    model = build_network(NetConfig(**payload["net"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval()

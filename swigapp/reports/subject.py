@@ -43,6 +43,7 @@ def participant_qc(
     """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
     registration MI, guide SSIM and wall time per step (s)."""
     return {
+        "Method": results["superres"]["method"],
         "TissueMedians": tissue.tissue_medians(maps, labels),
         "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"]["mask_file"]),
         "LRResidual": results["superres"]["lr_residual"],
@@ -159,14 +160,23 @@ def _summary(
     }
 
 
+def _inr_line(fit: Mapping[str, Any]) -> str:
+    return (
+        f"{fit['steps']} steps (stopped by {fit['stopped_by'].replace('_', ' ')}), "
+        f"{fit['fit_seconds']:.0f} s"
+    )
+
+
 def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     sr = results["superres"]
     return {
-        "model": sr["model"]["name"],
-        "model sha256": sr["model"]["sha256"],
+        "method": sr["method"],
+        "model": sr["model"]["name"] if sr["model"] else "none (fitted to this subject)",
+        "model sha256": sr["model"]["sha256"] if sr["model"] else "",
         "device": sr["device"],
         "guides": ", ".join(results["registration"]),
         "adaptation steps": params["adapt_steps"],
+        **({"INR fit": _inr_line(sr["inr"])} if sr.get("inr") else {}),
         "seed": params["seed"],
         "registration": params["transform"],
         "brain mask": results["mask"]["method"],

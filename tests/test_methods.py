@@ -1,0 +1,274 @@
+"""The alternative methods: the subject-specific INR and wmri2q (U-Net from weighted images),
+as library functions and as ``--method`` of the participant level."""
+
+import json
+from dataclasses import replace
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from swigapp import metrics
+from swigapp.cli import run as cli
+from swigapp.models.data import collate, random_crop
+from swigapp.models.features import MAP_ORDER, prepare_subject
+from swigapp.models.inference import predict_volume
+from swigapp.models.inr import INR_WEIGHTS, INRConfig, _plateau, fit_inr, render_volume, voxel_grid
+from swigapp.models.losses import LossWeights, total_loss
+from swigapp.models.network import NetConfig, WmriUNet, build_network
+from swigapp.models.shipped import load_shipped, model_card
+from swigapp.models.train import sha256
+from swigapp.phantom.subject import PhantomConfig, make_subject
+
+VOXEL = (2.0, 2.0, 2.0)  # the tiny phantom's HR voxel size (mm)
+
+
+@pytest.fixture(scope="module")
+def aligned():
+    """A tiny subject whose guides are on the HR grid (as after registration), T1w + T2w."""
+    config = PhantomConfig(size="tiny", max_rotation_deg=0.0, max_translation_mm=0.0)
+    s = make_subject(3, seed=11, config=config)
+    guides = {g: s.guides[g] for g in ("T1w", "T2w")}
+    return prepare_subject(
+        s.lr_maps, guides, s.protocols, s.truth.brain_mask, truth=s.truth.as_dict()
+    )
+
+
+def _scores(pred: np.ndarray, subject) -> dict[str, tuple[float, float]]:
+    """(NRMSE, SSIM) against the truth per map, inside the brain mask."""
+    mask, truth = subject.mask.numpy(), subject.truth.numpy()
+    return {
+        m: (
+            metrics.nrmse(pred[i], truth[i], mask=mask),
+            metrics.ssim(pred[i], truth[i], metrics.DATA_RANGE[m], mask=mask),
+        )
+        for i, m in enumerate(MAP_ORDER)
+    }
+
+
+# ----------------------------------------------------------------------------- INR
+
+
+def test_voxel_grid_is_centred_in_mm():
+    grid = voxel_grid((4, 3, 2), (2.0, 1.0, 3.0))
+    assert grid.shape == (4, 3, 2, 3)
+    torch.testing.assert_close(grid.mean(dim=(0, 1, 2)), torch.zeros(3))
+    assert float(grid[1, 0, 0, 0] - grid[0, 0, 0, 0]) == 2.0
+    assert float(grid[0, 0, 1, 2] - grid[0, 0, 0, 2]) == 3.0
+
+
+def test_plateau_rule():
+    cfg = INRConfig(mi_patience=2, mi_tol=0.01)
+    assert not _plateau([0.1, 0.2], cfg)  # too few measurements
+    assert not _plateau([0.1, 0.2, 0.3, 0.4], cfg)  # still rising
+    assert _plateau([0.1, 0.3, 0.301, 0.299], cfg)  # < 1 % above the earlier best
+    assert _plateau([0.1, 0.3, 0.25, 0.2], cfg)  # falling
+
+
+@pytest.fixture(scope="module")
+def inr_fit(aligned):
+    torch.manual_seed(0)
+    config = INRConfig(max_steps=300, min_steps=300, mi_every=60, seed=0)
+    return fit_inr(aligned, VOXEL, config)
+
+
+def _unsupervised_loss(volume: np.ndarray, subject) -> float:
+    """Mean INR objective of whole-volume maps over 8 fixed crops."""
+    totals = []
+    for k in range(8):
+        rng = np.random.default_rng(100 + k)
+        crop = random_crop(subject, rng, (24, 24, 24), perm=(0, 1, 2), guide_keep=1.0)
+        batch = collate([crop])
+        maps = torch.from_numpy(volume)[(slice(None), *crop["box"])][None]
+        totals.append(float(total_loss(INR_WEIGHTS, maps, batch)[0]))
+    return float(np.mean(totals))
+
+
+def test_inr_loss_decreases_and_beats_the_lr_input(inr_fit, aligned):
+    assert len(inr_fit.losses) == 300 and inr_fit.stopped_by == "max_steps"
+    pred = render_volume(inr_fit, aligned, VOXEL)
+    # the fit starts at the LR input (residual representation): its objective fell
+    before = _unsupervised_loss(aligned.lr_up.numpy(), aligned)
+    after = _unsupervised_loss(pred, aligned)
+    assert after < 0.9 * before, (before, after)
+    assert pred.shape == (3, *aligned.hr_shape) and pred.dtype == np.float32
+    assert pred[0].min() >= 0 and pred[1:].min() > 0 and pred[1].max() <= 6.0
+    outside = ~aligned.mask.numpy()
+    np.testing.assert_array_equal(pred[:, outside], aligned.lr_up.numpy()[:, outside])
+    lr, inr = _scores(aligned.lr_up.numpy(), aligned), _scores(pred, aligned)
+    # closer to the truth than the LR input in T1 (NRMSE and SSIM) and T2 (SSIM); PD is
+    # not: without a trained prior the guides' noise and bias leak into PD
+    assert inr["T1"][0] < lr["T1"][0], (inr["T1"], lr["T1"])
+    for m in ("T1", "T2"):
+        assert inr[m][1] > lr[m][1] + 0.003, (m, inr[m], lr[m])
+    summary = inr_fit.summary()
+    assert summary["steps"] == 300 and len(summary["mi_curve"]) == 5
+    json.dumps(summary)  # provenance-ready
+
+
+def test_inr_early_stopping_triggers(aligned):
+    """With a tolerance no rise can pass, the fit stops at the first check that has
+    ``mi_patience`` measurements after the first; with a negative one it never stops early."""
+    base = INRConfig(max_steps=60, min_steps=10, mi_every=10, mi_patience=2, crop=(8, 8, 8))
+    stopped = fit_inr(aligned, VOXEL, replace(base, mi_tol=10.0))
+    assert stopped.stopped_by == "mi_plateau" and stopped.steps == 30
+    assert [s for s, _ in stopped.mi_curve] == [10, 20, 30]
+    assert all(v > 0 for _, v in stopped.mi_curve)
+    full = fit_inr(aligned, VOXEL, replace(base, mi_tol=-2.0))
+    assert full.stopped_by == "max_steps" and full.steps == 60
+    # the same seed gives the same fit
+    again = fit_inr(aligned, VOXEL, replace(base, mi_tol=10.0))
+    assert again.losses == stopped.losses
+
+
+# -------------------------------------------------------------------------- wmri2q
+
+
+def test_unet_shapes_and_ranges():
+    torch.manual_seed(0)
+    net = build_network(NetConfig(width=8, blocks=2, use_lr=False, arch="unet"))
+    assert isinstance(net, WmriUNet)
+    guides = torch.rand(2, 4, 21, 30, 5)  # sizes not divisible by 4: padded inside
+    out = net(None, guides, None, torch.tensor([[1.0, 1, 0, 0], [1, 0, 1, 0]]))
+    assert out.shape == (2, 3, 21, 30, 5)
+    assert out[:, 0].min() >= 0 and out[:, 1:].min() > 0
+    with pytest.raises(ValueError, match="use_lr=False"):
+        WmriUNet(NetConfig(arch="unet", use_lr=True))
+    with pytest.raises(ValueError, match="unknown network architecture"):
+        build_network(NetConfig(arch="mlp"))
+
+
+@pytest.mark.parametrize("edge", [0.0, 0.5], ids=["supervised-only", "hybrid"])
+def test_unet_low_resolution_label_loss_decreases(aligned, edge):
+    """The wmri2q objective (L1 to the LR labels, plus the Sobel edge term for the hybrid)
+    falls when the U-Net is fitted to one batch."""
+    torch.manual_seed(0)
+    net = build_network(NetConfig(width=8, blocks=2, use_lr=False, arch="unet"))
+    weights = LossWeights(guide=0.0, lr=0.0, supervised=0.0, edge=edge, lowres=1.0)
+    rng = np.random.default_rng(0)
+    batch = collate([random_crop(aligned, rng, (32, 32, 8), guide_keep=1.0) for _ in range(2)])
+    batch["truth"] = None
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    history = []
+    for _ in range(40):
+        maps = net(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
+        loss, parts = total_loss(weights, maps, batch)
+        assert set(parts) == ({"lowres", "edge"} if edge else {"lowres"})
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        history.append(float(loss.detach()))
+    assert np.mean(history[-5:]) < 0.6 * np.mean(history[:5])
+
+
+def test_shipped_wmri2q_weights(aligned):
+    """Both shipped U-Nets load after their hash check; from the weighted images alone they
+    beat the LR input on PD SSIM (the hybrid also on T1 SSIM), and the edge term of the
+    hybrid gives sharper T1 and T2 maps than supervised-only (lower HFEN, as in Qiu et al.)."""
+    from swigapp.models.shipped import weights_dir
+
+    truth, mask = aligned.truth.numpy(), aligned.mask.numpy()
+    lr = _scores(aligned.lr_up.numpy(), aligned)
+    preds, scores = {}, {}
+    for name in ("wmri2q_supervised", "wmri2q_hybrid"):
+        card = model_card(name)
+        assert card["architecture"]["arch"] == "unet" and not card["architecture"]["use_lr"]
+        assert card["training"]["weights"]["lowres"] > 0
+        assert card["training"]["weights"]["guide"] == card["training"]["weights"]["lr"] == 0
+        assert (card["training"]["weights"]["edge"] > 0) == (name == "wmri2q_hybrid")
+        assert sha256(weights_dir() / f"{name}.pt") == card["sha256"]
+        model = load_shipped(name)
+        assert isinstance(model, WmriUNet)
+        preds[name] = predict_volume(model, aligned)
+        assert np.isfinite(preds[name]).all() and preds[name][1:].min() > 0
+        scores[name] = _scores(preds[name], aligned)
+        assert scores[name]["PD"][1] > lr["PD"][1], (name, scores[name], lr)
+    assert scores["wmri2q_hybrid"]["T1"][1] > lr["T1"][1]
+    for i, m in ((1, "T1"), (2, "T2")):
+        hfen = {n: metrics.hfen(p[i], truth[i], mask=mask) for n, p in preds.items()}
+        assert hfen["wmri2q_hybrid"] < hfen["wmri2q_supervised"], (m, hfen)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _run(bids, out, *extra):
+    return cli.main([str(bids), str(out), "participant", "--skip-bids-validation",
+                     "--participant-label", "01", "-w", str(out.parent / "work"),
+                     "--nprocs", "2", "--omp-nthreads", "2", *extra])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra", [("--method", "inr", "--inr-max-steps", "60"), ("--method", "wmri2q")]
+)
+def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
+    method = extra[1]
+    out = tmp_path / "out"
+    assert _run(tiny_dataset, out, *extra) == 0
+    anat = out / "sub-01" / "anat"
+    for suffix in ("PDmap", "T1map", "T2map"):
+        image = anat / f"sub-01_res-hi_desc-{method}_{suffix}.nii.gz"
+        assert image.is_file(), image
+        assert not (anat / f"sub-01_res-hi_desc-swig_{suffix}.nii.gz").exists()
+    t1 = np.asarray(nib.load(anat / f"sub-01_res-hi_desc-{method}_T1map.nii.gz").dataobj)
+    assert 0.6 < float(np.median(t1[t1 > 0.1])) < 2.5  # brain T1 in seconds
+    sidecar = json.loads((anat / f"sub-01_res-hi_desc-{method}_T1map.json").read_text())
+    assert sidecar["Method"] == method
+    if method == "inr":
+        assert sidecar["Model"] is None
+        assert sidecar["INRFit"]["steps"] <= 60
+        assert sidecar["INRFit"]["stopped_by"] in ("mi_plateau", "max_steps")
+        assert sidecar["INRFit"]["config"]["max_steps"] == 60
+        assert "implicit neural representation" in sidecar["EstimationAlgorithm"]
+    else:
+        assert sidecar["Model"]["name"] == "wmri2q_hybrid"
+        assert sidecar["Model"]["sha256"] == model_card("wmri2q_hybrid")["sha256"]
+        assert "U-Net" in sidecar["EstimationAlgorithm"]
+    qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
+    assert qc["Method"] == method
+    assert f"<td>{method}</td>" in (out / "sub-01.html").read_text()
+
+
+def _expect_error(capsys, bids, out, needle, *extra):
+    assert _run(bids, out, *extra) == 3
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert needle in line, line
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_method_option_errors(tiny_dataset, tmp_path, capsys):
+    from swigapp.models.shipped import weights_dir
+
+    out = tmp_path / "out"
+    _expect_error(capsys, tiny_dataset, out, "applies to --method swig", "--method", "inr",
+                  "--adapt-steps", "5")  # fmt: skip
+    swig = weights_dir() / "swig_default.pt"
+    _expect_error(capsys, tiny_dataset, out, "does not apply to --method inr", "--method",
+                  "inr", "--model", str(swig))  # fmt: skip
+    _expect_error(capsys, tiny_dataset, out, "needs a unet", "--method", "wmri2q",
+                  "--model", str(swig))  # fmt: skip
+
+
+def test_crops_and_inr_on_a_fractional_grid():
+    """LR 1.5 mm in-plane and 2 mm through-plane onto 1 mm: crops line up with the LR grid in
+    units of 3 HR / 2 LR voxels, and the INR fits (as on real data with such voxel sizes)."""
+    from swigapp.models.data import crop_units
+    from swigapp.physics.protocol import DEFAULT_PROTOCOLS
+
+    assert crop_units((30, 30, 20), (20, 20, 10)) == [(3, 2), (3, 2), (2, 1)]
+    # units that would span most of an axis are approximated (band off by < 1 %)
+    assert crop_units((197, 122, 40), (98, 81, 10)) == [(2, 1), (3, 2), (4, 1)]
+    rng = np.random.default_rng(0)
+    lr = {"PD": rng.uniform(0.6, 0.9, (20, 20, 10)), "T1": rng.uniform(0.8, 1.6, (20, 20, 10)),
+          "T2": rng.uniform(0.06, 0.12, (20, 20, 10))}  # fmt: skip
+    mask = np.zeros((30, 30, 20), bool)
+    mask[3:27, 3:27, 2:18] = True
+    guides = {"T1w": rng.uniform(0.5, 1.0, (30, 30, 20)).astype(np.float32)}
+    subject = prepare_subject(lr, guides, {"T1w": DEFAULT_PROTOCOLS["T1w"]}, mask)
+    crop = random_crop(subject, rng, (13, 13, 7), perm=(0, 1, 2))
+    assert crop["lr_up"].shape == (3, 12, 12, 6) and crop["lr"].shape == (3, 8, 8, 3)
+    assert all(s.start % p == 0 for s, p in zip(crop["box"], (3, 3, 2), strict=True))
+    config = INRConfig(max_steps=3, min_steps=3, mi_every=1, crop=(12, 12, 6), crops_per_step=2)
+    fit = fit_inr(subject, (1.0, 1.0, 1.0), config)
+    assert fit.steps == 3 and np.isfinite(fit.losses).all()
