@@ -165,6 +165,8 @@ def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> flo
 METHODS = ("swig", "inr", "wmri2q")
 #: Shipped weights used by each network method when no model file is given.
 DEFAULT_WEIGHTS = {"swig": "swig_default", "wmri2q": "wmri2q_hybrid"}
+#: Network architecture (``NetConfig.arch``) each network method runs.
+METHOD_ARCH = {"swig": "resnet", "wmri2q": "unet"}
 #: What each method is, for the maps' EstimationAlgorithm.
 METHOD_DESCRIPTIONS = {
     "swig": "SWIG: weighted-image-guided super-resolution, a 2.5D CNN trained with a "
@@ -231,7 +233,7 @@ def super_resolve(
             config = replace(config, max_steps=int(inr_max_steps))
         fit = fit_inr(subject, voxel_sizes(hr_affine), config, device=target)
         sr = render_volume(fit, subject, voxel_sizes(hr_affine), device=target)
-        extra["inr"] = {"config": config.as_dict(), **fit.summary()}
+        extra["inr"] = fit.summary()
     else:
         from swigapp.models.inference import adapt, predict_volume
 

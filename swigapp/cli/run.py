@@ -157,6 +157,7 @@ def check_model(path: Path | None, method: str = "swig") -> str:
     """'' for the shipped weights, else the absolute path of a loadable model.pt whose
     architecture suits ``method`` (SwigNet for swig, the U-Net for wmri2q)."""
     from swigapp.models.train import load_model
+    from swigapp.participant import METHOD_ARCH
 
     if path is None:
         return ""
@@ -169,7 +170,7 @@ def check_model(path: Path | None, method: str = "swig") -> str:
     except Exception as err:  # torch raises many types for a bad file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: cannot load the model ({first})") from err
-    arch = {"swig": "resnet", "wmri2q": "unet"}[method]
+    arch = METHOD_ARCH[method]
     if model.config.arch != arch:
         raise InputError(
             f"{path}: a {model.config.arch} network, but --method {method} needs a {arch}"

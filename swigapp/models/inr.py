@@ -8,8 +8,8 @@ subject by the same unsupervised terms as the SWIG model (guide consistency thro
 signal equations, LR consistency through k-space truncation). No training cohort: only the
 representation differs from SWIG.
 
-Each step evaluates the MLP on every voxel of one random HR crop aligned to the LR grid
-(so the k-space truncation of the crop lines up with the acquired LR box, as in SWIG's
+Each step evaluates the MLP on every voxel of a few random HR crops aligned to the LR grid
+(so the k-space truncation of each crop lines up with the acquired LR box, as in SWIG's
 training). Fitting stops when the mutual information between the predicted maps and the
 guides stops rising (the paper's early-stopping criterion), or at ``max_steps``.
 """
@@ -28,10 +28,11 @@ from tqdm import tqdm
 from swigapp import metrics
 from swigapp.models.data import collate, random_crop
 from swigapp.models.features import SubjectTensors, decode, encode
+from swigapp.models.inference import ADAPT_WEIGHTS
 from swigapp.models.losses import LossWeights, total_loss
 
-#: Unsupervised terms only: there is no HR truth for a real subject.
-INR_WEIGHTS = LossWeights(guide=1.0, lr=5.0, supervised=0.0, edge=0.0)
+#: The SWIG adaptation's unsupervised terms: there is no HR truth for a real subject.
+INR_WEIGHTS = ADAPT_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ class INRConfig:
     """Representation and fitting settings (recorded in the provenance sidecars).
 
     ``sigma``: standard deviation of the Fourier feature frequencies in cycles/mm;
-    ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its LR
-    factor) per step, spread over the brain: a few small crops fit faster than one big one
-    (the MLP is shared by the whole brain);
+    ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its crop
+    unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain: a few
+    small crops fit faster than one big one (the MLP is shared by the whole brain);
     early stopping: every ``mi_every`` steps the MI (nats) between maps and guides is
     measured on a fixed sample of ``mi_voxels`` brain voxels, and fitting stops after
     ``min_steps`` once the best MI has not risen by more than ``mi_tol`` (relative) over
@@ -120,11 +121,12 @@ class INRFit:
     losses: list[float]
     mi_curve: list[tuple[int, float]]
     seconds: float
-    residual: bool = True
+    config: INRConfig
 
     def summary(self) -> dict:
         """JSON-ready record of the fit (for provenance)."""
         return {
+            "config": self.config.as_dict(),
             "steps": self.steps,
             "stopped_by": self.stopped_by,
             "final_loss": round(self.losses[-1], 6) if self.losses else None,
@@ -227,7 +229,7 @@ def fit_inr(
                 break
     bar.close()
     seconds = time.perf_counter() - start
-    return INRFit(model.eval(), step, stopped_by, losses, curve, seconds, cfg.residual)
+    return INRFit(model.eval(), step, stopped_by, losses, curve, seconds, cfg)
 
 
 def _plateau(values: Sequence[float], cfg: INRConfig) -> bool:
@@ -252,9 +254,9 @@ def render_volume(
     model = fit.model.to(device).eval()
     grid = voxel_grid(subject.hr_shape, voxel_size)
     out = subject.lr_up.clone()
-    inside = torch.nonzero(subject.mask)
+    inside = subject.brain_voxels
     z_base = None
-    if fit.residual:
+    if fit.config.residual:
         z_base = encode(subject.lr_up, dim=0).permute(1, 2, 3, 0)[tuple(inside.T)]
     values = _render(model, grid[tuple(inside.T)].to(device), z_base).cpu()
     out[:, inside[:, 0], inside[:, 1], inside[:, 2]] = values.T
