@@ -41,6 +41,7 @@ from swigapp.models.inference import adapt, predict_volume
 from swigapp.models.inr import INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
+from swigapp.models.train import load_model
 from swigapp.participant import voxel_sizes
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
@@ -176,7 +177,7 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
     root = write_dataset(
         work / name,
         args.subjects,
-        seed=HELD_OUT_SEED,
+        seed=args.phantom_seed,
         config=held_out_config(args.size, factors),
         progress=False,
     )
@@ -307,6 +308,19 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument(
+        "--phantom-seed",
+        type=int,
+        default=HELD_OUT_SEED,
+        help="seed of the test subjects: the held-out seed for reported results; another "
+        "unused seed (e.g. 3000) for validation while developing a model",
+    )
+    p.add_argument(
+        "--swig-model",
+        metavar="MODEL_PT",
+        help="score this model.pt (e.g. a candidate from swigapp-train) instead of the "
+        "shipped SWIG weights",
+    )
+    p.add_argument(
         "--methods",
         nargs="+",
         metavar="WORD",
@@ -314,7 +328,9 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    models = {"swig": load_shipped("swig_default")}
+    models = {
+        "swig": load_model(args.swig_model) if args.swig_model else load_shipped("swig_default")
+    }
     for key, name in (("nolr", "swig_nolr"), ("wmri2q_supervised",) * 2, ("wmri2q_hybrid",) * 2):
         try:
             models[key] = load_shipped(name)
@@ -327,10 +343,14 @@ def main() -> None:
     text, _ = summarise(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    extra = f" --phantom-seed {args.phantom_seed}" * (args.phantom_seed != HELD_OUT_SEED)
+    extra += f" --swig-model {args.swig_model}" * bool(args.swig_model)
+    extra += (" --methods " + " ".join(repr(m) for m in args.methods)) * bool(args.methods)
+    role = "held out" if args.phantom_seed == HELD_OUT_SEED else "validation, not held out"
     header = (
         f"Command: `python -m benchmarks.quality --subjects {args.subjects} --size {args.size} "
-        f"--adapt-steps {args.adapt_steps} --inr-max-steps {args.inr_max_steps}`; "
-        f"phantom seed {HELD_OUT_SEED} (held out).\n\n"
+        f"--adapt-steps {args.adapt_steps} --inr-max-steps {args.inr_max_steps}{extra}`; "
+        f"phantom seed {args.phantom_seed} ({role}).\n\n"
     )
     (out / "quality.md").write_text(header + text + "\n")
     with (out / "quality.csv").open("w", newline="") as handle:

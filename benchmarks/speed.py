@@ -3,9 +3,11 @@
     python -m benchmarks.speed [--repeats 3] [--threads 2]
     python -m benchmarks.speed --method inr      # or wmri2q
 
-SWIG: times (median of --repeats) the whole predict_volume call and, in the same run, the
-network's convolutions alone on the same slices (inputs prepared beforehand), and reports
-the ratio: the distance of the inference code to the machine's convolution throughput.
+SWIG: times (median of --repeats) the whole predict_volume call (the default orientation
+ensemble: three slice axes on this isotropic grid) and, in the same run, the network's
+convolutions alone on the same slices (inputs prepared beforehand), and reports the ratio:
+the distance of the inference code to the machine's convolution throughput. ``--single``
+The same is measured for one slice axis (``--single-orientation``) in the same run.
 wmri2q: the whole predict_volume call of the shipped hybrid U-Net. INR: fitting (default
 settings, early stopping on) and rendering the fitted representation on the whole grid.
 Peak RSS is measured in a fresh subprocess doing one complete run.
@@ -21,13 +23,14 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from swigapp import kspace
 from swigapp.models.features import SubjectTensors, prepare_subject
-from swigapp.models.inference import predict_volume
+from swigapp.models.inference import predict_volume, slice_axes
 from swigapp.models.inr import fit_inr, render_volume
 from swigapp.models.shipped import load_shipped
 from swigapp.phantom.subject import PhantomConfig, make_subject
@@ -52,21 +55,27 @@ def full_grid_subject() -> SubjectTensors:
 
 
 @torch.inference_mode()
-def conv_only_seconds(model, subject: SubjectTensors, chunk: int = 16) -> float:
-    """Time of the convolutions alone on the per-slice inputs of the same brain chunks."""
-    vols = {k: getattr(subject, k) for k in ("lr_up", "guides", "synth")}
+def conv_only_seconds(
+    model, subject: SubjectTensors, axes: tuple[int, ...], chunk: int = 16
+) -> float:
+    """Time of the convolutions alone on the per-slice inputs of the same brain chunks, for
+    every slice axis in ``axes``."""
     present = subject.present[None]
-    has = subject.mask.flatten(0, 1).any(0)
     ctx = model.config.context
-    n = subject.mask.shape[-1]
     inputs = []
-    for s0 in range(0, n, chunk):
-        s1 = min(n, s0 + chunk)
-        if not bool(has[s0:s1].any()):
-            continue
-        a0, a1 = max(0, s0 - ctx), min(n, s1 + ctx)
-        args = [vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth")]
-        inputs.append(model.slice_inputs(*args, present)[0])
+    for axis in axes:
+        order = [a for a in range(3) if a != axis] + [axis]
+        perm = (0, *(a + 1 for a in order))
+        vols = {k: getattr(subject, k).permute(perm) for k in ("lr_up", "guides", "synth")}
+        has = subject.mask.permute(order).flatten(0, 1).any(0)
+        n = len(has)
+        for s0 in range(0, n, chunk):
+            s1 = min(n, s0 + chunk)
+            if not bool(has[s0:s1].any()):
+                continue
+            a0, a1 = max(0, s0 - ctx), min(n, s1 + ctx)
+            args = [vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth")]
+            inputs.append(model.slice_inputs(*args, present)[0])
     start = time.perf_counter()
     for x in inputs:
         model.residual(x)
@@ -96,7 +105,17 @@ def run_method(method: str, subject: SubjectTensors) -> dict:
 def peak_rss_child(method: str) -> None:
     """Child process: one complete run, then print peak RSS in MiB."""
     run_method(method, full_grid_subject())
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mib": own_peak_rss_mib()}))
+
+
+def own_peak_rss_mib() -> float:
+    """Peak RSS of this process's own memory (VmHWM). Not ru_maxrss: after fork + exec it
+    keeps the parent's resident size at the fork, which a benchmark parent holding a full
+    brain would dominate."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: best effort
 
 
 def peak_rss(method: str, threads: int) -> float:
@@ -149,15 +168,16 @@ def main() -> None:
         return
     model = load_shipped()
     subject = full_grid_subject()
+    modes = {"orientation ensemble": slice_axes(subject), "single orientation": (2,)}
     predict_volume(model, subject)  # warm-up
-    full, conv = [], []
+    times: dict[str, dict[str, list[float]]] = {m: {"full": [], "conv": []} for m in modes}
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        predict_volume(model, subject)
-        full.append(time.perf_counter() - t0)
-        conv.append(conv_only_seconds(model, subject))
+        for mode, axes in modes.items():
+            t0 = time.perf_counter()
+            predict_volume(model, subject, axes)
+            times[mode]["full"].append(time.perf_counter() - t0)
+            times[mode]["conv"].append(conv_only_seconds(model, subject, axes))
     rss = peak_rss("swig", args.threads)
-    t_full, t_conv = statistics.median(full), statistics.median(conv)
     print(
         f"Command: `python -m benchmarks.speed --repeats {args.repeats} --threads {args.threads}`"
     )
@@ -166,9 +186,13 @@ def main() -> None:
         f"torch {torch.__version__}"
     )
     print(f"Grid {subject.hr_shape}, brain slices only; median of {args.repeats}:")
-    print("| inference (s) | convolutions alone (s) | ratio | peak RSS (MiB) |")
+    print("| slice axes | inference (s) | convolutions alone (s) | ratio |")
     print("|---|---|---|---|")
-    print(f"| {t_full:.1f} | {t_conv:.1f} | {t_full / t_conv:.2f} | {rss:.0f} |")
+    for mode, axes in modes.items():
+        t_full = statistics.median(times[mode]["full"])
+        t_conv = statistics.median(times[mode]["conv"])
+        print(f"| {mode} {axes} | {t_full:.1f} | {t_conv:.1f} | {t_full / t_conv:.2f} |")
+    print(f"Peak RSS of one default inference (orientation ensemble), fresh process: {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -194,15 +194,18 @@ def super_resolve(
     n_threads: int | None = None,
     method: str = "swig",
     inr_max_steps: int | None = None,
+    single_orientation: bool = False,
 ) -> dict[str, Any]:
     """HR maps by ``method`` -> ``sr_file``.
 
     ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation; ``wmri2q``:
     the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
-    ``inr_max_steps`` steps). ``guide_files``: registered guides on the HR grid;
-    ``model_path``: a model.pt, or None for the method's shipped weights. Returns the
-    method, the model's name and sha256 (network methods), the adaptation losses or the
-    INR fit summary, and the LR data-consistency residual of the input and of the result.
+    ``inr_max_steps`` steps). The networks average their predictions along every
+    least-downsampled slice axis unless ``single_orientation``. ``guide_files``: registered
+    guides on the HR grid; ``model_path``: a model.pt, or None for the method's shipped
+    weights. Returns the method, the model's name and sha256 (network methods), the slice
+    axes, the adaptation losses or the INR fit summary, and the LR data-consistency residual
+    of the input and of the result.
     """
     import torch
 
@@ -223,6 +226,7 @@ def super_resolve(
     subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up)
     target = resolve_device(device)
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None}
+    extra["slice_axes"] = []
     if method == "inr":
         from dataclasses import replace
 
@@ -235,13 +239,15 @@ def super_resolve(
         sr = render_volume(fit, subject, voxel_sizes(hr_affine), device=target)
         extra["inr"] = fit.summary()
     else:
-        from swigapp.models.inference import adapt, predict_volume
+        from swigapp.models.inference import adapt, predict_volume, slice_axes
 
         model, extra["model"] = _network(method, model_path)
         if adapt_steps > 0:
             model, losses = adapt(model, subject, adapt_steps, seed=seed, device=target)
             extra["adapt_losses"] = [round(v, 6) for v in losses]
-        sr = predict_volume(model, subject, device=target)
+        axes = slice_axes(subject)
+        extra["slice_axes"] = list(axes[-1:] if single_orientation else axes)
+        sr = predict_volume(model, subject, extra["slice_axes"], device=target)
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
     return {
         "sr_file": sr_file,

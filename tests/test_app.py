@@ -109,6 +109,7 @@ def test_sidecars_carry_units_sources_and_provenance(app_run):
         assert (root / rel).exists(), uri
     assert side["Model"]["sha256"] == model_card()["sha256"]
     assert side["Seed"] == 0 and side["AdaptSteps"] == 0
+    assert side["SliceAxes"] == [0, 1]  # 1x1x4 mm LR maps: the two 1 mm axes are averaged
     assert set(side["GuideProtocols"]) == {"T1w", "T2w"}
     assert side["GuideProtocols"]["T1w"]["model"] == "MPRAGE"
     assert side["GuideProtocols"]["T1w"]["source"] == "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"

@@ -80,6 +80,18 @@ def test_self_supervised_training_on_a_bids_cohort(tiny_dataset, tmp_path):
     assert train_cli.main(args) == 0  # finished run: resumes at the end, writes the model again
 
 
+def test_fine_tuning_the_shipped_model_on_a_bids_cohort(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "tuned"
+    args = [str(out), "--bids", str(tiny_dataset), "--steps", "2", "--batch-size", "1"]
+    args += ["--crop", "16,16,8", "-q"]
+    assert train_cli.main([*args, "--init", "swig_default"]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training"]["init"]["sha256"] == shipped.model_card()["sha256"]
+    assert card["parameters"] == shipped.model_card()["parameters"]
+    assert train_cli.main([*args, "--init", str(tmp_path / "missing.pt")]) == 1
+    assert "neither a shipped model" in capsys.readouterr().err
+
+
 def test_shipped_weights_verify_hash(tmp_path, monkeypatch):
     names = shipped.available()
     assert shipped.DEFAULT_MODEL in names

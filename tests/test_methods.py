@@ -200,7 +200,8 @@ def _run(bids, out, *extra):
 
 
 @pytest.mark.parametrize(
-    "extra", [("--method", "inr", "--inr-max-steps", "60"), ("--method", "wmri2q")]
+    "extra",
+    [("--method", "inr", "--inr-max-steps", "60"), ("--method", "wmri2q", "--single-orientation")],
 )
 def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
     method = extra[1]
@@ -221,10 +222,12 @@ def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
         assert sidecar["INRFit"]["stopped_by"] in ("mi_plateau", "max_steps")
         assert sidecar["INRFit"]["config"]["max_steps"] == 60
         assert "implicit neural representation" in sidecar["EstimationAlgorithm"]
+        assert "SliceAxes" not in sidecar
     else:
         assert sidecar["Model"]["name"] == "wmri2q_hybrid"
         assert sidecar["Model"]["sha256"] == model_card("wmri2q_hybrid")["sha256"]
         assert "U-Net" in sidecar["EstimationAlgorithm"]
+        assert sidecar["SliceAxes"] == [1]  # --single-orientation: the last 1 mm axis only
     qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
     assert qc["Method"] == method
     assert f"<td>{method}</td>" in (out / "sub-01.html").read_text()

@@ -1,5 +1,8 @@
 """SWIG model pieces on tiny phantoms: inputs, network, losses, training, adaptation."""
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +11,7 @@ from swigapp import kspace
 from swigapp.models import train as train_mod
 from swigapp.models.data import phantom_pool, random_crop, sample_batch
 from swigapp.models.features import GUIDE_ORDER, decode, encode, prepare_subject
-from swigapp.models.inference import adapt, predict_volume
+from swigapp.models.inference import adapt, predict_volume, slice_axes
 from swigapp.models.losses import (
     LossWeights,
     edge_loss,
@@ -18,7 +21,7 @@ from swigapp.models.losses import (
     total_loss,
 )
 from swigapp.models.network import NetConfig, SwigNet, stack_slices
-from swigapp.models.train import TrainConfig, load_model, train
+from swigapp.models.train import TrainConfig, load_model, sha256, train
 from swigapp.phantom.subject import PhantomConfig
 
 torch.set_num_threads(2)
@@ -108,6 +111,28 @@ def test_chunked_inference_matches_one_pass(tiny_tensors):
     np.testing.assert_allclose(chunked, one, rtol=1e-4, atol=1e-5)
     sagittal = predict_volume(model, tiny_tensors, slice_axis=0, chunk=7)
     assert sagittal.shape == one.shape and np.isfinite(sagittal).all()
+
+
+def test_orientation_ensemble_averages_the_slice_axes(tiny_tensors):
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=8, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    assert slice_axes(tiny_tensors) == (0, 1, 2)  # 2 mm iso: every axis
+    assert slice_axes(SimpleNamespace(factors=(1.0, 1.0, 4.0))) == (0, 1)
+    assert slice_axes(SimpleNamespace(factors=(197 / 98, 233 / 116, 189 / 94))) == (0, 1, 2)
+    single = {a: predict_volume(model, tiny_tensors, slice_axis=a) for a in range(3)}
+    assert not np.allclose(single[0], single[2], atol=1e-3)  # the orientations differ
+    both = predict_volume(model, tiny_tensors, slice_axis=(0, 2))
+    m = tiny_tensors.mask.numpy()
+    t1 = np.exp((np.log(single[0][1]) + np.log(single[2][1])) / 2)  # geometric mean of T1
+    np.testing.assert_allclose(both[1][m], t1[m], rtol=1e-4)
+    pd = (single[0][0] + single[2][0]) / 2
+    np.testing.assert_allclose(both[0][m], pd[m], rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(both[:, ~m], tiny_tensors.lr_up.numpy()[:, ~m])
+    default = predict_volume(model, tiny_tensors)
+    np.testing.assert_allclose(
+        default, predict_volume(model, tiny_tensors, slice_axis=(0, 1, 2)), rtol=1e-6
+    )
 
 
 def test_guide_loss_is_scale_invariant_and_prefers_truth(tiny_tensors):
@@ -233,6 +258,29 @@ def test_training_resumes_after_a_kill(tiny_tensors, tmp_path, monkeypatch):
     other = TrainConfig(**{**config.__dict__, "learning_rate": 0.5})
     with pytest.raises(ValueError, match="another configuration"):
         train(other, [tiny_tensors], tmp_path / "b", progress=False)
+
+
+def test_training_can_start_from_existing_weights(tiny_tensors, tmp_path):
+    config = TrainConfig(
+        steps=4, batch_size=1, crop=(16, 16, 4), seed=3, net=NetConfig(width=8, blocks=1)
+    )
+    first = train(config, [tiny_tensors], tmp_path / "a", progress=False)
+    init = {"path": str(first), "sha256": sha256(first)}
+    # learning rate 0: the fine-tuned network is exactly its starting point
+    frozen = TrainConfig(**{**config.__dict__, "learning_rate": 0.0, "seed": 9, "init": init})
+    again = load_model(train(frozen, [tiny_tensors], tmp_path / "b", progress=False))
+    for (name, a), b in zip(
+        load_model(first).state_dict().items(), again.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    card = json.loads((tmp_path / "b/model_card.json").read_text())
+    assert card["training"]["init"] == init
+    wider = TrainConfig(**{**frozen.__dict__, "net": NetConfig(width=16, blocks=1)})
+    with pytest.raises(ValueError, match="differs from the one to train"):
+        train(wider, [tiny_tensors], tmp_path / "c", progress=False)
+    wrong = TrainConfig(**{**frozen.__dict__, "init": {"path": str(first), "sha256": "0" * 64}})
+    with pytest.raises(ValueError, match="does not match the model card"):
+        train(wrong, [tiny_tensors], tmp_path / "d", progress=False)
 
 
 def test_self_supervised_adaptation_moves_toward_truth(tiny_tensors):

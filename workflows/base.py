@@ -38,6 +38,7 @@ class WorkflowOptions:
     model_path: str = ""
     adapt_steps: int = 0
     inr_max_steps: int = 0
+    single_orientation: bool = False
     seed: int = 0
     device: str = "auto"
     omp_nthreads: int = 0
@@ -102,6 +103,7 @@ def init_single_subject_wf(
             model_path=options.model_path,
             adapt_steps=options.adapt_steps,
             inr_max_steps=options.inr_max_steps,
+            single_orientation=options.single_orientation,
             seed=options.seed,
             device=options.device,
             n_threads=options.omp_nthreads,

@@ -131,6 +131,9 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
     adapt_steps = traits.Int(0, usedefault=True)
     inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")
+    single_orientation = traits.Bool(
+        False, usedefault=True, desc="one slice axis instead of the orientation ensemble"
+    )
     seed = traits.Int(0, usedefault=True)
     device = traits.Str("auto", usedefault=True)
     n_threads = traits.Int(0, usedefault=True, desc="torch threads (0 = torch default)")
@@ -164,6 +167,7 @@ class SuperResolve(SimpleInterface):
             n_threads=self.inputs.n_threads or None,
             method=self.inputs.method,
             inr_max_steps=self.inputs.inr_max_steps or None,
+            single_orientation=self.inputs.single_orientation,
         )
         self._results.update(result=result, sr_file=result["sr_file"])
         return runtime

@@ -248,6 +248,7 @@ def run_participant(args: Any) -> int:
         model_path=model_path,
         adapt_steps=args.adapt_steps,
         inr_max_steps=args.inr_max_steps,
+        single_orientation=args.single_orientation,
         seed=args.seed,
         device=args.device,
         omp_nthreads=omp,

@@ -6,11 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from swigapp._version import __version__
 from swigapp.cli.phantom import parse_factors
+from swigapp.models.data import TRAIN_PHANTOM
 from swigapp.models.losses import LossWeights
 from swigapp.models.network import NetConfig
 from swigapp.models.train import TrainConfig, train
@@ -26,6 +29,22 @@ def _triple(text: str) -> tuple[int, int, int]:
     if len(values) != 3 or min(values) < 4:
         raise argparse.ArgumentTypeError(f"expected three integers >= 4 like 48,48,12: {text!r}")
     return values
+
+
+def init_weights(model: str) -> dict:
+    """{"path", "sha256"} of the weights named by ``--init``: a shipped name or a model.pt."""
+    from swigapp.models.shipped import available, model_card, weights_dir
+    from swigapp.models.train import sha256
+
+    if model in available():
+        card = model_card(model)
+        return {"path": str(weights_dir() / card["weights_file"]), "sha256": card["sha256"]}
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{model!r} is neither a shipped model ({', '.join(available())}) nor a file"
+        )
+    return {"path": str(path), "sha256": sha256(path)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", choices=("tiny", "slab", "full"), default="slab", help="phantom size"
     )
     src.add_argument(
+        "--max-rotation",
+        type=float,
+        default=TRAIN_PHANTOM.max_rotation_deg,
+        metavar="DEG",
+        help="phantoms: largest residual misregistration of a guide, degrees per axis",
+    )
+    src.add_argument(
+        "--max-translation",
+        type=float,
+        default=TRAIN_PHANTOM.max_translation_mm,
+        metavar="MM",
+        help="phantoms: largest residual misregistration of a guide, mm per axis",
+    )
+    src.add_argument(
         "--lr-settings",
         type=parse_factors,
         nargs="+",
@@ -72,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     opt.add_argument("--seed", type=int, default=0, help="seed of weights and crop sampling")
+    opt.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune: start from a shipped model's weights (a name such as swig_default) "
+        "or a model.pt, instead of a random initialisation; the network options must match",
+    )
     net = p.add_argument_group("network")
     net.add_argument("--width", type=int, default=32, help="feature channels")
     net.add_argument("--blocks", type=int, default=5, help="residual blocks")
@@ -121,9 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = {"source": "bids", "path": str(args.bids), "subjects": len(pool)}
         weights = LossWeights(args.w_guide, args.w_lr, 0.0, args.w_edge, args.w_lowres)
     else:
-        from swigapp.models.data import TRAIN_PHANTOM, phantom_pool
+        from swigapp.models.data import phantom_pool
 
-        config = TRAIN_PHANTOM.__class__(**{**TRAIN_PHANTOM.__dict__, "size": args.size})
+        config = replace(
+            TRAIN_PHANTOM,
+            size=args.size,
+            max_rotation_deg=args.max_rotation,
+            max_translation_mm=args.max_translation,
+        )
         pool = phantom_pool(args.subjects, args.phantom_seed, settings, config, not args.quiet)
         data = {
             "source": "phantom",
@@ -155,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         weights=weights,
         data=data,
     )
+    if args.init:
+        try:
+            config.init = init_weights(args.init)
+        except FileNotFoundError as err:
+            print(f"swigapp-train: error: --init: {err}", file=sys.stderr)
+            return 1
     try:
         path = train(config, pool, args.out_dir, device=args.device, progress=not args.quiet)
     except (ValueError, RuntimeError) as err:

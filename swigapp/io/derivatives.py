@@ -265,6 +265,7 @@ def participant_outputs(
         "GuideProtocols": params["guide_protocols"],
         "AdaptSteps": params["adapt_steps"],
         "AdaptLosses": sr["adapt_losses"],
+        **({"SliceAxes": sr["slice_axes"]} if sr.get("slice_axes") else {}),
         **({"INRFit": sr["inr"]} if sr.get("inr") else {}),
         "Seed": params["seed"],
         "Device": sr["device"],

@@ -50,6 +50,9 @@ class TrainConfig:
     net: NetConfig = field(default_factory=NetConfig)
     weights: LossWeights = field(default_factory=LossWeights)
     data: dict = field(default_factory=dict)
+    #: start from these weights instead of a random initialisation (fine-tuning):
+    #: {"path": model.pt, "sha256": its hash}; the network configuration must match
+    init: dict | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready dict of the configuration."""
@@ -97,7 +100,16 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
-    model = build_network(config.net).to(dev)
+    model = build_network(config.net)
+    if config.init is not None:
+        start_from = load_model(config.init["path"], expected_sha256=config.init.get("sha256"))
+        if start_from.config != config.net:
+            raise ValueError(
+                f"{config.init['path']}: its network ({start_from.config}) differs from the "
+                f"one to train ({config.net})"
+            )
+        model.load_state_dict(start_from.state_dict())
+    model = model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.learning_rate)
     start, elapsed = 0, 0.0

@@ -176,6 +176,11 @@ def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[s
         "device": sr["device"],
         "guides": ", ".join(results["registration"]),
         "adaptation steps": params["adapt_steps"],
+        **(
+            {"slice axes (averaged)": ", ".join(map(str, sr["slice_axes"]))}
+            if sr.get("slice_axes")
+            else {}
+        ),
         **({"INR fit": _inr_line(sr["inr"])} if sr.get("inr") else {}),
         "seed": params["seed"],
         "registration": params["transform"],
