@@ -30,7 +30,7 @@ import torch
 
 from swigapp import kspace
 from swigapp.models.features import SubjectTensors, prepare_subject
-from swigapp.models.inference import predict_volume, slice_axes
+from swigapp.models.inference import brain_chunks, oriented, predict_volume, slice_axes
 from swigapp.models.inr import fit_inr, render_volume
 from swigapp.models.shipped import load_shipped
 from swigapp.phantom.subject import PhantomConfig, make_subject
@@ -61,20 +61,10 @@ def conv_only_seconds(
     """Time of the convolutions alone on the per-slice inputs of the same brain chunks, for
     every slice axis in ``axes``."""
     present = subject.present[None]
-    ctx = model.config.context
     inputs = []
     for axis in axes:
-        order = [a for a in range(3) if a != axis] + [axis]
-        perm = (0, *(a + 1 for a in order))
-        vols = {k: getattr(subject, k).permute(perm) for k in ("lr_up", "guides", "synth")}
-        has = subject.mask.permute(order).flatten(0, 1).any(0)
-        n = len(has)
-        for s0 in range(0, n, chunk):
-            s1 = min(n, s0 + chunk)
-            if not bool(has[s0:s1].any()):
-                continue
-            a0, a1 = max(0, s0 - ctx), min(n, s1 + ctx)
-            args = [vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth")]
+        vols, mask, _ = oriented(subject, axis)
+        for _s0, _s1, _a0, args in brain_chunks(vols, mask, chunk, model.config.context):
             inputs.append(model.slice_inputs(*args, present)[0])
     start = time.perf_counter()
     for x in inputs:

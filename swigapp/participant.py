@@ -225,8 +225,7 @@ def super_resolve(
     protos = {g: Protocol(**protocols[g]) for g in guide_files}
     subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up)
     target = resolve_device(device)
-    extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None}
-    extra["slice_axes"] = []
+    extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
     if method == "inr":
         from dataclasses import replace
 

@@ -38,11 +38,6 @@ def slice_axes(subject: SubjectTensors) -> tuple[int, ...]:
     return tuple(int(a) for a in np.flatnonzero(factors <= 1.1 * factors.min()))
 
 
-def default_slice_axis(subject: SubjectTensors) -> int:
-    """One slice axis: the last of :func:`slice_axes`."""
-    return slice_axes(subject)[-1]
-
-
 @torch.inference_mode()
 def predict_volume(
     model: nn.Module,
@@ -80,6 +75,35 @@ def predict_volume(
     return torch.where(subject.mask[None], mean, subject.lr_up).numpy()
 
 
+def oriented(
+    subject: SubjectTensors, axis: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, tuple[int, ...]]:
+    """Views of lr_up, guides, synth (C, H, W, S) and the mask (H, W, S) with ``axis`` last,
+    and the channel-first permutation that made them."""
+    order = [a for a in range(3) if a != axis] + [axis]
+    perm = (0, *(a + 1 for a in order))
+    vols = {k: getattr(subject, k).permute(perm) for k in ("lr_up", "guides", "synth")}
+    return vols, subject.mask.permute(order), perm
+
+
+def brain_chunks(
+    vols: dict[str, torch.Tensor], mask: torch.Tensor, chunk: int, context: int
+) -> list[tuple[int, int, int, list[torch.Tensor]]]:
+    """(s0, s1, a0, inputs) for each run of ``chunk`` slices (along the last axis) holding
+    brain; inputs: lr_up, guides, synth of slices a0:a1 (the chunk plus ``context`` slices
+    each side), shaped (1, C, H, W, S)."""
+    n_slices = mask.shape[-1]
+    has_brain = mask.flatten(0, 1).any(0)
+    out = []
+    for s0 in range(0, n_slices, chunk):
+        s1 = min(n_slices, s0 + chunk)
+        if not bool(has_brain[s0:s1].any()):
+            continue
+        a0, a1 = max(0, s0 - context), min(n_slices, s1 + context)
+        out.append((s0, s1, a0, [vols[k][..., a0:a1][None] for k in ("lr_up", "guides", "synth")]))
+    return out
+
+
 def _predict_along(
     model: nn.Module,
     subject: SubjectTensors,
@@ -89,26 +113,13 @@ def _predict_along(
     progress: bool,
 ) -> torch.Tensor:
     """Prediction (3, X, Y, Z) with slices along ``axis`` (the LR input outside the mask)."""
-    order = [a for a in range(3) if a != axis] + [axis]
-    perm = (0, *(a + 1 for a in order))
-    vols = {
-        k: getattr(subject, k).permute(perm) for k in ("lr_up", "guides", "synth")
-    }  # (C, H, W, S)
-    mask = subject.mask.permute(order)
+    vols, mask, perm = oriented(subject, axis)
     present = subject.present[None].to(device)
-    n_slices = mask.shape[-1]
-    ctx = model.config.context
     out = vols["lr_up"].clone()
-    has_brain = mask.flatten(0, 1).any(0)
-    starts = range(0, n_slices, chunk)
+    chunks = brain_chunks(vols, mask, chunk, model.config.context)
     desc = f"inference (slices along axis {axis})"
-    for s0 in tqdm(starts, desc=desc, disable=not progress, unit="chunk"):
-        s1 = min(n_slices, s0 + chunk)
-        if not bool(has_brain[s0:s1].any()):
-            continue
-        a0, a1 = max(0, s0 - ctx), min(n_slices, s1 + ctx)
-        args = [vols[k][..., a0:a1][None].to(device) for k in ("lr_up", "guides", "synth")]
-        pred = model(*args, present)[0].float().cpu()
+    for s0, s1, a0, inputs in tqdm(chunks, desc=desc, disable=not progress, unit="chunk"):
+        pred = model(*(x.to(device) for x in inputs), present)[0].float().cpu()
         out[..., s0:s1] = pred[..., s0 - a0 : s0 - a0 + (s1 - s0)]
     out = torch.where(mask[None], out, vols["lr_up"])
     inverse = np.argsort(perm)
