@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from swigapp.io.derivatives import atomic_write_text
+from swigapp.io.files import atomic_write_text, write_tsv
 
 #: Robust z-scores beyond this flag a subject (median / 1.4826 MAD).
 OUTLIER_Z = 3.5
@@ -73,19 +73,6 @@ def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> li
     for row, flag in zip(rows, flags, strict=True):
         row["outliers"] = ",".join(flag) if flag else "n/a"
     return rows
-
-
-def write_tsv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """The group table as TSV (4 significant digits for floats)."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["\t".join(keys)]
-    for row in rows:
-        cells = []
-        for k in keys:
-            v = row.get(k, "n/a")
-            cells.append(f"{v:.6g}" if isinstance(v, float) else str(v))
-        lines.append("\t".join(cells))
-    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def render(rows: Sequence[dict[str, Any]]) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from swigapp import kspace, metrics
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import save_nifti
+from swigapp.methods import DEFAULT_WEIGHTS, METHODS
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 from swigapp.physics.units import to_seconds
 
@@ -159,25 +160,6 @@ def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> flo
     ``mask``; data range = 99.9th percentile of the guide in the mask."""
     data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
     return metrics.ssim(synth * ls_scale(synth, acquired, mask), acquired, data_range, mask=mask)
-
-
-#: Super-resolution methods of the participant level (``--method``).
-METHODS = ("swig", "inr", "wmri2q")
-#: Shipped weights used by each network method when no model file is given.
-DEFAULT_WEIGHTS = {"swig": "swig_default", "wmri2q": "wmri2q_hybrid"}
-#: Network architecture (``NetConfig.arch``) each network method runs.
-METHOD_ARCH = {"swig": "resnet", "wmri2q": "unet"}
-#: What each method is, for the maps' EstimationAlgorithm.
-METHOD_DESCRIPTIONS = {
-    "swig": "SWIG: weighted-image-guided super-resolution, a 2.5D CNN trained with a "
-    "physics-informed self-supervised loss (swigapp)",
-    "inr": "Subject-specific implicit neural representation (coordinate MLP with Fourier "
-    "features, one head per map; after McGinnis et al., MICCAI 2023) fitted to this subject "
-    "by guide consistency through the signal equations and k-space LR consistency (swigapp)",
-    "wmri2q": "wmri2q: maps from the weighted images alone by a 2.5D U-Net trained with "
-    "low-resolution labels and a scale-invariant Sobel edge loss (after Qiu et al., "
-    "ISMRM 2022; swigapp)",
-}
 
 
 def super_resolve(

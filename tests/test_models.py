@@ -13,10 +13,12 @@ from swigapp.models.data import phantom_pool, random_crop, sample_batch
 from swigapp.models.features import GUIDE_ORDER, decode, encode, prepare_subject
 from swigapp.models.inference import adapt, predict_volume, slice_axes
 from swigapp.models.losses import (
+    LR_SCALES,
     LossWeights,
     edge_loss,
     guide_loss,
     lr_loss,
+    supervised_linear_loss,
     supervised_loss,
     total_loss,
 )
@@ -181,6 +183,24 @@ def test_supervised_loss_relative():
     pred = truth.clone()
     pred[:, 1] *= np.e  # ln error of exactly 1 on T1 -> mean over 3 maps = 1/3
     assert float(supervised_loss(pred, truth, mask)) == pytest.approx(1 / 3, rel=1e-5)
+
+
+def test_supervised_linear_loss_weighs_long_t1():
+    # two voxels, GM-like (T1 1.4 s) and CSF-like (T1 4 s), each with a 10 % T1 error
+    truth = torch.tensor([[[0.8, 1.0], [1.4, 4.0], [0.08, 2.0]]])[..., None, None]
+    mask = torch.ones((1, 2, 1, 1), dtype=torch.bool)
+    pred = truth.clone()
+    pred[:, 1] *= 1.1
+    # absolute errors 0.14 s and 0.4 s, over the T1 scale 1.3 s, averaged over 2 voxels x 3 maps
+    expected = (0.14 + 0.4) / LR_SCALES[1] / 6
+    assert float(supervised_linear_loss(pred, truth, mask)) == pytest.approx(expected, rel=1e-5)
+    # the log-domain term sees both errors alike
+    assert float(supervised_loss(pred, truth, mask)) == pytest.approx(2 * np.log(1.1) / 6, rel=1e-5)
+    batch = {"mask": mask, "truth": truth}
+    _, parts = total_loss(LossWeights(guide=0, lr=0, supervised=0, linear=1), pred, batch)
+    assert set(parts) == {"linear"}
+    _, parts = total_loss(LossWeights(guide=0, lr=0, linear=1), pred, {**batch, "truth": None})
+    assert parts == {}  # no HR truth: no supervised terms
 
 
 def _eval_loss(model, subject):

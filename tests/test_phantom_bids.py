@@ -136,6 +136,14 @@ def test_cli_rejects_bad_factors(bad, tmp_path):
     assert exc.value.code == 2
 
 
+def test_cli_rejects_unknown_guide(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        phantom_cli.main([str(tmp_path / "ds"), "--guides", "T1w,T3w"])
+    assert exc.value.code == 2
+    assert "unknown T3w (choose from T1w, T2w, FLAIR" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
 def test_parse_factors():
     assert phantom_cli.parse_factors("1,1,4") == (1.0, 1.0, 4.0)
     assert phantom_cli.parse_factors("2") == (2.0,)

@@ -17,6 +17,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from swigapp.methods import METHODS
+
 
 class _ResultSpec(TraitedSpec):
     result = traits.Dict(desc="the library step's result (paths, figures, seconds)")
@@ -127,7 +129,7 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True)
     registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
     protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
-    method = traits.Enum("swig", "inr", "wmri2q", usedefault=True, desc="SR method")
+    method = traits.Enum(*METHODS, usedefault=True, desc="SR method")
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
     adapt_steps = traits.Int(0, usedefault=True)
     inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")

@@ -24,7 +24,7 @@ from swigapp import kspace, metrics
 from swigapp._version import __version__
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX, layout, load_bundle
-from swigapp.io.files import save_nifti, write_json
+from swigapp.io.files import save_nifti, write_json, write_tsv
 from swigapp.models.cohort import prepare_bundle
 from swigapp.models.features import SubjectTensors
 from swigapp.models.inference import predict_volume
@@ -84,7 +84,7 @@ def run_demo(out_dir: Path, seed: int = 0, size: str = "tiny") -> list[dict[str,
         save_nifti(out / f"sub-01_desc-{name}_FLAIR.nii.gz", flair, affine)
         rows.append(row)
     save_nifti(out / "sub-01_desc-truth_FLAIR.nii.gz", flair_truth, affine)
-    _write_table(out_dir / "derivatives" / "swigapp-demo" / "scores.tsv", rows)
+    write_tsv(out_dir / "derivatives" / "swigapp-demo" / "scores.tsv", rows)
     write_json(
         out_dir / "derivatives" / "swigapp-demo" / "dataset_description.json",
         {
@@ -95,16 +95,6 @@ def run_demo(out_dir: Path, seed: int = 0, size: str = "tiny") -> list[dict[str,
         },
     )
     return rows
-
-
-def _write_table(path: Path, rows: list[dict[str, object]]) -> None:
-    keys = list(rows[0])
-    lines = ["\t".join(keys)]
-    for row in rows:
-        lines.append(
-            "\t".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in keys)
-        )
-    path.write_text("\n".join(lines) + "\n")
 
 
 def format_table(rows: list[dict[str, object]]) -> str:

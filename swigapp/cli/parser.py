@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from swigapp._version import __version__
+from swigapp.methods import METHODS
 
 GUIDES = ("T1w", "T2w", "FLAIR", "PDw")
 PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS", "PBSGraph",
            "LSF", "Condor", "OAR", "IPython")  # fmt: skip
 
 
-def _csv(choices: tuple[str, ...] | None = None):
+def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], list[str]]:
+    """argparse type: a comma-separated list (duplicates dropped), optionally from ``choices``."""
+
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
@@ -84,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument(
         "--guides",
-        type=_csv(GUIDES),
+        type=comma_list(GUIDES),
         default=["T1w", "T2w"],
         metavar="LIST",
         help="weighted images guiding the model (default T1w,T2w; also FLAIR, PDw)",
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model and outputs")
     model.add_argument(
         "--method",
-        choices=("swig", "inr", "wmri2q"),
+        choices=METHODS,
         default="swig",
         help="swig: the SWIG CNN (LR maps + guides, trained prior); inr: an implicit neural "
         "representation fitted to each subject (no training data, minutes per subject); "
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--synthesize",
-        type=_csv(),
+        type=comma_list(),
         default=["FLAIR"],
         metavar="LIST",
         help="contrasts to synthesise from the SR maps (default FLAIR; built in: "

@@ -9,8 +9,10 @@ import time
 from collections.abc import Sequence
 
 from swigapp._version import __version__
+from swigapp.cli.parser import comma_list
 from swigapp.phantom.bids import TRUTH_PIPELINE, DatasetExistsError, write_dataset
 from swigapp.phantom.subject import GUIDES, PhantomConfig
+from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 
 
 def parse_factors(text: str) -> tuple[float, ...]:
@@ -58,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--guides",
-        default=",".join(GUIDES),
-        help=f"comma-separated guide contrasts (default {','.join(GUIDES)})",
+        default=list(GUIDES),
+        type=comma_list(tuple(DEFAULT_PROTOCOLS)),
+        help=f"comma-separated guide contrasts, from {', '.join(DEFAULT_PROTOCOLS)} "
+        f"(default {','.join(GUIDES)})",
     )
     parser.add_argument(
         "--protocol-jitter",
@@ -85,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = PhantomConfig(
         size=args.size,
         lr_factors=factors,
-        guides=tuple(g for g in args.guides.split(",") if g),
+        guides=tuple(args.guides),
         n_lesions=args.lesions,
         protocol_jitter=args.protocol_jitter,
     )

@@ -156,8 +156,8 @@ def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
 def check_model(path: Path | None, method: str = "swig") -> str:
     """'' for the shipped weights, else the absolute path of a loadable model.pt whose
     architecture suits ``method`` (SwigNet for swig, the U-Net for wmri2q)."""
+    from swigapp.methods import METHOD_ARCH
     from swigapp.models.train import load_model
-    from swigapp.participant import METHOD_ARCH
 
     if path is None:
         return ""

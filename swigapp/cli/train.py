@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="L1 to the LR maps upsampled to the HR grid as labels (wmri2q)",
     )
+    loss.add_argument(
+        "--w-linear",
+        type=float,
+        default=0.0,
+        help="supervised L1 in physical units (weighs CSF edges); ignored without HR truth",
+    )
     run = p.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -179,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         }
         weights = LossWeights(
-            args.w_guide, args.w_lr, args.w_supervised, args.w_edge, args.w_lowres
+            args.w_guide, args.w_lr, args.w_supervised, args.w_edge, args.w_lowres, args.w_linear
         )
     config = TrainConfig(
         steps=args.steps,

@@ -18,7 +18,7 @@ from typing import Any
 
 from swigapp._version import __version__
 from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX
-from swigapp.io.files import umasked
+from swigapp.io.files import atomic_write_text
 
 PIPELINE = "swigapp"
 BIDS_VERSION = "1.10.0"
@@ -53,22 +53,6 @@ def container() -> dict[str, str] | None:
     """GeneratedBy.Container when running in the swigapp image (set by its Dockerfile)."""
     tag = os.environ.get("SWIGAPP_CONTAINER")
     return {"Type": "docker", "Tag": tag} if tag else None
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, umasked(0o666))  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def dumps(payload: Mapping[str, Any]) -> str:
@@ -201,7 +185,8 @@ def participant_outputs(
     """
 
     from swigapp.io.files import save_nifti
-    from swigapp.participant import METHOD_DESCRIPTIONS, load_maps, voxel_sizes
+    from swigapp.methods import METHOD_DESCRIPTIONS
+    from swigapp.participant import load_maps, voxel_sizes
 
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     anat = subject_dir("", subject, session)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +44,30 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, umasked(0o666))  # mkstemp makes 0600; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Rows as a TSV table (union of keys in first-seen order, "n/a" for missing cells, floats
+    to 6 significant digits), written atomically."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["\t".join(keys)]
+    for row in rows:
+        cells = [row.get(k, "n/a") for k in keys]
+        lines.append("\t".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in cells))
+    return atomic_write_text(path, "\n".join(lines) + "\n")

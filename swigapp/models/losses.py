@@ -32,6 +32,9 @@ class LossWeights:
     edge: float = 0.0
     #: L1 to the LR maps on the HR grid as labels (wmri2q's low-resolution labels)
     lowres: float = 0.0
+    #: supervised L1 in physical units (PD, T1 s, T2 s) scaled by LR_SCALES: weighs the
+    #: long-T1/T2 CSF edges that the log-domain term treats like any other relative error
+    linear: float = 0.0
 
     def as_dict(self) -> dict:
         """Plain dict of the weights."""
@@ -149,6 +152,18 @@ def supervised_loss(maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor)
     return err.sum() / (3 * m.sum() + EPS)
 
 
+def supervised_linear_loss(
+    maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """L1 in physical units inside the mask, each map divided by its LR_SCALES entry."""
+    m = mask[:, None].to(maps.dtype)
+    scales = torch.tensor(LR_SCALES, dtype=maps.dtype, device=maps.device)[
+        None, :, None, None, None
+    ]
+    err = ((maps - truth) / scales).abs() * m
+    return err.sum() / (3 * m.sum() + EPS)
+
+
 def sobel(image: torch.Tensor) -> torch.Tensor:
     """In-plane Sobel gradient magnitude of (N, X, Y) slices (the first two of each volume)."""
     kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], dtype=image.dtype)
@@ -190,6 +205,8 @@ def total_loss(
         parts["lr"] = lr_loss(maps, batch["lr_up"], batch["lr"], mask)
     if weights.supervised and batch.get("truth") is not None:
         parts["supervised"] = supervised_loss(maps, batch["truth"], mask)
+    if weights.linear and batch.get("truth") is not None:
+        parts["linear"] = supervised_linear_loss(maps, batch["truth"], mask)
     if weights.edge:
         parts["edge"] = edge_loss(maps, batch["raw_guides"], batch["protocols"], mask)
     if weights.lowres:

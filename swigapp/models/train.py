@@ -29,7 +29,7 @@ LOG = logging.getLogger("swigapp.models")
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
-LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres")
+LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres", "linear")
 ARCH_NAMES = {
     "resnet": "SwigNet (2.5D residual CNN)",
     "unet": "WmriUNet (2.5D U-Net, weighted images only)",
@@ -125,7 +125,9 @@ def train(
     _truncate_losses(out / LOSSES, start)
     log = (out / LOSSES).open("a")
     if start == 0:
-        log.write("step\tlr\ttotal\tguide\tlr_consistency\tsupervised\tedge\tlowres\tseconds\n")
+        log.write(
+            "step\tlr\ttotal\tguide\tlr_consistency\tsupervised\tedge\tlowres\tlinear\tseconds\n"
+        )
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not progress)
     t0 = time.perf_counter() - elapsed
     model.train()
@@ -217,7 +219,7 @@ def plot_losses(tsv: Path, png: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     window = min(25, len(data))
     kernel = np.ones(window) / window
-    for col in ("total", "guide", "lr_consistency", "supervised", "edge", "lowres"):
+    for col in ("total", "guide", "lr_consistency", "supervised", "edge", "lowres", "linear"):
         if col not in header:
             continue
         values = data[:, header.index(col)]
