@@ -84,7 +84,7 @@ def run_demo(out_dir: Path, seed: int = 0, size: str = "tiny") -> list[dict[str,
         save_nifti(out / f"sub-01_desc-{name}_FLAIR.nii.gz", flair, affine)
         rows.append(row)
     save_nifti(out / "sub-01_desc-truth_FLAIR.nii.gz", flair_truth, affine)
-    write_tsv(out_dir / "derivatives" / "swigapp-demo" / "scores.tsv", rows)
+    write_tsv(rows, out_dir / "derivatives" / "swigapp-demo" / "scores.tsv")
     write_json(
         out_dir / "derivatives" / "swigapp-demo" / "dataset_description.json",
         {
