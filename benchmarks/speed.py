@@ -6,8 +6,8 @@
 SWIG: times (median of --repeats) the whole predict_volume call (the default orientation
 ensemble: three slice axes on this isotropic grid) and, in the same run, the network's
 convolutions alone on the same slices (inputs prepared beforehand), and reports the ratio:
-the distance of the inference code to the machine's convolution throughput. ``--single``
-The same is measured for one slice axis (``--single-orientation``) in the same run.
+the distance of the inference code to the machine's convolution throughput. The same is
+measured for one slice axis (``--single-orientation``) in the same run.
 wmri2q: the whole predict_volume call of the shipped hybrid U-Net. INR: fitting (default
 settings, early stopping on) and rendering the fitted representation on the whole grid.
 Peak RSS is measured in a fresh subprocess doing one complete run.

@@ -164,7 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"swigapp-train: error: {err}", file=sys.stderr)
             return 1
         data = {"source": "bids", "path": str(args.bids), "subjects": len(pool)}
-        weights = LossWeights(args.w_guide, args.w_lr, 0.0, args.w_edge, args.w_lowres)
     else:
         from swigapp.models.data import phantom_pool
 
@@ -184,9 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
             },
         }
-        weights = LossWeights(
-            args.w_guide, args.w_lr, args.w_supervised, args.w_edge, args.w_lowres, args.w_linear
-        )
+    truth = not args.bids  # the supervised terms need HR truth: recorded as 0 without it
+    weights = LossWeights(
+        guide=args.w_guide,
+        lr=args.w_lr,
+        supervised=args.w_supervised if truth else 0.0,
+        edge=args.w_edge,
+        lowres=args.w_lowres,
+        linear=args.w_linear if truth else 0.0,
+    )
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,

@@ -91,6 +91,11 @@ def _present_guides(
                 yield m, protocol.signal(maps[b, 0], maps[b, 1], maps[b, 2]), guides[b, g]
 
 
+def _map_scales(like: torch.Tensor) -> torch.Tensor:
+    """LR_SCALES as a (1, 3, 1, 1, 1) tensor on ``like``'s dtype and device."""
+    return torch.tensor(LR_SCALES, dtype=like.dtype, device=like.device)[None, :, None, None, None]
+
+
 def _relative_l1(pred: torch.Tensor, target: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """||m (pred - target)||_1 / ||m target||_1."""
     return ((pred - target).abs() * m).sum() / ((target.abs() * m).sum() + EPS)
@@ -139,10 +144,7 @@ def lr_loss(
     small = tuple(lr.shape[2:])
     down = kspace.downsample(full, small)
     target = kspace.downsample(lr_up, small)
-    scales = torch.tensor(LR_SCALES, dtype=maps.dtype, device=maps.device)[
-        None, :, None, None, None
-    ]
-    return (((down - target) / scales) ** 2).mean()
+    return (((down - target) / _map_scales(maps)) ** 2).mean()
 
 
 def supervised_loss(maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -157,10 +159,7 @@ def supervised_linear_loss(
 ) -> torch.Tensor:
     """L1 in physical units inside the mask, each map divided by its LR_SCALES entry."""
     m = mask[:, None].to(maps.dtype)
-    scales = torch.tensor(LR_SCALES, dtype=maps.dtype, device=maps.device)[
-        None, :, None, None, None
-    ]
-    err = ((maps - truth) / scales).abs() * m
+    err = ((maps - truth) / _map_scales(maps)).abs() * m
     return err.sum() / (3 * m.sum() + EPS)
 
 

@@ -30,6 +30,8 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
 LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres", "linear")
+#: losses.tsv names of the LOSS_COLUMNS ("lr" would clash with the learning-rate column)
+TSV_LOSS_NAMES = tuple("lr_consistency" if c == "lr" else c for c in LOSS_COLUMNS)
 ARCH_NAMES = {
     "resnet": "SwigNet (2.5D residual CNN)",
     "unet": "WmriUNet (2.5D U-Net, weighted images only)",
@@ -125,9 +127,7 @@ def train(
     _truncate_losses(out / LOSSES, start)
     log = (out / LOSSES).open("a")
     if start == 0:
-        log.write(
-            "step\tlr\ttotal\tguide\tlr_consistency\tsupervised\tedge\tlowres\tlinear\tseconds\n"
-        )
+        log.write("\t".join(("step", "lr", "total", *TSV_LOSS_NAMES, "seconds")) + "\n")
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not progress)
     t0 = time.perf_counter() - elapsed
     model.train()
@@ -219,7 +219,7 @@ def plot_losses(tsv: Path, png: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     window = min(25, len(data))
     kernel = np.ones(window) / window
-    for col in ("total", "guide", "lr_consistency", "supervised", "edge", "lowres", "linear"):
+    for col in ("total", *TSV_LOSS_NAMES):
         if col not in header:
             continue
         values = data[:, header.index(col)]
