@@ -99,18 +99,32 @@ def test_rigid_motion_shift_and_roundtrip():
     move = RigidMotion((3.0, -2.0, 1.5), (1.0, 2.0, -1.0))
     back = RigidMotion((0, 0, 0), (0, 0, 0))
     assert back.apply(smooth, (1, 1, 1)) is smooth
-    moved = move.apply(smooth, (1.0, 1.0, 1.0))
+    voxel = (1.0, 1.0, 1.2)
+    moved = move.apply(smooth, voxel)
     inverse = np.linalg.inv(move.matrix())
     from scipy.spatial.transform import Rotation
 
-    undo = RigidMotion(
+    inverse_motion = RigidMotion(
         tuple(Rotation.from_matrix(inverse[:3, :3]).as_euler("xyz", degrees=True)),
         tuple(inverse[:3, 3]),
     )
-    restored = undo.apply(moved, (1.0, 1.0, 1.0))
     inner = (slice(6, 18),) * 3
-    assert np.abs(restored[inner] - smooth[inner]).max() < 0.05 * np.abs(smooth).max()
-    assert np.abs(moved[inner] - smooth[inner]).max() > 0.1 * np.abs(smooth).max()
+    peak = np.abs(smooth).max()
+    for restored in (inverse_motion.apply(moved, voxel), move.undo(moved, voxel)):
+        assert np.abs(restored[inner] - smooth[inner]).max() < 0.05 * peak
+    assert np.abs(moved[inner] - smooth[inner]).max() > 0.1 * peak
+
+
+def test_perturbed_motion_stays_within_the_error_bounds():
+    rng = np.random.default_rng(3)
+    move = RigidMotion((2.0, -1.0, 0.5), (1.0, -3.0, 2.0))
+    assert move.perturbed(rng, 0.0, 0.0) == move
+    for _ in range(20):
+        est = move.perturbed(rng, 0.3, 0.5)
+        d_rot = np.subtract(est.rotation_deg, move.rotation_deg)
+        d_mm = np.subtract(est.translation_mm, move.translation_mm)
+        assert np.abs(d_rot).max() <= 0.3 and np.abs(d_mm).max() <= 0.5
+        assert np.abs(d_rot).max() > 0 and np.abs(d_mm).max() > 0
 
 
 def test_lr_maps_are_kspace_truncation(tiny_subject):

@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="phantoms: largest residual misregistration of a guide, mm per axis",
     )
     src.add_argument(
+        "--head-motion",
+        type=float,
+        nargs=2,
+        metavar=("DEG", "MM"),
+        help="phantoms: move the head by up to DEG and MM per axis between the maps and each "
+        "guide, then resample the guide back as registration does (the motion known up to "
+        "--max-rotation/--max-translation); default: no head motion, the guides are only "
+        "misregistered by --max-rotation/--max-translation%(default).0s",
+    )
+    src.add_argument(
         "--lr-settings",
         type=parse_factors,
         nargs="+",
@@ -173,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_rotation_deg=args.max_rotation,
             max_translation_mm=args.max_translation,
         )
-        pool = phantom_pool(args.subjects, args.phantom_seed, settings, config, not args.quiet)
+        head = None if args.head_motion is None else tuple(args.head_motion)
+        pool = phantom_pool(
+            args.subjects, args.phantom_seed, settings, config, not args.quiet, head
+        )
         data = {
             "source": "phantom",
             "subjects": args.subjects,
@@ -183,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
             },
         }
+        if head is not None:
+            data["head_motion"] = {"max_rotation_deg": head[0], "max_translation_mm": head[1]}
     truth = not args.bids  # the supervised terms need HR truth: recorded as 0 without it
     weights = LossWeights(
         guide=args.w_guide,

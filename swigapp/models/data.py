@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from swigapp.models.features import GUIDE_ORDER, SubjectTensors, prepare_subject
-from swigapp.phantom.subject import PhantomConfig, make_subject
+from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 from swigapp.physics.protocol import Protocol
 
 #: Phantom defaults for training: small residual misregistration (as left after
@@ -37,10 +37,20 @@ def phantom_pool(
     settings: Sequence[Sequence[float]] = ((2, 2, 2), (1, 1, 4)),
     config: PhantomConfig = TRAIN_PHANTOM,
     progress: bool = True,
+    head_motion: tuple[float, float] | None = None,
 ) -> list[SubjectTensors]:
-    """Generate phantom subjects, one SubjectTensors per (subject, LR setting)."""
+    """Generate phantom subjects, one SubjectTensors per (subject, LR setting).
+
+    By default each guide is moved by up to ``config``'s rotation (deg) and translation (mm)
+    and used as is. With ``head_motion`` (deg, mm), the head moves by up to that much and
+    each guide is resampled back by its motion perturbed by up to ``config``'s limits: the
+    guides then go through a registration's resampling, as in the app.
+    """
     pool = []
     bar = tqdm(total=n_subjects * len(settings), desc="phantom pool", disable=not progress)
+    if head_motion is not None:
+        residual = (config.max_rotation_deg, config.max_translation_mm)
+        config = replace(config, max_rotation_deg=head_motion[0], max_translation_mm=head_motion[1])
     for index in range(n_subjects):
         base = None
         for factors in settings:
@@ -48,6 +58,10 @@ def phantom_pool(
             subject = make_subject(index, seed=seed, config=cfg)
             if base is not None:  # same anatomy and guides: only the LR maps differ
                 subject.guides = base.guides
+            elif head_motion is not None:
+                subject.guides = realigned(
+                    subject, np.random.default_rng([seed, index, 1]), *residual
+                )
             base = base or subject
             pool.append(
                 prepare_subject(
@@ -61,6 +75,20 @@ def phantom_pool(
             bar.update()
     bar.close()
     return pool
+
+
+def realigned(
+    subject: PhantomSubject, rng: np.random.Generator, max_deg: float, max_mm: float
+) -> dict[str, np.ndarray]:
+    """The subject's guides resampled back onto the maps' grid by their motion, estimated
+    with an error of up to ``max_deg`` and ``max_mm`` per axis (clipped at 0, as after
+    registration)."""
+    voxel_size = np.sqrt((subject.affine[:3, :3] ** 2).sum(axis=0))
+    out = {}
+    for name, image in subject.guides.items():
+        estimate = subject.motion[name].perturbed(rng, max_deg, max_mm)
+        out[name] = np.clip(estimate.undo(image, voxel_size), 0.0, None)
+    return out
 
 
 #: Largest crop unit (HR voxels) used as is; see :func:`crop_units`.

@@ -46,8 +46,31 @@ class RigidMotion:
         out[:3, 3] = self.translation_mm
         return out
 
+    def perturbed(self, rng: np.random.Generator, max_deg: float, max_mm: float) -> RigidMotion:
+        """This motion with a uniform error of up to +-max_deg and +-max_mm per axis added:
+        a registration's estimate of it."""
+        error = RigidMotion.random(rng, max_deg, max_mm)
+        return RigidMotion(
+            rotation_deg=tuple(
+                a + b for a, b in zip(self.rotation_deg, error.rotation_deg, strict=True)
+            ),
+            translation_mm=tuple(
+                a + b for a, b in zip(self.translation_mm, error.translation_mm, strict=True)
+            ),
+        )
+
     def apply(self, data: np.ndarray, voxel_size: Sequence[float], order: int = 3) -> np.ndarray:
         """Resample ``data`` so that its content moves by this transform (about the centre)."""
+        return self._resample(data, voxel_size, order, undo=False)
+
+    def undo(self, data: np.ndarray, voxel_size: Sequence[float], order: int = 3) -> np.ndarray:
+        """Resample ``data`` so that its content moves back by this transform: what a
+        registration that estimated it does (B-spline, like ANTs' ``bSpline``)."""
+        return self._resample(data, voxel_size, order, undo=True)
+
+    def _resample(
+        self, data: np.ndarray, voxel_size: Sequence[float], order: int, undo: bool
+    ) -> np.ndarray:
         if not any(self.rotation_deg) and not any(self.translation_mm):
             return data
         vox = np.diag(np.asarray(voxel_size, dtype=float))
@@ -57,6 +80,9 @@ class RigidMotion:
         # output voxel v maps to input voxel: centre + S^-1 R^-1 (S (v - centre) - t)
         lin = np.linalg.inv(vox) @ inv @ vox
         offset = centre - lin @ centre - np.linalg.inv(vox) @ inv @ forward[:3, 3]
+        if undo:  # the inverse map: v -> lin^-1 (v - offset)
+            lin = np.linalg.inv(lin)
+            offset = -lin @ offset
         out = ndimage.affine_transform(data, lin, offset=offset, order=order, mode="constant")
         return out.astype(np.float32)
 
