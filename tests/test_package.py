@@ -26,4 +26,10 @@ def test_every_subpackage_is_declared_and_only_under_swigapp():
         if init.parent != ROOT / "swigapp"
     }
     on_disk |= {"swigapp", "swigapp.workflows"}
+    # data-only folders (the shipped weights) are declared with their package data, no code
+    data_only = set(config["package-data"]) - on_disk
+    for name in data_only:
+        folder = ROOT.joinpath(*name.split("."))
+        assert folder.is_dir() and not list(folder.glob("*.py")), name
+    on_disk |= data_only
     assert on_disk == declared, f"pyproject packages differ from the tree: {on_disk ^ declared}"
