@@ -11,8 +11,9 @@
 #   swig_nolr          its no-LR-input ablation
 #   wmri2q_supervised  wmri2q U-Net, low-resolution labels only
 #   wmri2q_hybrid      wmri2q U-Net, low-resolution labels + Sobel edge loss (Qiu et al.)
-# CPU, 2 cores: about 30 + 40 + 55 + 50 minutes for swig_default, 15 for swig_nolr, then about 27 for
-# the two U-Nets, trained side by side with one thread each (as the shipped ones were).
+# CPU, 2 cores: about 30 + 40 + 55 + 45 minutes for swig_default, 15 for swig_nolr, then
+# about 27 for the two U-Nets, trained side by side with one thread each (as the shipped ones
+# were).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
