@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from benchmarks.app import tree_rss_bytes
-from swigapp import metrics
+from swigapp import kspace, metrics
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import layout, load_bundle
 from swigapp.models.cohort import prepare_bundle
@@ -42,7 +42,6 @@ from swigapp.models.inr import INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
-from swigapp.participant import voxel_sizes
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.synthesis import synthesize
@@ -191,7 +190,7 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
         t_reg = time.perf_counter() - t0
         tensors = prepared.tensors
         guides = prepared.registered
-        methods = method_table(tensors, models, args, voxel_sizes(prepared.hr_affine))
+        methods = method_table(tensors, models, args, kspace.voxel_sizes(prepared.hr_affine))
         for method, run in methods.items():
             volume, seconds, peak = measured(run)
             row = {"setting": name, "subject": sub, "method": method, "seconds": seconds}

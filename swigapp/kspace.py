@@ -41,6 +41,11 @@ def lr_shape(hr_shape: Sequence[int], factors: Sequence[float]) -> tuple[int, ..
     return tuple(out)
 
 
+def voxel_sizes(affine: np.ndarray) -> tuple[float, ...]:
+    """Voxel edge lengths (mm) of an affine."""
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
 def lr_affine(
     hr_affine: np.ndarray, hr_shape: Sequence[int], out_shape: Sequence[int]
 ) -> np.ndarray:
@@ -153,7 +158,7 @@ def hr_grid(
     inverse of :func:`lr_affine`), so zero-filled upsampling onto it is consistent.
     """
     lr_affine = np.asarray(lr_affine, dtype=float)
-    lr_vox = np.sqrt((lr_affine[:3, :3] ** 2).sum(axis=0))
+    lr_vox = voxel_sizes(lr_affine)
     shape = tuple(
         max(m, round(m * lv / float(v)))
         for m, lv, v in zip(lr_shape, lr_vox, voxel_size, strict=True)

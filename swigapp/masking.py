@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from swigapp import kspace
+
 LOG = logging.getLogger("swigapp.masking")
 
 
@@ -127,7 +129,7 @@ def brain_mask(
     if t1w_like is None:
         return mask, "maps (PD and T1 thresholds)"
     tpl, what = template_mask(t1w_like, t1w_affine, mask.shape, hr_affine, seed=seed)
-    voxel = np.sqrt((np.asarray(hr_affine)[:3, :3] ** 2).sum(axis=0))
+    voxel = np.asarray(kspace.voxel_sizes(hr_affine))
     radius = np.maximum(np.round(margin_mm / voxel).astype(int), 1)
     structure = np.ones(tuple(2 * radius + 1), dtype=bool)
     tpl = ndimage.binary_dilation(tpl, structure=structure)

@@ -41,11 +41,6 @@ def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(MAP_ORDER, maps, strict=True))
 
 
-def voxel_sizes(affine: np.ndarray) -> tuple[float, ...]:
-    """Voxel edge lengths (mm) of an affine."""
-    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
-
-
 def conform_maps(
     map_files: Mapping[str, str],
     map_suffixes: Mapping[str, str],
@@ -66,7 +61,7 @@ def conform_maps(
         data, affine = load_image(map_files[name])
         lr[name], _ = to_seconds(data, map_suffixes[name], mask=data > 0, source=map_files[name])
     if voxel_size is None:
-        voxel_size = voxel_sizes(nib.load(reference_guide).affine)
+        voxel_size = kspace.voxel_sizes(nib.load(reference_guide).affine)
     hr_shape, hr_affine = kspace.hr_grid(affine, lr["PD"].shape, voxel_size)
     out = Path(out_dir)
     lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
@@ -216,8 +211,8 @@ def super_resolve(
         config = INRConfig(seed=seed)
         if inr_max_steps:
             config = replace(config, max_steps=int(inr_max_steps))
-        fit = fit_inr(subject, voxel_sizes(hr_affine), config, device=target)
-        sr = render_volume(fit, subject, voxel_sizes(hr_affine), device=target)
+        fit = fit_inr(subject, kspace.voxel_sizes(hr_affine), config, device=target)
+        sr = render_volume(fit, subject, kspace.voxel_sizes(hr_affine), device=target)
         extra["inr"] = fit.summary()
     else:
         from swigapp.models.inference import adapt, predict_volume, slice_axes

@@ -185,8 +185,9 @@ def participant_outputs(
     """
 
     from swigapp.io.files import save_nifti
+    from swigapp.kspace import voxel_sizes
     from swigapp.methods import METHOD_DESCRIPTIONS
-    from swigapp.participant import load_maps, voxel_sizes
+    from swigapp.participant import load_maps
 
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     anat = subject_dir("", subject, session)

@@ -42,7 +42,7 @@ def prepare_bundle(
     """HR grid (guides' voxel size unless ``voxel_size``), mask, registration, inputs."""
     first = next(iter(bundle.guides.values()))
     if voxel_size is None:
-        voxel_size = tuple(float(v) for v in np.sqrt((first[1][:3, :3] ** 2).sum(axis=0)))
+        voxel_size = kspace.voxel_sizes(first[1])
     lr_shape = next(iter(bundle.lr_maps.values())).shape
     hr_shape, hr_affine = kspace.hr_grid(bundle.lr_affine, lr_shape, voxel_size)
     up = upsample_maps(bundle.lr_maps, hr_shape)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from swigapp import kspace
 from swigapp.models.features import GUIDE_ORDER, SubjectTensors, prepare_subject
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 from swigapp.physics.protocol import Protocol
@@ -83,7 +84,7 @@ def realigned(
     """The subject's guides resampled back onto the maps' grid by their motion, estimated
     with an error of up to ``max_deg`` and ``max_mm`` per axis (clipped at 0, as after
     registration)."""
-    voxel_size = np.sqrt((subject.affine[:3, :3] ** 2).sum(axis=0))
+    voxel_size = kspace.voxel_sizes(subject.affine)
     out = {}
     for name, image in subject.guides.items():
         estimate = subject.motion[name].perturbed(rng, max_deg, max_mm)

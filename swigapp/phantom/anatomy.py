@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from swigapp import kspace
+
 Size = Literal["tiny", "slab", "full"]
 
 #: Grid of each phantom size: template resolution (mm) and how many axial slices to keep
@@ -43,7 +45,7 @@ class Anatomy:
     @property
     def voxel_size(self) -> tuple[float, ...]:
         """Voxel edge lengths in mm."""
-        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+        return kspace.voxel_sizes(self.affine)
 
 
 @functools.lru_cache(maxsize=2)
