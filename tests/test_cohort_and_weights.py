@@ -135,6 +135,17 @@ def test_shipped_model_beats_lr_input_on_held_out_subject(held_out):
         assert err_sr < err_lr, (name, err_sr, err_lr)
 
 
+def test_train_cli_refuses_phantom_options_with_a_bids_cohort(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [str(out), "--bids", str(tiny_dataset), "--head-motion", "3", "3", "--size", "tiny"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--size, --head-motion: phantom options" in err and "--bids" in err
+    assert not out.exists()
+
+
 def test_train_cli_names_a_bad_cohort(tmp_path, capsys):
     assert train_cli.main([str(tmp_path / "run"), "--bids", str(tmp_path / "nothing"), "-q"]) == 1
     assert "not a BIDS dataset" in capsys.readouterr().err

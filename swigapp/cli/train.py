@@ -158,9 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options that shape the phantoms generated on the fly, meaningless with --bids.
+PHANTOM_ONLY = (
+    "subjects",
+    "phantom_seed",
+    "size",
+    "max_rotation",
+    "max_translation",
+    "head_motion",
+    "lr_settings",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.bids:
+        given = [n for n in PHANTOM_ONLY if getattr(args, n) != parser.get_default(n)]
+        if given:
+            options = ", ".join("--" + n.replace("_", "-") for n in given)
+            parser.error(f"{options}: phantom options, they do not apply with --bids")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
