@@ -24,6 +24,7 @@ __all__ = [
     "DATA_RANGE",
     "LOG_TRUNCATE",
     "hfen",
+    "hfen_beyond_band",
     "mpe",
     "mutual_information",
     "nrmse",
@@ -238,6 +239,33 @@ def hfen(
 
         log_hat, log_ref = log_slices(x_hat), log_slices(x)
     return _norm_ratio(log_hat[m] - log_ref[m], log_ref[m])
+
+
+def hfen_beyond_band(
+    x_hat: np.ndarray,
+    x: np.ndarray,
+    lr_shape: tuple[int, ...],
+    mask: np.ndarray | None = None,
+    sigma: float = 1.5,
+) -> float:
+    """HFEN of the detail the LR acquisition never sampled (dimensionless, 3D LoG as in HFEN).
+
+    ||LoG(P(x_hat - x))||_2 / ||LoG(P x)||_2 over ``mask``, with P = I - U D the projection
+    onto the k-space frequencies outside the band of an LR grid of size ``lr_shape``
+    (:mod:`swigapp.kspace` truncation). Errors inside the band do not count. 1: none of the
+    reference's detail beyond the band recovered (zero-filled upsampling scores 1 up to its
+    noise); 0: all of it; above 1: more wrong detail added than was missing.
+    """
+    from swigapp import kspace  # torch-based; only this metric needs it
+
+    x_hat, x, m = _check_pair(x_hat, x, mask)
+    if len(lr_shape) != x.ndim:
+        raise ValueError(f"lr_shape {tuple(lr_shape)} does not match a {x.ndim}D image")
+
+    def beyond(a: np.ndarray) -> np.ndarray:
+        return a - kspace.upsample(kspace.downsample(a, lr_shape), x.shape)
+
+    return _norm_ratio(_log(beyond(x_hat - x), sigma)[m], _log(beyond(x), sigma)[m])
 
 
 # --------------------------------------------------------------------------- voxelwise

@@ -12,6 +12,7 @@ from swigapp.metrics import (
     DATA_RANGE,
     LOG_TRUNCATE,
     hfen,
+    hfen_beyond_band,
     mpe,
     mutual_information,
     nrmse,
@@ -154,6 +155,36 @@ def test_log_kernel_has_15_taps():
     # the support is the 15^3 cube around the impulse
     assert np.count_nonzero(resp3) <= 15**3
     assert not resp3[:8].any() and not resp3[23:].any()
+
+
+def test_hfen_beyond_band_counts_only_the_unsampled_detail():
+    from swigapp import kspace
+
+    x = _smooth((24, 24, 20), seed=12, sigma=0.8)
+    lr = (12, 12, 10)
+    band = kspace.upsample(kspace.downsample(x, lr), x.shape)  # the LR input, noise-free
+    detail = x - band
+    assert hfen_beyond_band(x, x, lr) == 0.0
+    assert hfen_beyond_band(band, x, lr) == pytest.approx(1.0, abs=1e-9)
+    assert hfen_beyond_band(band + 0.5 * detail, x, lr) == pytest.approx(0.5, abs=1e-9)
+    assert hfen_beyond_band(band - detail, x, lr) == pytest.approx(2.0, abs=1e-9)
+    # an error inside the band (here: the band-limited part of noise) does not count ...
+    noise = np.random.default_rng(3).normal(0.0, 0.1, x.shape)
+    in_band = kspace.upsample(kspace.downsample(noise, lr), x.shape)
+    assert hfen_beyond_band(x + in_band, x, lr) < 1e-9
+    assert hfen(x + in_band, x) > 0.1  # ... while plain HFEN sees it
+    # 1x1x4-like truncation of the slice axis only
+    assert hfen_beyond_band(x, x, (24, 24, 5)) == 0.0
+    thick = kspace.upsample(kspace.downsample(x, (24, 24, 5)), x.shape)
+    assert hfen_beyond_band(thick, x, (24, 24, 5)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_hfen_beyond_band_rejects_a_bad_lr_grid():
+    x = _smooth((16, 16, 12), seed=13)
+    with pytest.raises(ValueError, match="does not match a 3D image"):
+        hfen_beyond_band(x, x, (8, 8))
+    with pytest.raises(ValueError, match="cannot downsample"):
+        hfen_beyond_band(x, x, (8, 8, 16))
 
 
 def test_hfen_uses_15_tap_kernel():
