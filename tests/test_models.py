@@ -20,6 +20,7 @@ from swigapp.models.losses import (
     edge_loss,
     guide_loss,
     lr_loss,
+    supervised_beyond_band_loss,
     supervised_linear_loss,
     supervised_loss,
     total_loss,
@@ -202,6 +203,28 @@ def test_supervised_linear_loss_weighs_long_t1():
     _, parts = total_loss(LossWeights(guide=0, lr=0, supervised=0, linear=1), pred, batch)
     assert set(parts) == {"linear"}
     _, parts = total_loss(LossWeights(guide=0, lr=0, linear=1), pred, {**batch, "truth": None})
+    assert parts == {}  # no HR truth: no supervised terms
+
+
+def test_supervised_beyond_band_loss_sees_only_detail_outside_the_lr_band():
+    rng = np.random.default_rng(5)
+    truth = torch.tensor(rng.uniform(0.5, 2.0, (1, 3, 8, 8, 6)), dtype=torch.float32)
+    mask = torch.ones((1, 8, 8, 6), dtype=torch.bool)
+    small = (4, 4, 3)
+    noise = torch.tensor(rng.normal(0.0, 0.05, truth.shape), dtype=torch.float32)
+    in_band = kspace.upsample(kspace.downsample(noise, small), truth.shape[2:])
+    # errors (in the network domain) confined to the LR band: nothing to pay
+    pred = decode(encode(truth) + in_band)
+    assert float(supervised_beyond_band_loss(pred, truth, mask, small)) < 1e-6
+    assert float(supervised_loss(pred, truth, mask)) > 0.01
+    # errors wholly outside the band: the same as the plain supervised term
+    pred = decode(encode(truth) + noise - in_band)
+    beyond = float(supervised_beyond_band_loss(pred, truth, mask, small))
+    assert beyond == pytest.approx(float(supervised_loss(pred, truth, mask)), rel=1e-4)
+    batch = {"mask": mask, "truth": truth, "lr": torch.zeros((1, 3, *small))}
+    _, parts = total_loss(LossWeights(guide=0, lr=0, supervised=0, beyond=1), pred, batch)
+    assert set(parts) == {"beyond"} and parts["beyond"] == pytest.approx(beyond, rel=1e-5)
+    _, parts = total_loss(LossWeights(guide=0, lr=0, beyond=1), pred, {**batch, "truth": None})
     assert parts == {}  # no HR truth: no supervised terms
 
 

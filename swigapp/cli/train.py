@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="supervised L1 in physical units (weighs CSF edges); ignored without HR truth",
     )
+    loss.add_argument(
+        "--w-beyond",
+        type=float,
+        default=0.0,
+        help="supervised L1 of the error outside the LR k-space band (the detail the LR "
+        "maps lack); ignored without HR truth",
+    )
     run = p.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -224,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         edge=args.w_edge,
         lowres=args.w_lowres,
         linear=args.w_linear if truth else 0.0,
+        beyond=args.w_beyond if truth else 0.0,
     )
     config = TrainConfig(
         steps=args.steps,

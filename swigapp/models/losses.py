@@ -35,6 +35,9 @@ class LossWeights:
     #: supervised L1 in physical units (PD, T1 s, T2 s) scaled by LR_SCALES: weighs the
     #: long-T1/T2 CSF edges that the log-domain term treats like any other relative error
     linear: float = 0.0
+    #: supervised L1 of the error outside the LR k-space band: weighs the detail the LR
+    #: maps lack, which the plain term lets the LR input's band dominate
+    beyond: float = 0.0
 
     def as_dict(self) -> dict:
         """Plain dict of the weights."""
@@ -163,6 +166,17 @@ def supervised_linear_loss(
     return err.sum() / (3 * m.sum() + EPS)
 
 
+def supervised_beyond_band_loss(
+    maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor, lr_shape: Sequence[int]
+) -> torch.Tensor:
+    """L1, in the network domain inside the mask, of the part of the error outside the
+    k-space band of an LR grid of size ``lr_shape`` (the crop's LR box)."""
+    m = mask[:, None].to(maps.dtype)
+    err = (encode(maps) - encode(truth)) * m
+    beyond = err - kspace.upsample(kspace.downsample(err, lr_shape), err.shape[2:])
+    return (beyond.abs() * m).sum() / (3 * m.sum() + EPS)
+
+
 def sobel(image: torch.Tensor) -> torch.Tensor:
     """In-plane Sobel gradient magnitude of (N, X, Y) slices (the first two of each volume)."""
     kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], dtype=image.dtype)
@@ -206,6 +220,9 @@ def total_loss(
         parts["supervised"] = supervised_loss(maps, batch["truth"], mask)
     if weights.linear and batch.get("truth") is not None:
         parts["linear"] = supervised_linear_loss(maps, batch["truth"], mask)
+    if weights.beyond and batch.get("truth") is not None:
+        lr_shape = tuple(batch["lr"].shape[2:])
+        parts["beyond"] = supervised_beyond_band_loss(maps, batch["truth"], mask, lr_shape)
     if weights.edge:
         parts["edge"] = edge_loss(maps, batch["raw_guides"], batch["protocols"], mask)
     if weights.lowres:

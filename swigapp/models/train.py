@@ -29,7 +29,7 @@ LOG = logging.getLogger("swigapp.models")
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
-LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres", "linear")
+LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres", "linear", "beyond")
 #: losses.tsv names of the LOSS_COLUMNS ("lr" would clash with the learning-rate column)
 TSV_LOSS_NAMES = tuple("lr_consistency" if c == "lr" else c for c in LOSS_COLUMNS)
 ARCH_NAMES = {
