@@ -66,6 +66,12 @@ def upsample(y: ArrayLike, out_shape: Sequence[int]) -> ArrayLike:
     return _apply(y, tuple(out_shape), down=False)
 
 
+def beyond_band(x: ArrayLike, lr_shape: Sequence[int]) -> ArrayLike:
+    """The part of ``x`` outside the k-space band of an LR grid ``lr_shape``: (I - U D) x,
+    over the last len(lr_shape) axes."""
+    return x - upsample(downsample(x, lr_shape), x.shape[-len(lr_shape) :])
+
+
 def adjoint_downsample(y: ArrayLike, hr_shape: Sequence[int]) -> ArrayLike:
     """Exact adjoint D^T of :func:`downsample` (= (M/N) x zero-filled upsampling)."""
     lr = y.shape[-len(hr_shape) :]

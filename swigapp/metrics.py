@@ -261,11 +261,8 @@ def hfen_beyond_band(
     x_hat, x, m = _check_pair(x_hat, x, mask)
     if len(lr_shape) != x.ndim:
         raise ValueError(f"lr_shape {tuple(lr_shape)} does not match a {x.ndim}D image")
-
-    def beyond(a: np.ndarray) -> np.ndarray:
-        return a - kspace.upsample(kspace.downsample(a, lr_shape), x.shape)
-
-    return _norm_ratio(_log(beyond(x_hat - x), sigma)[m], _log(beyond(x), sigma)[m])
+    err, ref = kspace.beyond_band(x_hat - x, lr_shape), kspace.beyond_band(x, lr_shape)
+    return _norm_ratio(_log(err, sigma)[m], _log(ref, sigma)[m])
 
 
 # --------------------------------------------------------------------------- voxelwise

@@ -51,6 +51,13 @@ def test_bandlimited_volume_survives_down_up(shape, factors):
     x = bandlimited(shape, small)
     assert np.abs(x).max() > 0.1  # not trivially zero
     np.testing.assert_allclose(kspace.upsample(kspace.downsample(x, small), shape), x, atol=1e-12)
+    np.testing.assert_allclose(kspace.beyond_band(x, small), 0.0, atol=1e-12)
+    # a batch of volumes: the band of the last axes only, and what lies beyond it is kept
+    rng = np.random.default_rng(0)
+    batch = np.stack([x, rng.standard_normal(shape)])
+    beyond = kspace.beyond_band(batch, small)
+    np.testing.assert_allclose(beyond[0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(kspace.downsample(beyond[1], small), 0.0, atol=1e-12)
 
 
 @pytest.mark.parametrize(("shape", "factors"), CASES)

@@ -173,7 +173,7 @@ def supervised_beyond_band_loss(
     k-space band of an LR grid of size ``lr_shape`` (the crop's LR box)."""
     m = mask[:, None].to(maps.dtype)
     err = (encode(maps) - encode(truth)) * m
-    beyond = err - kspace.upsample(kspace.downsample(err, lr_shape), err.shape[2:])
+    beyond = kspace.beyond_band(err, lr_shape)
     return (beyond.abs() * m).sum() / (3 * m.sum() + EPS)
 
 
