@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Reproduce the shipped weights (swigapp/models/weights/), each trained on phantoms generated
 # on the fly (seed 1000) and copied into the package with its model card:
-#   swig_default       the SWIG model, in three stages: 1500 steps from random weights (guide
+#   swig_default       the SWIG model, in five stages: 1500 steps from random weights (guide
 #                      weight 1, residual guide misregistration up to 1 deg / 1 mm), then
 #                      STAGE2_STEPS more from those weights (guide weight 0.2, misregistration
 #                      up to 0.3 deg / 0.3 mm, 10 subjects), then STAGE3_STEPS more with
 #                      batch 8, learning rate 2e-4 and 16 subjects, then STAGE4_STEPS more
 #                      with head motion up to 3 deg / 3 mm undone as registration does
-#                      (the guides resampled back, 0.3 deg / 0.3 mm residual)
+#                      (the guides resampled back, 0.3 deg / 0.3 mm residual), then
+#                      STAGE5_STEPS more at learning rate 1e-4 with the beyond-band
+#                      supervised term (--w-beyond 1)
 #   swig_nolr          its no-LR-input ablation
 #   wmri2q_supervised  wmri2q U-Net, low-resolution labels only
 #   wmri2q_hybrid      wmri2q U-Net, low-resolution labels + Sobel edge loss (Qiu et al.)
-# CPU, 2 cores: about 30 + 40 + 55 + 45 minutes for swig_default, 15 for swig_nolr, then
+# CPU, 2 cores: about 30 + 40 + 55 + 45 + 50 minutes for swig_default, 15 for swig_nolr, then
 # about 27 for the two U-Nets, trained side by side with one thread each (as the shipped ones
 # were).
 set -euo pipefail
@@ -20,15 +22,19 @@ BIN=${BIN:-.venv/bin}
 STAGE2_STEPS=${STAGE2_STEPS:-2500}
 STAGE3_STEPS=${STAGE3_STEPS:-1500}
 STAGE4_STEPS=${STAGE4_STEPS:-1500}
+STAGE5_STEPS=${STAGE5_STEPS:-1500}
 LATE=(--w-guide 0.2 --max-rotation 0.3 --max-translation 0.3)
 "$BIN/swigapp-train" runs/swig_stage1 --steps 1500
 "$BIN/swigapp-train" runs/swig_stage2 --init runs/swig_stage1/model.pt --steps "$STAGE2_STEPS" \
     --learning-rate 5e-4 --subjects 10 "${LATE[@]}"
 "$BIN/swigapp-train" runs/swig_stage3 --init runs/swig_stage2/model.pt --steps "$STAGE3_STEPS" \
     --learning-rate 2e-4 --batch-size 8 --subjects 16 "${LATE[@]}"
-"$BIN/swigapp-train" runs/swig_default --init runs/swig_stage3/model.pt --steps "$STAGE4_STEPS" \
+"$BIN/swigapp-train" runs/swig_stage4 --init runs/swig_stage3/model.pt --steps "$STAGE4_STEPS" \
     --learning-rate 2e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3
-"$BIN/python" -m swigapp.models.shipped runs/swig_default swig_default
+"$BIN/swigapp-train" runs/swig_stage5 --init runs/swig_stage4/model.pt --steps "$STAGE5_STEPS" \
+    --learning-rate 1e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3 \
+    --w-beyond 1
+"$BIN/python" -m swigapp.models.shipped runs/swig_stage5 swig_default
 "$BIN/swigapp-train" runs/swig_nolr --steps 800 --no-lr-input
 "$BIN/python" -m swigapp.models.shipped runs/swig_nolr swig_nolr
 WMRI2Q=(--arch unet --width 16 --blocks 3 --steps 1200 --threads 1 -q
