@@ -10,7 +10,8 @@
 #                      (the guides resampled back, 0.3 deg / 0.3 mm residual), then
 #                      STAGE5_STEPS more at learning rate 1e-4 with the beyond-band
 #                      supervised term (--w-beyond 1)
-#   swig_nolr          its no-LR-input ablation
+#   swig_stage4        the SWIG model after stage 4 (lower lesion T1 error than stage 5)
+#   swig_nolr          the SWIG model's no-LR-input ablation
 #   wmri2q_supervised  wmri2q U-Net, low-resolution labels only
 #   wmri2q_hybrid      wmri2q U-Net, low-resolution labels + Sobel edge loss (Qiu et al.)
 # CPU, 2 cores: about 30 + 40 + 55 + 45 + 50 minutes for swig_default, 15 for swig_nolr, then
@@ -34,6 +35,7 @@ LATE=(--w-guide 0.2 --max-rotation 0.3 --max-translation 0.3)
 "$BIN/swigapp-train" runs/swig_stage5 --init runs/swig_stage4/model.pt --steps "$STAGE5_STEPS" \
     --learning-rate 1e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3 \
     --w-beyond 1
+"$BIN/python" -m swigapp.models.shipped runs/swig_stage4 swig_stage4
 "$BIN/python" -m swigapp.models.shipped runs/swig_stage5 swig_default
 "$BIN/swigapp-train" runs/swig_nolr --steps 800 --no-lr-input
 "$BIN/python" -m swigapp.models.shipped runs/swig_nolr swig_nolr

@@ -179,10 +179,10 @@ def super_resolve(
     the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
     ``inr_max_steps`` steps). The networks average their predictions along every
     least-downsampled slice axis unless ``single_orientation``. ``guide_files``: registered
-    guides on the HR grid; ``model_path``: a model.pt, or None for the method's shipped
-    weights. Returns the method, the model's name and sha256 (network methods), the slice
-    axes, the adaptation losses or the INR fit summary, and the LR data-consistency residual
-    of the input and of the result.
+    guides on the HR grid; ``model_path``: a model.pt or a shipped model's name, or None for
+    the method's default weights. Returns the method, the model's name and sha256 (network
+    methods), the slice axes, the adaptation losses or the INR fit summary, and the LR
+    data-consistency residual of the input and of the result.
     """
     import torch
 
@@ -238,13 +238,13 @@ def super_resolve(
 
 def _network(method: str, model_path: str | None) -> tuple[Any, dict[str, str]]:
     """The network of a method (a model file, else its shipped weights) and its record."""
-    from swigapp.models.shipped import load_shipped, model_card, weights_dir
+    from swigapp.models.shipped import available, load_shipped, model_card, weights_dir
     from swigapp.models.train import load_model, sha256
 
-    if model_path:
+    if model_path and model_path not in available():
         record = {"name": Path(model_path).name, "path": str(model_path)}
         return load_model(model_path), record | {"sha256": sha256(model_path)}
-    name = DEFAULT_WEIGHTS[method]
+    name = model_path or DEFAULT_WEIGHTS[method]
     record = {"name": name, "path": str(weights_dir() / f"{name}.pt")}
     return load_shipped(name), record | {"sha256": model_card(name)["sha256"]}
 

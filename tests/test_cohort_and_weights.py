@@ -14,6 +14,7 @@ from swigapp.models import shipped
 from swigapp.models.cohort import bids_pool, prepare_bundle
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
+from swigapp.models.train import sha256
 from swigapp.phantom.bids import write_dataset
 from swigapp.phantom.subject import PhantomConfig
 
@@ -112,8 +113,11 @@ def test_fine_tuning_the_shipped_model_on_a_bids_cohort(tiny_dataset, tmp_path, 
 def test_shipped_weights_verify_hash(tmp_path, monkeypatch):
     names = shipped.available()
     assert shipped.DEFAULT_MODEL in names
+    for name in names:
+        named = shipped.model_card(name)
+        assert named["name"] == name
+        assert named["sha256"] == sha256(shipped.weights_dir() / named["weights_file"])
     card = shipped.model_card()
-    assert card["sha256"] == shipped.sha256(shipped.weights_dir() / card["weights_file"])
     for key in ("architecture", "training", "training_seconds", "hardware", "parameters"):
         assert key in card
     model = shipped.load_shipped()

@@ -253,6 +253,32 @@ def test_method_option_errors(tiny_dataset, tmp_path, capsys):
                   "--model", str(swig))  # fmt: skip
 
 
+def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
+    """--model NAME selects shipped weights by name (hash checked); a file of that name in the
+    working directory wins; the architecture must still suit the method."""
+    from pathlib import Path
+
+    from swigapp.cli.run import InputError, check_model
+    from swigapp.participant import _network
+
+    assert check_model(Path("swig_stage4")) == "swig_stage4"
+    model, record = _network("swig", "swig_stage4")
+    assert record["name"] == "swig_stage4"
+    assert record["sha256"] == model_card("swig_stage4")["sha256"] != model_card()["sha256"]
+    default = load_shipped()
+    assert model.config == default.config
+    pairs = zip(model.parameters(), default.parameters(), strict=True)
+    assert any(not torch.equal(p, q) for p, q in pairs)
+    with pytest.raises(InputError, match="needs a resnet"):
+        check_model(Path("wmri2q_hybrid"), "swig")
+    with pytest.raises(InputError, match="not found"):
+        check_model(Path("no_such_model"))
+    monkeypatch.chdir(tmp_path)
+    Path("swig_stage4").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="cannot load the model"):
+        check_model(Path("swig_stage4"))
+
+
 def test_crops_and_inr_on_a_fractional_grid():
     """LR 1.5 mm in-plane and 2 mm through-plane onto 1 mm: crops line up with the LR grid in
     units of 3 HR / 2 LR voxels, and the INR fits (as on real data with such voxel sizes)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from swigapp._version import __version__
 from swigapp.methods import METHODS
+from swigapp.models.shipped import available
 
 GUIDES = ("T1w", "T2w", "FLAIR", "PDw")
 PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS", "PBSGraph",
@@ -117,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--model",
         type=Path,
-        metavar="PATH",
-        help="model.pt for --method swig or wmri2q (default: the shipped weights)",
+        metavar="PATH|NAME",
+        help="--method swig or wmri2q: a model.pt, or the name of shipped weights "
+        f"({', '.join(available())}) (default: swig_default for swig, wmri2q_hybrid "
+        "for wmri2q)",
     )
     model.add_argument(
         "--adapt-steps",

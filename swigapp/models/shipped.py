@@ -1,14 +1,16 @@
-"""Weights shipped inside the package, with their model cards; loading verifies sha256."""
+"""Weights shipped inside the package, with their model cards; loading verifies sha256.
+
+Listing and reading cards does not import torch (the CLI's --help names the models)."""
 
 from __future__ import annotations
 
 import json
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from swigapp.models.train import load_model, sha256
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_MODEL = "swig_default"
 
@@ -33,6 +35,8 @@ def model_card(name: str = DEFAULT_MODEL) -> dict:
 
 def load_shipped(name: str = DEFAULT_MODEL) -> nn.Module:
     """Load a shipped model after checking its file against the card's sha256."""
+    from swigapp.models.train import load_model
+
     card = model_card(name)
     return load_model(weights_dir() / f"{name}.pt", expected_sha256=card["sha256"])
 
@@ -40,6 +44,8 @@ def load_shipped(name: str = DEFAULT_MODEL) -> nn.Module:
 def export_model(run_dir: str | Path, name: str) -> Path:
     """Copy a training run's model.pt and card into the package as NAME.pt / NAME.json."""
     import shutil
+
+    from swigapp.models.train import sha256
 
     run = Path(run_dir)
     card = json.loads((run / "model_card.json").read_text())
