@@ -238,13 +238,13 @@ def super_resolve(
 
 def _network(method: str, model_path: str | None) -> tuple[Any, dict[str, str]]:
     """The network of a method (a model file, else its shipped weights) and its record."""
-    from swigapp.models.shipped import available, load_shipped, model_card, weights_dir
+    from swigapp.models.shipped import load_shipped, model_card, shipped_name, weights_dir
     from swigapp.models.train import load_model, sha256
 
-    if model_path and model_path not in available():
+    name = shipped_name(model_path) if model_path else DEFAULT_WEIGHTS[method]
+    if name is None:
         record = {"name": Path(model_path).name, "path": str(model_path)}
         return load_model(model_path), record | {"sha256": sha256(model_path)}
-    name = model_path or DEFAULT_WEIGHTS[method]
     record = {"name": name, "path": str(weights_dir() / f"{name}.pt")}
     return load_shipped(name), record | {"sha256": model_card(name)["sha256"]}
 

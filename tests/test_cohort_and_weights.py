@@ -81,12 +81,12 @@ def test_self_supervised_training_on_a_bids_cohort(tiny_dataset, tmp_path):
     assert train_cli.main(args) == 0  # finished run: resumes at the end, writes the model again
 
 
-def test_train_cli_records_head_motion_and_beyond_band_weight(tmp_path):
+def test_train_cli_records_head_motion_lesions_and_beyond_band_weight(tmp_path):
     out = tmp_path / "moved"
     args = [str(out), "--size", "tiny", "--subjects", "1", "--steps", "2", "--batch-size", "1"]
     args += ["--crop", "16,16,8", "--width", "8", "--blocks", "1", "-q"]
     args += ["--head-motion", "3", "2", "--max-rotation", "0.3", "--max-translation", "0.2"]
-    assert train_cli.main([*args, "--w-beyond", "0.5"]) == 0
+    assert train_cli.main([*args, "--w-beyond", "0.5", "--lesions", "6"]) == 0
     training = json.loads((out / "model_card.json").read_text())["training"]
     assert training["weights"]["beyond"] == 0.5
     header = (out / "losses.tsv").read_text().splitlines()[0].split("\t")
@@ -96,6 +96,7 @@ def test_train_cli_records_head_motion_and_beyond_band_weight(tmp_path):
     assert data["head_motion"] == {"max_rotation_deg": 3.0, "max_translation_mm": 2.0}
     assert data["phantom"]["max_rotation_deg"] == 0.3  # the residual after realignment
     assert data["phantom"]["max_translation_mm"] == 0.2
+    assert data["phantom"]["n_lesions"] == 6
 
 
 def test_fine_tuning_the_shipped_model_on_a_bids_cohort(tiny_dataset, tmp_path, capsys):

@@ -259,9 +259,12 @@ def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
     from pathlib import Path
 
     from swigapp.cli.run import InputError, check_model
+    from swigapp.cli.train import init_weights
+    from swigapp.models.shipped import shipped_name
     from swigapp.participant import _network
 
     assert check_model(Path("swig_stage4")) == "swig_stage4"
+    assert init_weights("swig_stage4")["sha256"] == model_card("swig_stage4")["sha256"]
     model, record = _network("swig", "swig_stage4")
     assert record["name"] == "swig_stage4"
     assert record["sha256"] == model_card("swig_stage4")["sha256"] != model_card()["sha256"]
@@ -277,6 +280,9 @@ def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
     Path("swig_stage4").write_bytes(b"not a model")
     with pytest.raises(InputError, match="cannot load the model"):
         check_model(Path("swig_stage4"))
+    # the same precedence everywhere: swigapp-train --init takes the local file too
+    assert shipped_name("swig_stage4") is None and shipped_name("swig_default") == "swig_default"
+    assert init_weights("swig_stage4")["path"] == "swig_stage4"
 
 
 def test_crops_and_inr_on_a_fractional_grid():

@@ -158,16 +158,16 @@ def check_model(path: Path | None, method: str = "swig") -> str:
     the absolute path of a loadable model.pt; the architecture must suit ``method``
     (SwigNet for swig, the U-Net for wmri2q)."""
     from swigapp.methods import METHOD_ARCH
-    from swigapp.models.shipped import available, load_shipped
+    from swigapp.models.shipped import load_shipped, shipped_name
     from swigapp.models.train import load_model
 
     if path is None:
         return ""
     if method == "inr":
         raise InputError(f"{path}: --model does not apply to --method inr (fitted per subject)")
-    shipped = str(path) in available() and not path.exists()
+    shipped = shipped_name(path)
     try:
-        model = load_shipped(str(path)) if shipped else load_model(path)
+        model = load_shipped(shipped) if shipped else load_model(path)
     except FileNotFoundError as err:
         raise InputError(f"{path}: model file not found") from err
     except Exception as err:  # torch raises many types for a bad file
@@ -178,7 +178,7 @@ def check_model(path: Path | None, method: str = "swig") -> str:
         raise InputError(
             f"{path}: a {model.config.arch} network, but --method {method} needs a {arch}"
         )
-    return str(path) if shipped else str(path.absolute())
+    return shipped or str(path.absolute())
 
 
 def _nipype_logging(verbose: int, work_dir: Path) -> dict[str, str]:

@@ -32,12 +32,14 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 
 def init_weights(model: str) -> dict:
-    """{"path", "sha256"} of the weights named by ``--init``: a shipped name or a model.pt."""
-    from swigapp.models.shipped import available, model_card, weights_dir
+    """{"path", "sha256"} of the weights named by ``--init``: a shipped name or a model.pt
+    (a file of a shipped model's name wins, as with ``swigapp --model``)."""
+    from swigapp.models.shipped import available, model_card, shipped_name, weights_dir
     from swigapp.models.train import sha256
 
-    if model in available():
-        card = model_card(model)
+    name = shipped_name(model)
+    if name:
+        card = model_card(name)
         return {"path": str(weights_dir() / card["weights_file"]), "sha256": card["sha256"]}
     path = Path(model)
     if not path.is_file():
@@ -94,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "guide, then resample the guide back as registration does (the motion known up to "
         "--max-rotation/--max-translation); default: no head motion, the guides are only "
         "misregistered by --max-rotation/--max-translation%(default).0s",
+    )
+    src.add_argument(
+        "--lesions",
+        type=int,
+        default=TRAIN_PHANTOM.n_lesions,
+        metavar="N",
+        help="phantoms: white-matter lesions per subject",
     )
     src.add_argument(
         "--lr-settings",
@@ -173,6 +182,7 @@ PHANTOM_ONLY = (
     "max_rotation",
     "max_translation",
     "head_motion",
+    "lesions",
     "lr_settings",
 )
 
@@ -207,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=args.size,
             max_rotation_deg=args.max_rotation,
             max_translation_mm=args.max_translation,
+            n_lesions=args.lesions,
         )
         head = None if args.head_motion is None else tuple(args.head_motion)
         pool = phantom_pool(

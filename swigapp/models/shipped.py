@@ -25,6 +25,16 @@ def available() -> list[str]:
     return sorted(p.stem for p in weights_dir().glob("*.json") if p.with_suffix(".pt").exists())
 
 
+def shipped_name(value: str | Path | None) -> str | None:
+    """The shipped model that a --model/--init value names, else None (a path to a file).
+
+    A value names a shipped model when it is one of :func:`available` and no file of that
+    name exists: a local file wins."""
+    if not value or str(value) not in available() or Path(value).exists():
+        return None
+    return str(value)
+
+
 def model_card(name: str = DEFAULT_MODEL) -> dict:
     """The model card (JSON) of a shipped model."""
     path = weights_dir() / f"{name}.json"
