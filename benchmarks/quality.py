@@ -26,7 +26,8 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -37,7 +38,7 @@ from benchmarks.app import tree_rss_bytes
 from swigapp import kspace, metrics
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import layout, load_bundle
-from swigapp.models.cohort import prepare_bundle
+from swigapp.models.cohort import PreparedSubject, prepare_bundle
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import adapt, predict_volume
 from swigapp.models.inr import INRConfig, fit_inr, render_volume
@@ -182,43 +183,68 @@ def measured(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:
     return volume, seconds, max(peak[0], tree_rss_bytes(os.getpid())) / 2**30
 
 
-def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
-    """Score every method on every held-out subject of one LR setting."""
+@dataclass
+class EvalSubject:
+    """One phantom test subject after registration, as every method sees it."""
+
+    name: str
+    truth: dict
+    tissues: dict
+    mask: np.ndarray
+    protocols: dict
+    prepared: PreparedSubject
+    registration_s: float
+
+    def score(self, volume: np.ndarray) -> dict:
+        """All metrics of (3, X, Y, Z) maps predicted for this subject."""
+        tensors = self.prepared.tensors
+        return score(
+            as_maps(volume),
+            self.truth,
+            self.tissues,
+            self.mask,
+            self.prepared.registered,
+            self.protocols,
+            lr_shape=tuple(tensors.lr.shape[1:]),
+        )
+
+
+def eval_subjects(
+    factors: tuple[float, ...], n: int, size: str, phantom_seed: int, seed: int, work: Path
+) -> Iterator[EvalSubject]:
+    """Write ``n`` test phantoms (:func:`held_out_config`) under ``work`` and yield them
+    registered, one at a time."""
     root = write_dataset(
-        work / name,
-        args.subjects,
-        seed=args.phantom_seed,
-        config=held_out_config(args.size, factors),
-        progress=False,
+        work, n, seed=phantom_seed, config=held_out_config(size, factors), progress=False
     )
     bids = layout(root)
-    rows = []
     for sub in sorted(bids.get_subjects()):
         truth, tissues, mask = load_truth(root, sub)
         bundle = load_bundle(bids, sub, guides=("T1w", "T2w", "FLAIR"))
         t0 = time.perf_counter()
-        prepared = prepare_bundle(bundle, seed=args.seed)
-        t_reg = time.perf_counter() - t0
-        tensors = prepared.tensors
-        guides = prepared.registered
-        methods = method_table(tensors, models, args, kspace.voxel_sizes(prepared.hr_affine))
-        for method, run in methods.items():
+        prepared = prepare_bundle(bundle, seed=seed)
+        seconds = time.perf_counter() - t0
+        yield EvalSubject(sub, truth, tissues, mask, bundle.protocols, prepared, seconds)
+
+
+def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
+    """Score every method on every held-out subject of one LR setting."""
+    rows = []
+    subjects = eval_subjects(
+        factors, args.subjects, args.size, args.phantom_seed, args.seed, work / name
+    )
+    for subject in subjects:
+        tensors = subject.prepared.tensors
+        voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+        for method, run in method_table(tensors, models, args, voxel).items():
             volume, seconds, peak = measured(run)
-            row = {"setting": name, "subject": sub, "method": method, "seconds": seconds}
-            row["peak_rss_gib"] = peak
-            row |= score(
-                as_maps(volume),
-                truth,
-                tissues,
-                mask,
-                guides,
-                bundle.protocols,
-                lr_shape=tuple(tensors.lr.shape[1:]),
-            )
-            row["registration_s"] = t_reg
+            row = {"setting": name, "subject": subject.name, "method": method}
+            row |= {"seconds": seconds, "peak_rss_gib": peak}
+            row |= subject.score(volume)
+            row["registration_s"] = subject.registration_s
             rows.append(row)
             print(
-                f"{name} sub-{sub} {method:28s} T1 SSIM {row['T1_SSIM']:.4f} "
+                f"{name} sub-{subject.name} {method:28s} T1 SSIM {row['T1_SSIM']:.4f} "
                 f"HFEN {row['T1_HFEN']:.3f} T2 SSIM {row['T2_SSIM']:.4f} "
                 f"HFEN {row['T2_HFEN']:.3f} GM T1 {row['GM_T1_MAE_ms']:.1f} ms "
                 f"FLAIR {row['FLAIR_SSIM']:.3f} {seconds:.1f} s",
