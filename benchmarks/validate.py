@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, eval_subjects
+from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, EvalSubject, eval_subjects
+from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
 from swigapp.models.shipped import load_shipped, shipped_name
 from swigapp.models.train import load_model
@@ -31,6 +32,7 @@ COLUMNS = (
     ("GM_T1_MAE_ms", "GM T1 ms", 1),
     ("WM_T1_MAE_ms", "WM T1 ms", 1),
     ("lesion_T1_MAE_ms", "lesion T1 ms", 1),
+    ("lesion_T1_bias_ms", "lesion T1 bias ms", 1),
     ("GM_T2_MAE_ms", "GM T2 ms", 1),
     ("lesion_T2_MAE_ms", "lesion T2 ms", 1),
     ("T1_HFEN", "T1 HFEN", 3),
@@ -45,6 +47,15 @@ def load_candidate(model: str) -> torch.nn.Module:
     """A shipped model by name (hash checked), else a model.pt."""
     name = shipped_name(model)
     return load_shipped(name) if name else load_model(model)
+
+
+def lesion_bias_ms(volume: np.ndarray, subject: EvalSubject) -> float:
+    """Mean signed T1 error in the lesions, ms (negative: pulled toward white matter)."""
+    lesion = subject.tissues["lesion"]
+    if not lesion.any():
+        return float("nan")
+    t1 = volume[MAP_ORDER.index("T1")]
+    return 1000.0 * float(np.mean(t1[lesion] - subject.truth["T1"][lesion]))
 
 
 def table(rows: list[dict], models: list[str]) -> str:
@@ -93,8 +104,10 @@ def main() -> None:
             for subject in subjects:
                 inputs = subject.prepared.tensors.with_guides(GUIDES)
                 for model, network in networks.items():
+                    volume = predict_volume(network, inputs)
                     row = {"setting": setting, "subject": subject.name, "model": model}
-                    rows.append(row | subject.score(predict_volume(network, inputs)))
+                    row["lesion_T1_bias_ms"] = lesion_bias_ms(volume, subject)
+                    rows.append(row | subject.score(volume))
                     print(
                         f"{setting} sub-{subject.name} {model}: GM T1 "
                         f"{rows[-1]['GM_T1_MAE_ms']:.1f} ms, lesion T1 "
