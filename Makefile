@@ -35,7 +35,7 @@ test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
-# Reproduce the shipped weights (about four hours on 2 CPU cores) and the benchmarks.
+# Reproduce the shipped weights (about five hours on 2 CPU cores) and the benchmarks.
 weights: setup
 	BIN=$(BIN) scripts/train_weights.sh
 

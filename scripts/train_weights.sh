@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped weights (swigapp/models/weights/), each trained on phantoms generated
 # on the fly (seed 1000) and copied into the package with its model card:
-#   swig_default       the SWIG model, in five stages: 1500 steps from random weights (guide
+#   swig_default       the SWIG model, in six stages: 1500 steps from random weights (guide
 #                      weight 1, residual guide misregistration up to 1 deg / 1 mm), then
 #                      STAGE2_STEPS more from those weights (guide weight 0.2, misregistration
 #                      up to 0.3 deg / 0.3 mm, 10 subjects), then STAGE3_STEPS more with
@@ -9,14 +9,15 @@
 #                      with head motion up to 3 deg / 3 mm undone as registration does
 #                      (the guides resampled back, 0.3 deg / 0.3 mm residual), then
 #                      STAGE5_STEPS more at learning rate 1e-4 with the beyond-band
-#                      supervised term (--w-beyond 1)
-#   swig_stage4        the SWIG model after stage 4 (lower lesion T1 error than stage 5)
+#                      supervised term (--w-beyond 1), then STAGE6_STEPS more on phantoms
+#                      with 10 white-matter lesions each instead of 3 (--lesions 10)
+#   swig_stage4        the SWIG model after stage 4 (an earlier release's default)
 #   swig_nolr          the SWIG model's no-LR-input ablation
 #   wmri2q_supervised  wmri2q U-Net, low-resolution labels only
 #   wmri2q_hybrid      wmri2q U-Net, low-resolution labels + Sobel edge loss (Qiu et al.)
-# CPU, 2 cores: about 30 + 40 + 55 + 45 + 50 minutes for swig_default, 15 for swig_nolr, then
-# about 27 for the two U-Nets, trained side by side with one thread each (as the shipped ones
-# were).
+# CPU, 2 cores: about 30 + 40 + 55 + 45 + 50 + 35 minutes for swig_default, 15 for
+# swig_nolr, then about 27 for the two U-Nets, trained side by side with one thread each (as
+# the shipped ones were).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -24,6 +25,7 @@ STAGE2_STEPS=${STAGE2_STEPS:-2500}
 STAGE3_STEPS=${STAGE3_STEPS:-1500}
 STAGE4_STEPS=${STAGE4_STEPS:-1500}
 STAGE5_STEPS=${STAGE5_STEPS:-1500}
+STAGE6_STEPS=${STAGE6_STEPS:-1000}
 LATE=(--w-guide 0.2 --max-rotation 0.3 --max-translation 0.3)
 "$BIN/swigapp-train" runs/swig_stage1 --steps 1500
 "$BIN/swigapp-train" runs/swig_stage2 --init runs/swig_stage1/model.pt --steps "$STAGE2_STEPS" \
@@ -35,8 +37,11 @@ LATE=(--w-guide 0.2 --max-rotation 0.3 --max-translation 0.3)
 "$BIN/swigapp-train" runs/swig_stage5 --init runs/swig_stage4/model.pt --steps "$STAGE5_STEPS" \
     --learning-rate 1e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3 \
     --w-beyond 1
+"$BIN/swigapp-train" runs/swig_stage6 --init runs/swig_stage5/model.pt --steps "$STAGE6_STEPS" \
+    --learning-rate 1e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3 \
+    --w-beyond 1 --lesions 10
 "$BIN/python" -m swigapp.models.shipped runs/swig_stage4 swig_stage4
-"$BIN/python" -m swigapp.models.shipped runs/swig_stage5 swig_default
+"$BIN/python" -m swigapp.models.shipped runs/swig_stage6 swig_default
 "$BIN/swigapp-train" runs/swig_nolr --steps 800 --no-lr-input
 "$BIN/python" -m swigapp.models.shipped runs/swig_nolr swig_nolr
 WMRI2Q=(--arch unet --width 16 --blocks 3 --steps 1200 --threads 1 -q
