@@ -237,7 +237,8 @@ def super_resolve(
 
 
 def _network(method: str, model_path: str | None) -> tuple[Any, dict[str, str]]:
-    """The network of a method (a model file, else its shipped weights) and its record."""
+    """The network of a method (a model file, a shipped model's name, else the method's
+    default weights) and its record."""
     from swigapp.models.shipped import load_shipped, model_card, shipped_name, weights_dir
     from swigapp.models.train import load_model, sha256
 
