@@ -31,6 +31,8 @@ def test_every_cli_flag_is_described_and_vice_versa():
     assert by_id["adapt_steps"]["type"] == "Number" and by_id["adapt_steps"]["integer"]
     assert by_id["skip_bids_validation"]["type"] == "Flag"
     assert by_id["bids_dir"]["optional"] is False and by_id["seed"]["optional"] is True
+    # a shipped model's name is no path: bosh would refuse to mount it as a File
+    assert by_id["bids_dir"]["type"] == "File" and by_id["model"]["type"] == "String"
 
 
 @needs_bosh
@@ -59,6 +61,7 @@ def test_bosh_launches_swigapp(tiny_dataset, tmp_path):
         "skip_bids_validation": True,
         "synthesize": "FLAIR,PDw",
         "no_template_mask": True,
+        "model": "swig_default",
     }
     inv = tmp_path / "invocation.json"
     inv.write_text(json.dumps(invocation))

@@ -17,11 +17,12 @@ from swigapp._version import __version__
 from swigapp.cli.parser import build_parser
 
 #: Parser destinations that are paths to existing files or folders (Boutiques "File").
+#: ``--model`` is not one: it also takes a shipped model's name, and ``bosh exec launch``
+#: refuses a File input that is not a local path ("Missing local mount location").
 FILE_INPUTS = {
     "bids_dir",
     "bids_filter_file",
     "protocol_overrides",
-    "model",
     "synth_protocol",
 }
 SKIPPED = {"help", "version"}
