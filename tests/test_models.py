@@ -25,7 +25,7 @@ from swigapp.models.losses import (
     supervised_loss,
     total_loss,
 )
-from swigapp.models.network import NetConfig, SwigNet, stack_slices
+from swigapp.models.network import NetConfig, SwigNet, stack_slices, widen_context
 from swigapp.models.train import TrainConfig, load_model, sha256, train
 from swigapp.phantom.subject import PhantomConfig
 
@@ -326,6 +326,39 @@ def test_training_can_start_from_existing_weights(tiny_tensors, tmp_path):
     wrong = TrainConfig(**{**frozen.__dict__, "init": {"path": str(first), "sha256": "0" * 64}})
     with pytest.raises(ValueError, match="does not match the model card"):
         train(wrong, [tiny_tensors], tmp_path / "d", progress=False)
+
+
+@pytest.mark.parametrize("use_lr", [True, False])
+def test_widened_context_predicts_the_same_maps(tiny_tensors, use_lr):
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=8, blocks=1, context=1, use_lr=use_lr))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    wide = widen_context(model, 2)
+    assert wide.config.context == 2 and wide.head.weight.shape[1] > model.head.weight.shape[1]
+    before = predict_volume(model, tiny_tensors, slice_axis=2)
+    after = predict_volume(wide, tiny_tensors, slice_axis=2)
+    assert np.abs(before - tiny_tensors.lr_up.numpy()).max() > 1e-3  # the network does something
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen_context(wide, 1)
+
+
+def test_training_widens_the_context_of_its_start(tiny_tensors, tmp_path):
+    config = TrainConfig(
+        steps=2, batch_size=1, crop=(16, 16, 4), seed=3, net=NetConfig(width=8, blocks=1)
+    )
+    first = train(config, [tiny_tensors], tmp_path / "a", progress=False)
+    wide_net = NetConfig(width=8, blocks=1, context=2)
+    grown = TrainConfig(
+        **{**config.__dict__, "learning_rate": 0.0, "net": wide_net, "init": {"path": str(first)}}
+    )
+    again = load_model(train(grown, [tiny_tensors], tmp_path / "b", progress=False))
+    assert again.config.context == 2
+    np.testing.assert_allclose(
+        predict_volume(again, tiny_tensors, slice_axis=2),
+        predict_volume(load_model(first), tiny_tensors, slice_axis=2),
+        rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
 
 
 def test_self_supervised_adaptation_moves_toward_truth(tiny_tensors):

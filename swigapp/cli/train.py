@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--init",
         metavar="MODEL",
         help="fine-tune: start from a shipped model's weights (a name such as swig_default) "
-        "or a model.pt, instead of a random initialisation; the network options must match",
+        "or a model.pt, instead of a random initialisation; the network options must match, "
+        "except a larger --context, which grows the start network (same predictions at step 0)",
     )
     net = p.add_argument_group("network")
     net.add_argument("--width", type=int, default=32, help="feature channels")

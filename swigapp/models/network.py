@@ -214,3 +214,33 @@ def build_network(config: NetConfig) -> nn.Module:
     if config.arch == "unet":
         return WmriUNet(config)
     raise ValueError(f"unknown network architecture {config.arch!r} (resnet or unet)")
+
+
+def widen_context(model: SwigNet, context: int) -> SwigNet:
+    """A SwigNet that sees ``context`` slices on each side and computes what ``model`` does.
+
+    The head's weights on the slices ``model`` never saw start at zero, so fine-tuning from
+    the result starts from the smaller-context network's predictions.
+    """
+    old = model.config
+    if not isinstance(model, SwigNet) or context < old.context:
+        name = type(model).__name__
+        raise ValueError(f"cannot widen a {name} of context {old.context} to {context}")
+    wide = SwigNet(NetConfig(**{**old.as_dict(), "context": context}))
+    state = model.state_dict()
+    k_old, k_new = 2 * old.context + 1, 2 * context + 1
+    g, shift = old.n_guides, context - old.context
+    # head input blocks in slice_inputs' order: (channels, with neighbouring slices?)
+    blocks = [(g, True), (g, False)]
+    if old.use_lr:
+        blocks = [(3, True), (g, False), *blocks]
+    head, old_head = torch.zeros_like(wide.head.weight), state["head.weight"]
+    i_old = i_new = 0
+    for channels, sliced in blocks:
+        k, k_wide, offset = (k_old, k_new, shift) if sliced else (1, 1, 0)
+        for _ in range(channels):
+            head[:, i_new + offset : i_new + offset + k] = old_head[:, i_old : i_old + k]
+            i_old, i_new = i_old + k, i_new + k_wide
+    state["head.weight"] = head
+    wide.load_state_dict(state)
+    return wide.train(model.training)

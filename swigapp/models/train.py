@@ -10,7 +10,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from swigapp.models.data import sample_batch
 from swigapp.models.features import SubjectTensors
 from swigapp.models.inference import resolve_device
 from swigapp.models.losses import LossWeights, total_loss
-from swigapp.models.network import NetConfig, build_network
+from swigapp.models.network import NetConfig, build_network, widen_context
 
 LOG = logging.getLogger("swigapp.models")
 CHECKPOINT = "checkpoint.pt"
@@ -105,6 +105,9 @@ def train(
     model = build_network(config.net)
     if config.init is not None:
         start_from = load_model(config.init["path"], expected_sha256=config.init.get("sha256"))
+        if replace(start_from.config, context=config.net.context) == config.net:
+            # more neighbouring slices than the start: grow it, same predictions
+            start_from = widen_context(start_from, config.net.context)
         if start_from.config != config.net:
             raise ValueError(
                 f"{config.init['path']}: its network ({start_from.config}) differs from the "
