@@ -73,6 +73,16 @@ def stack_slices(volume: torch.Tensor, context: int) -> torch.Tensor:
     return windows.permute(0, 4, 1, 5, 2, 3).reshape(b * s, c * (2 * context + 1), h, w)
 
 
+def input_blocks(config: NetConfig) -> list[tuple[int, bool]]:
+    """SwigNet's per-slice input in ``slice_inputs``' order: (channels, with neighbouring
+    slices?) for each block."""
+    g = config.n_guides
+    blocks = [(g, True), (g, False)]  # guides, presence flags
+    if config.use_lr:
+        blocks = [(3, True), (g, False), *blocks]  # LR maps, guides synthesised from them
+    return blocks
+
+
 class SwigNet(nn.Module):
     """2.5D residual CNN; see the module docstring. Works on (B, C, H, W, S) volumes."""
 
@@ -81,10 +91,7 @@ class SwigNet(nn.Module):
         self.config = config or NetConfig()
         cfg = self.config
         k = 2 * cfg.context + 1
-        g = cfg.n_guides
-        c_in = g * k + g  # guides with context, presence flags
-        if cfg.use_lr:
-            c_in += 3 * k + g  # LR maps with context, synthesised-from-LR guides (centre)
+        c_in = sum(n * (k if sliced else 1) for n, sliced in input_blocks(cfg))
         self.head = nn.Conv2d(c_in, cfg.width, 3, padding=1)
         self.body = nn.Sequential(*(ResBlock(cfg.width) for _ in range(cfg.blocks)))
         self.tail = nn.Conv2d(cfg.width, 3, 3, padding=1)
@@ -229,14 +236,10 @@ def widen_context(model: SwigNet, context: int) -> SwigNet:
     wide = SwigNet(NetConfig(**{**old.as_dict(), "context": context}))
     state = model.state_dict()
     k_old, k_new = 2 * old.context + 1, 2 * context + 1
-    g, shift = old.n_guides, context - old.context
-    # head input blocks in slice_inputs' order: (channels, with neighbouring slices?)
-    blocks = [(g, True), (g, False)]
-    if old.use_lr:
-        blocks = [(3, True), (g, False), *blocks]
+    shift = context - old.context
     head, old_head = torch.zeros_like(wide.head.weight), state["head.weight"]
     i_old = i_new = 0
-    for channels, sliced in blocks:
+    for channels, sliced in input_blocks(old):
         k, k_wide, offset = (k_old, k_new, shift) if sliced else (1, 1, 0)
         for _ in range(channels):
             head[:, i_new + offset : i_new + offset + k] = old_head[:, i_old : i_old + k]
