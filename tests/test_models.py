@@ -354,6 +354,9 @@ def test_training_widens_the_context_of_its_start(tiny_tensors, tmp_path):
     )
     again = load_model(train(grown, [tiny_tensors], tmp_path / "b", progress=False))
     assert again.config.context == 2
+    narrower = TrainConfig(**{**config.__dict__, "init": {"path": str(tmp_path / "b/model.pt")}})
+    with pytest.raises(ValueError, match="differs from the one to train"):
+        train(narrower, [tiny_tensors], tmp_path / "c", progress=False)
     np.testing.assert_allclose(
         predict_volume(again, tiny_tensors, slice_axis=2),
         predict_volume(load_model(first), tiny_tensors, slice_axis=2),

@@ -105,7 +105,8 @@ def train(
     model = build_network(config.net)
     if config.init is not None:
         start_from = load_model(config.init["path"], expected_sha256=config.init.get("sha256"))
-        if replace(start_from.config, context=config.net.context) == config.net:
+        grows = start_from.config.context < config.net.context and config.net.arch == "resnet"
+        if grows and replace(start_from.config, context=config.net.context) == config.net:
             # more neighbouring slices than the start: grow it, same predictions
             start_from = widen_context(start_from, config.net.context)
         if start_from.config != config.net:
