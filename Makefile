@@ -8,11 +8,17 @@ TORCH ?= torch==2.13.0
 
 .PHONY: setup demo test lint format clean weights benchmark
 
-$(VENV)/.installed: pyproject.toml
+# cffconvert (checks CITATION.cff in the tests) pins jsonschema < 4, which would downgrade
+# the jsonschema 4 that the rest uses; its validation runs on jsonschema 4, so it goes in
+# without its dependencies (the others it needs, ruamel.yaml and pykwalify, are test extras).
+CFFCONVERT ?= cffconvert==2.0.0
+
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(CFFCONVERT)"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -22,7 +22,6 @@ from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import save_nifti
 from swigapp.methods import DEFAULT_WEIGHTS, METHODS
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
-from swigapp.physics.units import to_seconds
 
 
 def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -47,32 +46,57 @@ def conform_maps(
     reference_guide: str,
     out_dir: str | Path,
     voxel_size: Sequence[float] | None = None,
+    map_metadata: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """LR maps in BIDS units on their grid, and zero-filled upsampled onto the HR grid.
 
-    The HR grid is the LR maps' field of view at ``voxel_size`` (mm), by default the voxel
-    size of ``reference_guide``. Returns ``lr_file``, ``lr_up_file``, ``hr_shape``.
+    The maps are checked, converted (sidecar ``Units`` in ``map_metadata`` honoured), PD
+    normalised to a water fraction and invalid voxels (NaN, Inf, negative) filled before
+    upsampling (:func:`swigapp.io.qmri.prepare_lr_maps`). The HR grid is the LR maps' field
+    of view at ``voxel_size`` (mm), by default the voxel size of ``reference_guide``.
+    Returns ``lr_file`` (PD internal scale, T1/T2 s), ``lr_up_file``, ``lr_valid_file``
+    (uint8, 1 where the input voxel was finite and non-negative, one volume per map),
+    ``hr_shape``, ``input_quality`` (per map: counts of invalid voxels), ``units`` (per map:
+    the unit decision in words) and ``pd_scale`` (reference, factor = internal / input).
     """
+    import logging
+
+    from swigapp.io.qmri import prepare_lr_maps
     from swigapp.models.features import upsample_maps
 
     start = time.perf_counter()
-    lr, affine = {}, None
-    for name in MAP_ORDER:
-        data, affine = load_image(map_files[name])
-        lr[name], _ = to_seconds(data, map_suffixes[name], mask=data > 0, source=map_files[name])
+    prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
+    if prepared.notes:  # the CLI warned when it validated the inputs
+        logging.getLogger("swigapp.io").info("imperfect qMRI maps: %s", "; ".join(prepared.notes))
+    lr, affine = prepared.maps, prepared.affine
     if voxel_size is None:
         voxel_size = kspace.voxel_sizes(nib.load(reference_guide).affine)
     hr_shape, hr_affine = kspace.hr_grid(affine, lr["PD"].shape, voxel_size)
     out = Path(out_dir)
     lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
+    valid = np.moveaxis(prepared.valid_stack(), 0, -1)
+    lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
     up = upsample_maps(lr, hr_shape)
     lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
     return {
         "lr_file": lr_file,
         "lr_up_file": lr_up_file,
+        "lr_valid_file": lr_valid_file,
         "hr_shape": list(hr_shape),
+        "input_quality": prepared.quality,
+        "units": prepared.units,
+        "pd_scale": prepared.pd_scale,
         "seconds": time.perf_counter() - start,
     }
+
+
+def load_valid(lr_valid_file: str | Path | None) -> np.ndarray | None:
+    """The LR validity mask (3, x, y, z) bool from :func:`conform_maps`, or None when
+    there is no file or every voxel is valid (the LR terms then use every voxel)."""
+    if not lr_valid_file:
+        return None
+    valid = np.moveaxis(np.asarray(nib.load(str(lr_valid_file)).dataobj) > 0, -1, 0)
+    return None if valid.all() else valid
 
 
 def make_mask(
@@ -133,13 +157,20 @@ def register(
     }
 
 
-def lr_residual(maps_hr: np.ndarray, lr: np.ndarray) -> dict[str, float]:
-    """Data consistency: ||D(x) - y|| / ||y|| per map (D: k-space truncation to the LR grid)."""
+def lr_residual(
+    maps_hr: np.ndarray, lr: np.ndarray, valid: np.ndarray | None = None
+) -> dict[str, float]:
+    """Data consistency: ||D(x) - y|| / ||y|| per map (D: k-space truncation to the LR grid),
+    over the LR voxels where ``valid`` (3, x, y, z) is True (all when None: invalid input
+    voxels were filled, they are not data)."""
     down = np.asarray(kspace.downsample(np.asarray(maps_hr, np.float64), lr.shape[1:]))
     out = {}
     for i, name in enumerate(MAP_ORDER):
-        denom = float(np.linalg.norm(lr[i]))
-        out[name] = float(np.linalg.norm(down[i] - lr[i]) / denom) if denom > 0 else float("nan")
+        diff, ref = down[i] - lr[i], lr[i]
+        if valid is not None:
+            diff, ref = diff[valid[i]], ref[valid[i]]
+        denom = float(np.linalg.norm(ref))
+        out[name] = float(np.linalg.norm(diff) / denom) if denom > 0 else float("nan")
     return out
 
 
@@ -172,6 +203,7 @@ def super_resolve(
     method: str = "swig",
     inr_max_steps: int | None = None,
     single_orientation: bool = False,
+    lr_valid_file: str | None = None,
 ) -> dict[str, Any]:
     """HR maps by ``method`` -> ``sr_file``.
 
@@ -180,7 +212,9 @@ def super_resolve(
     ``inr_max_steps`` steps). The networks average their predictions along every
     least-downsampled slice axis unless ``single_orientation``. ``guide_files``: registered
     guides on the HR grid; ``model_path``: a model.pt or a shipped model's name, or None for
-    the method's default weights. Returns the method, the model's name and sha256 (network
+    the method's default weights; ``lr_valid_file``: the LR validity mask of
+    :func:`conform_maps` (invalid input voxels are left out of the LR terms of adaptation,
+    of the INR fit and of the residual). Returns the method, the model's name and sha256 (network
     methods), the slice axes, the adaptation losses or the INR fit summary, and the LR
     data-consistency residual of the input and of the result.
     """
@@ -200,7 +234,8 @@ def super_resolve(
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
     guides = {g: load_image(f)[0] for g, f in guide_files.items()}
     protos = {g: Protocol(**protocols[g]) for g in guide_files}
-    subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up)
+    valid = load_valid(lr_valid_file)
+    subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid)
     target = resolve_device(device)
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
     if method == "inr":
@@ -230,8 +265,8 @@ def super_resolve(
         "method": method,
         **extra,
         "device": str(target),
-        "lr_residual_input": lr_residual(up, lr),
-        "lr_residual": lr_residual(sr, lr),
+        "lr_residual_input": lr_residual(up, lr, valid),
+        "lr_residual": lr_residual(sr, lr, valid),
         "seconds": time.perf_counter() - start,
     }
 
@@ -246,8 +281,10 @@ def _network(method: str, model_path: str | None) -> tuple[Any, dict[str, str]]:
     if name is None:
         record = {"name": Path(model_path).name, "path": str(model_path)}
         return load_model(model_path), record | {"sha256": sha256(model_path)}
-    record = {"name": name, "path": str(weights_dir() / f"{name}.pt")}
-    return load_shipped(name), record | {"sha256": model_card(name)["sha256"]}
+    card = model_card(name)
+    record = {"name": name, "version": card["version"], "introduced_in": card["introduced_in"]}
+    record |= {"path": str(weights_dir() / f"{name}.pt"), "sha256": card["sha256"]}
+    return load_shipped(name), record
 
 
 def synthesize_contrasts(
@@ -299,12 +336,19 @@ def write_outputs(
     params: Mapping[str, Any],
     work_dir: str | Path,
 ) -> dict[str, Any]:
-    """Publish one participant's derivatives, QC JSON and HTML report atomically.
+    """Publish one participant's derivatives, QC JSON, methods boilerplate (Markdown, HTML,
+    BibTeX under ``log/``) and HTML report atomically.
 
     Returns the written paths (relative to ``out_dir``) and the QC figures.
     """
     from swigapp.io import derivatives
-    from swigapp.reports.subject import load_result_maps, participant_qc, render_participant
+    from swigapp.reports.boilerplate import methods_boilerplate
+    from swigapp.reports.subject import (
+        load_result_maps,
+        page,
+        participant_qc,
+        render_participant,
+    )
 
     start = time.perf_counter()
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
@@ -317,10 +361,14 @@ def write_outputs(
     timings["synthesis"] = float(results["synthesis"]["seconds"])
     maps, mask, labels = load_result_maps(results)
     qc = participant_qc(results, timings, maps, mask, labels)
-    report = render_participant(label, results, params, qc, maps, mask, labels)
+    methods = methods_boilerplate(label, results, params)
+    report = render_participant(label, results, params, qc, maps, mask, labels, methods.html)
     qc["Seconds"]["writing"] = time.perf_counter() - start
-    qc_rel = f"sub-{subject}/log/{label}_qc.json"
-    files[qc_rel] = derivatives.dumps({"Subject": subject, "Session": session, **qc})
+    log = f"sub-{subject}/log/{label}"
+    files[f"{log}_qc.json"] = derivatives.dumps({"Subject": subject, "Session": session, **qc})
+    files[f"{log}_methods.md"] = methods.markdown
+    files[f"{log}_methods.html"] = page(f"swigapp methods: {label}", methods.html)
+    files[f"{log}_methods.bib"] = methods.bibtex
     files[f"{label}.html"] = report
     derivatives.init_dataset(out_dir, bids_dir)
     written = derivatives.publish(files, out_dir)

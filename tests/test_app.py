@@ -14,7 +14,10 @@ import pytest
 from swigapp import metrics
 from swigapp.cli import run as cli
 from swigapp.models.shipped import model_card
+from swigapp.participant import guide_ssim
 from swigapp.phantom.bids import TRUTH_PIPELINE
+from swigapp.physics.protocol import Protocol
+from swigapp.synthesis import synthesize
 
 MAPS = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
 
@@ -93,6 +96,11 @@ def test_sr_maps_are_physical_and_beat_the_lr_input(app_run):
     t1 = _load(out / "sub-01" / "anat" / "sub-01_res-hi_desc-swig_T1map.nii.gz")[0]
     gm = _load(truth_dir / "sub-01_label-GM_probseg.nii.gz")[0] > 0.9
     assert 1.0 < float(np.median(t1[gm])) < 2.0  # seconds, 3T grey matter
+    true_t1 = _load(truth_dir / "sub-01_desc-truth_T1map.nii.gz")[0]
+    lr_t1 = _load(app_run["work"] / "swigapp_wf" / "single_subject_01_wf" / "conform_maps"
+                  / "lr_up_maps.nii.gz")[0][..., 1]  # fmt: skip
+    sr_error = float(np.mean(np.abs(t1 - true_t1)[gm]))
+    assert sr_error < 0.8 * float(np.mean(np.abs(lr_t1 - true_t1)[gm]))  # GM T1 error (s)
 
 
 def test_sidecars_carry_units_sources_and_provenance(app_run):
@@ -108,6 +116,8 @@ def test_sidecars_carry_units_sources_and_provenance(app_run):
         root = bids if dataset == "raw" else out
         assert (root / rel).exists(), uri
     assert side["Model"]["sha256"] == model_card()["sha256"]
+    assert side["Model"]["version"] == model_card()["version"]
+    assert side["Model"]["introduced_in"] == model_card()["introduced_in"]
     assert side["Seed"] == 0 and side["AdaptSteps"] == 0
     assert side["SliceAxes"] == [0, 1]  # 1x1x4 mm LR maps: the two 1 mm axes are averaged
     assert set(side["GuideProtocols"]) == {"T1w", "T2w"}
@@ -116,7 +126,15 @@ def test_sidecars_carry_units_sources_and_provenance(app_run):
     assert side["SoftwareDependencies"]["swigapp"]
     dc = side["DataConsistency"]
     assert 0 <= dc["LRResidual"] < 0.2
-    assert 0.5 < dc["GuideSSIM"]["T1w"] <= 1.0
+    # the SR maps explain the acquired T1w better than the LR input's maps do
+    work = app_run["work"] / "swigapp_wf" / "single_subject_01_wf"
+    up = np.moveaxis(_load(work / "conform_maps" / "lr_up_maps.nii.gz")[0], -1, 0)
+    registered = _load(anat / "sub-01_res-hi_desc-registered_T1w.nii.gz")[0]
+    brain = _load(anat / "sub-01_res-hi_desc-brain_mask.nii.gz")[0] > 0
+    from_lr = synthesize(
+        dict(zip(MAPS, up, strict=True)), Protocol(**side["GuideProtocols"]["T1w"])
+    )
+    assert dc["GuideSSIM"]["T1w"] > guide_ssim(from_lr, registered, brain) + 0.02
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
     assert desc["GeneratedBy"][0]["Name"] == "swigapp"
@@ -159,6 +177,49 @@ def test_report_is_self_contained(app_run):
     )
     for text in ("Registration", "SSIM", "grey and white matter", "Provenance", "MPRAGE"):
         assert text in html
+
+
+def test_methods_boilerplate_is_written_and_shown(app_run):
+    """The run's methods text (Markdown, HTML, BibTeX) names what ran; the report shows it."""
+    log = app_run["out"] / "sub-01" / "log"
+    md = (log / "sub-01_methods.md").read_text()
+    card = model_card()
+    assert f"model swig_default version {card['version']}" in md and card["sha256"] in md
+    assert "2x2x8 mm voxels" in md and "downsampling factors 1x1x4" in md  # tiny: 2 mm HR
+    assert "along each of the voxel axes 0 and 1" in md
+    qc = json.loads((log / "sub-01_qc.json").read_text())
+    for guide, value in qc["GuideSSIM"].items():
+        assert f"{guide} {value:.3f}" in md
+    bib = (log / "sub-01_methods.bib").read_text()
+    assert "@misc{samadifardheris2025swig," in bib and "@article{mattes2003mi," in bib
+    assert "<section class='methods'>" in (log / "sub-01_methods.html").read_text()
+    assert "Methods: sub-01" in (app_run["out"] / "sub-01.html").read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (.ci/run installs Debian's when it can)"
+)
+def test_report_renders_at_1280_px_in_headless_chromium(app_run, tmp_path):
+    """A screenshot of the report as a reader sees it: it renders, its figures are drawn,
+    and nothing spills past the page's right margin at 1280 px."""
+    from matplotlib.image import imread
+
+    shot = tmp_path / "report.png"
+    page = (app_run["out"] / "sub-01.html").as_uri()
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--window-size=1280,6000", f"--screenshot={shot}", page],
+        capture_output=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert shot.is_file(), "chromium wrote no screenshot"
+    gray = imread(shot)[..., :3].mean(axis=-1)
+    assert gray.shape == (6000, 1280)
+    dark_rows = (gray < 0.15).mean(axis=1) > 0.05  # rows crossing brain images
+    assert dark_rows[:3000].sum() > 500, "the map mosaics did not render"
+    assert (gray[:, -60:] > 0.95).all(), "something spills into the right margin"
 
 
 def test_rerun_into_new_folder_is_byte_identical(app_run, tmp_path):

@@ -34,5 +34,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     app = out / "derivatives" / "swigapp"
     assert (app / "sub-01" / "anat" / "sub-01_res-hi_desc-swig_T1map.nii.gz").is_file()
     assert (app / "sub-01.html").is_file()
+    assert "<section class='methods'>" in (app / "sub-01.html").read_text()
+    for ext in ("md", "html", "bib"):
+        assert (app / "sub-01" / "log" / f"sub-01_methods.{ext}").stat().st_size > 1000
     assert len((app / "group_qc.tsv").read_text().splitlines()) == 2
     assert demo.main([str(out)]) == 1  # refuses a non-empty output folder

@@ -38,6 +38,7 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
     assert ("lr_up_file", "lr_up_file") in edges[("conform_maps", "register_T1w")]
     assert ("mask_file", "mask_file") in edges[("brain_mask", "register_FLAIR")]
     assert ("mask_file", "mask_file") in edges[("brain_mask", "super_resolve")]
+    assert ("lr_valid_file", "lr_valid_file") in edges[("conform_maps", "super_resolve")]
     assert ("out", "registrations") in edges[("merge_registrations", "super_resolve")]
     assert ("sr_file", "sr_file") in edges[("super_resolve", "synthesize")]
     assert ("result", "superres") in edges[("super_resolve", "write_derivatives")]

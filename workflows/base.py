@@ -74,17 +74,20 @@ def init_single_subject_wf(
 ) -> pe.Workflow:
     """Register, super-resolve, synthesise and write one participant/session.
 
-    inputnode: ``maps``, ``map_suffixes``, ``guide_files`` (filled from ``files``);
+    inputnode: ``maps``, ``map_suffixes``, ``map_metadata``, ``guide_files`` (from ``files``);
     outputnode: ``written`` (derivative paths), ``qc`` (QC figures).
     """
     guides = list(files.guides)
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=["maps", "map_suffixes", "guide_files", "reference_guide"]),
+        niu.IdentityInterface(
+            fields=["maps", "map_suffixes", "map_metadata", "guide_files", "reference_guide"]
+        ),
         name="inputnode",
     )
     inputnode.inputs.maps = dict(files.maps)
     inputnode.inputs.map_suffixes = dict(files.map_suffixes)
+    inputnode.inputs.map_metadata = dict(files.map_metadata)
     inputnode.inputs.guide_files = dict(files.guides)
     inputnode.inputs.reference_guide = files.guides[guides[0]]
     outputnode = pe.Node(niu.IdentityInterface(fields=["written", "qc"]), name="outputnode")
@@ -139,12 +142,14 @@ def init_single_subject_wf(
     )
     workflow.connect([
         (inputnode, conform, [("maps", "maps"), ("map_suffixes", "map_suffixes"),
+                              ("map_metadata", "map_metadata"),
                               ("reference_guide", "reference_guide")]),
         (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
         (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file")]),
         (mask, register_wf, [("mask_file", "inputnode.mask_file")]),
         (inputnode, register_wf, [("guide_files", "inputnode.guide_files")]),
-        (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
+        (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file"),
+                             ("lr_valid_file", "lr_valid_file")]),
         (mask, superres, [("mask_file", "mask_file")]),
         (register_wf, superres, [("outputnode.registrations", "registrations")]),
         (superres, synth, [("sr_file", "sr_file")]),

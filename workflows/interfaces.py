@@ -29,11 +29,13 @@ class _ConformInputSpec(BaseInterfaceInputSpec):
     map_suffixes = traits.Dict(mandatory=True, desc="map name -> BIDS suffix of its file")
     reference_guide = File(exists=True, mandatory=True, desc="guide giving the HR voxel size")
     voxel_size = traits.List(traits.Float, desc="HR voxel size in mm (overrides the guide's)")
+    map_metadata = traits.Dict(desc="map name -> its sidecar (Units is honoured)")
 
 
 class _ConformOutputSpec(_ResultSpec):
-    lr_file = File(exists=True, desc="LR maps (PD, T1 s, T2 s), 4D")
+    lr_file = File(exists=True, desc="LR maps (PD water fraction, T1 s, T2 s), 4D")
     lr_up_file = File(exists=True, desc="LR maps zero-filled onto the HR grid, 4D")
+    lr_valid_file = File(exists=True, desc="1 where an LR input voxel was valid, 4D uint8")
 
 
 class ConformMaps(SimpleInterface):
@@ -47,15 +49,18 @@ class ConformMaps(SimpleInterface):
 
         voxel = self.inputs.voxel_size if isdefined(self.inputs.voxel_size) else None
         voxel = voxel or None
+        metadata = self.inputs.map_metadata if isdefined(self.inputs.map_metadata) else None
         result = conform_maps(
             self.inputs.maps,
             self.inputs.map_suffixes,
             self.inputs.reference_guide,
             runtime.cwd,
             voxel_size=voxel,
+            map_metadata=metadata,
         )
         self._results.update(result=result, lr_file=result["lr_file"])
         self._results["lr_up_file"] = result["lr_up_file"]
+        self._results["lr_valid_file"] = result["lr_valid_file"]
         return runtime
 
 
@@ -126,6 +131,7 @@ class RegisterGuide(SimpleInterface):
 class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     lr_file = File(exists=True, mandatory=True)
     lr_up_file = File(exists=True, mandatory=True)
+    lr_valid_file = File(exists=True, desc="LR validity mask (invalid voxels leave LR terms)")
     mask_file = File(exists=True, mandatory=True)
     registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
     protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
@@ -170,6 +176,9 @@ class SuperResolve(SimpleInterface):
             method=self.inputs.method,
             inr_max_steps=self.inputs.inr_max_steps or None,
             single_orientation=self.inputs.single_orientation,
+            lr_valid_file=(
+                self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
+            ),
         )
         self._results.update(result=result, sr_file=result["sr_file"])
         return runtime

@@ -18,7 +18,6 @@ import nibabel as nib
 import numpy as np
 
 from swigapp.physics.protocol import Protocol, ProtocolError
-from swigapp.physics.units import to_seconds
 
 LOG = logging.getLogger("swigapp.io")
 
@@ -57,8 +56,12 @@ def layout(bids_dir: str | Path) -> Any:
     return BIDSLayout(str(root), validate=False, derivatives=False)
 
 
-def load_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Load a 3D NIfTI as float32 data and affine; InputError for corrupt, non-3D or NaN data."""
+def load_image(path: str | Path, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Load a 3D NIfTI as float32 data (scl_slope/scl_inter applied) and affine.
+
+    InputError for corrupt or non-3D data, and with ``finite`` for NaN/Inf voxels (guides;
+    the qMRI maps are loaded with ``finite=False``: their NaN voxels are missing data).
+    """
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
@@ -67,7 +70,7 @@ def load_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     data = np.squeeze(data) if data.ndim == 4 and data.shape[3] == 1 else data
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3D image, got shape {data.shape}")
-    if not np.isfinite(data).all():
+    if finite and not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise InputError(f"{path}: {bad} voxels are NaN or infinite")
     return data, np.asarray(img.affine, dtype=float)
@@ -88,7 +91,8 @@ class SubjectFiles:
 
     ``maps``: map name (PD, T1, T2) -> path; ``map_suffixes``: map name -> BIDS suffix of
     that file (T1map or R1map, ...); ``guides``: guide name -> path; ``metadata``: guide
-    name -> its sidecar (pybids inheritance applied).
+    name -> its sidecar (pybids inheritance applied); ``map_metadata``: map name -> its
+    sidecar (``Units`` is honoured).
     """
 
     subject: str
@@ -97,6 +101,7 @@ class SubjectFiles:
     map_suffixes: dict[str, str]
     guides: dict[str, str]
     metadata: dict[str, dict[str, Any]]
+    map_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -141,6 +146,7 @@ def find_inputs(
             )
     maps: dict[str, str] = {}
     suffixes: dict[str, str] = {}
+    map_metadata: dict[str, dict[str, Any]] = {}
     for suffix in MAP_SUFFIXES:
         name = MAP_NAMES[suffix]
         if name in maps:
@@ -149,6 +155,7 @@ def find_inputs(
         path = _one(bids_layout.get(**query), suffix, where)
         if path is not None:
             maps[name], suffixes[name] = path, suffix
+            map_metadata[name] = dict(bids_layout.get_metadata(path))
     missing = [m for m in MAP_ORDER if m not in maps]
     if missing:
         raise InputError(
@@ -168,26 +175,21 @@ def find_inputs(
         metadata[name] = dict(bids_layout.get_metadata(path))
     if not found:
         raise InputError(f"{where}: none of the guides {', '.join(guides)} was found")
-    return SubjectFiles(subject, session, maps, suffixes, found, metadata)
+    return SubjectFiles(subject, session, maps, suffixes, found, metadata, map_metadata)
 
 
 def load_lr_maps(files: SubjectFiles) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Load and check the LR maps (PD a.u., T1/T2 converted to s) and their common affine."""
-    lr_maps: dict[str, np.ndarray] = {}
-    lr_affine = shape = None
-    for name in MAP_ORDER:
-        path, suffix = files.maps[name], files.map_suffixes[name]
-        data, affine = load_image(path)
-        if lr_affine is None:
-            lr_affine, shape = affine, data.shape
-        elif data.shape != shape or not np.allclose(affine, lr_affine, atol=1e-3):
-            raise InputError(f"{path}: grid differs from the other qMRI maps of {files.label}")
-        if suffix != "PDmap" and (data < 0).any():
-            raise InputError(f"{path}: negative values in a relaxation map")
-        if suffix == "PDmap" and not (data > 0).any():
-            raise InputError(f"{path}: the PD map has no positive voxel")
-        lr_maps[name], _ = to_seconds(data, suffix, mask=data > 0, source=path)
-    return lr_maps, lr_affine
+    """Load and check the LR maps (PD as a water fraction, T1/T2 in s) and their affine.
+
+    Imperfect maps are accepted (see :mod:`swigapp.io.qmri`): invalid voxels (NaN, Inf,
+    negative) are filled, and what was found is logged as one warning per participant.
+    """
+    from swigapp.io.qmri import prepare_lr_maps
+
+    lr = prepare_lr_maps(files.maps, files.map_suffixes, files.map_metadata, files.label)
+    if lr.notes:
+        LOG.warning("%s: imperfect qMRI maps accepted: %s", files.label, "; ".join(lr.notes))
+    return lr.maps, lr.affine
 
 
 def load_protocols(

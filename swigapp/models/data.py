@@ -173,6 +173,7 @@ def random_crop(
         "protocols": protocols,
         "mask": subject.mask[hr].permute(perm).contiguous(),
         "truth": None if subject.truth is None else cut(subject.truth, hr),
+        "lr_valid": None if subject.lr_valid is None else cut(subject.lr_valid, lr),
         "box": hr,  # the crop's HR slices in the subject's own orientation
     }
 
@@ -180,8 +181,9 @@ def random_crop(
 def collate(crops: Sequence[dict], device: torch.device | str = "cpu") -> dict:
     """Stack crops of equal size into a batch on ``device``."""
     out: dict = {"protocols": [c["protocols"] for c in crops]}
-    for key in ("lr_up", "lr", "guides", "synth", "raw_guides", "present", "mask", "truth"):
-        if crops[0][key] is None:
+    keys = ("lr_up", "lr", "guides", "synth", "raw_guides", "present", "mask", "truth")
+    for key in (*keys, "lr_valid"):
+        if any(c.get(key) is None for c in crops):
             out[key] = None
             continue
         out[key] = torch.stack([c[key] for c in crops]).to(device)
@@ -223,5 +225,7 @@ def _trim(crop: dict, target: Sequence[int]) -> dict:
         if crop[key] is not None:
             out[key] = crop[key][(slice(None), *box)]
     out["lr"] = crop["lr"][(slice(None), *lr_box)]
+    if crop.get("lr_valid") is not None:
+        out["lr_valid"] = crop["lr_valid"][(slice(None), *lr_box)]
     out["mask"] = crop["mask"][box]
     return out

@@ -33,7 +33,9 @@ class SubjectTensors:
     ``lr``: acquired LR maps (3, x, y, z); ``guides``: robustly normalised guides (G, X, Y, Z);
     ``synth``: each guide's contrast synthesised from ``lr_up`` by its protocol, normalised
     the same way (G, X, Y, Z); ``present``: (G,) 0/1; ``mask``: brain mask (X, Y, Z) bool;
-    ``truth``: HR maps when known (phantoms), else None.
+    ``truth``: HR maps when known (phantoms), else None; ``lr_valid``: (3, x, y, z) float
+    0/1 on the LR grid, 0 where the input map's voxel was invalid (NaN, Inf, negative;
+    left out of the LR-consistency term), or None when every voxel is valid.
     """
 
     lr_up: torch.Tensor
@@ -45,6 +47,7 @@ class SubjectTensors:
     mask: torch.Tensor
     raw_guides: torch.Tensor
     truth: torch.Tensor | None = None
+    lr_valid: torch.Tensor | None = None
 
     @functools.cached_property
     def brain_voxels(self) -> torch.Tensor:
@@ -77,6 +80,7 @@ class SubjectTensors:
             mask=self.mask,
             raw_guides=self.raw_guides * present[:, None, None, None],
             truth=self.truth,
+            lr_valid=self.lr_valid,
         )
 
 
@@ -109,12 +113,14 @@ def prepare_subject(
     mask: np.ndarray,
     truth: Mapping[str, np.ndarray] | None = None,
     lr_up: np.ndarray | None = None,
+    lr_valid: np.ndarray | None = None,
 ) -> SubjectTensors:
     """Build network inputs from LR maps (PD a.u., T1/T2 s), HR guides on the HR grid, a mask.
 
     The HR grid is the guides' (and mask's) grid; LR maps are brought onto it by zero-filled
     k-space upsampling (pass ``lr_up`` from :func:`upsample_maps` if already computed).
-    Guides not in :data:`GUIDE_ORDER` are ignored.
+    Guides not in :data:`GUIDE_ORDER` are ignored. ``lr_valid``: (3, x, y, z) validity of
+    the LR voxels (None: all valid).
     """
     hr_shape = tuple(mask.shape)
     mask = np.asarray(mask, dtype=bool)
@@ -151,6 +157,7 @@ def prepare_subject(
         mask=torch.from_numpy(mask),
         raw_guides=torch.from_numpy(raw),
         truth=true,
+        lr_valid=None if lr_valid is None else torch.from_numpy(np.asarray(lr_valid, np.float32)),
     )
 
 

@@ -131,7 +131,11 @@ def guide_loss(
 
 
 def lr_loss(
-    maps: torch.Tensor, lr_up: torch.Tensor, lr: torch.Tensor, mask: torch.Tensor
+    maps: torch.Tensor,
+    lr_up: torch.Tensor,
+    lr: torch.Tensor,
+    mask: torch.Tensor,
+    lr_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """LR consistency: mean squared error between the k-space truncation D of the prediction
     and the LR data (Gaussian noise on the LR maps: the MAP data term), per-map scaled.
@@ -141,13 +145,18 @@ def lr_loss(
     (D U = I) and, on crops, cancels the periodic-boundary error of truncating a crop.
     ``lr`` only gives the LR size of the box. Outside the brain mask the prediction is
     replaced by the LR input, so skull or background in real LR maps do not count.
+    ``lr_valid`` (B, 3, x, y, z), 0/1 on the LR box: invalid input voxels (NaN, negative:
+    filled, not data) are left out; the mean is still over every LR voxel.
     """
     m = mask[:, None].to(maps.dtype)
     full = m * maps + (1 - m) * lr_up
     small = tuple(lr.shape[2:])
     down = kspace.downsample(full, small)
     target = kspace.downsample(lr_up, small)
-    return (((down - target) / _map_scales(maps)) ** 2).mean()
+    err = ((down - target) / _map_scales(maps)) ** 2
+    if lr_valid is not None:
+        err = err * lr_valid.to(err.dtype)
+    return err.mean()
 
 
 def _masked_l1(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -215,7 +224,7 @@ def total_loss(
     if weights.guide:
         parts["guide"] = guide_loss(maps, batch["raw_guides"], batch["protocols"], mask)
     if weights.lr:
-        parts["lr"] = lr_loss(maps, batch["lr_up"], batch["lr"], mask)
+        parts["lr"] = lr_loss(maps, batch["lr_up"], batch["lr"], mask, batch.get("lr_valid"))
     if weights.supervised and batch.get("truth") is not None:
         parts["supervised"] = supervised_loss(maps, batch["truth"], mask)
     if weights.linear and batch.get("truth") is not None:

@@ -5,9 +5,10 @@ Listing and reading cards does not import torch (the CLI's --help names the mode
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,9 +53,14 @@ def load_shipped(name: str = DEFAULT_MODEL) -> nn.Module:
 
 
 def export_model(run_dir: str | Path, name: str) -> Path:
-    """Copy a training run's model.pt and card into the package as NAME.pt / NAME.json."""
+    """Copy a training run's model.pt and card into the package as NAME.pt / NAME.json.
+
+    The card gains the model's ``version`` (1, or one more than the shipped model of that
+    name it replaces; unchanged when the weights are the same) and ``introduced_in``, the
+    swigapp version that first ships these weights."""
     import shutil
 
+    from swigapp._version import __version__
     from swigapp.models.train import sha256
 
     run = Path(run_dir)
@@ -62,9 +68,31 @@ def export_model(run_dir: str | Path, name: str) -> Path:
     target = weights_dir() / f"{name}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / card["weights_file"], target)
-    card |= {"name": name, "weights_file": target.name, "sha256": sha256(target)}
+    digest = sha256(target)
+    previous = model_card(name) if name in available() else None
+    if previous is not None and previous["sha256"] == digest:
+        version, introduced = previous["version"], previous["introduced_in"]
+    else:
+        version = str(int(previous["version"]) + 1) if previous else "1"
+        introduced = __version__
+    card = {"name": name, "version": version, "introduced_in": introduced, **card}
+    card |= {"name": name, "weights_file": target.name, "sha256": digest}
     (weights_dir() / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return target
+
+
+def card_for(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model card of a model record (``name``, ``path``, ``sha256``, as the participant
+    level writes it): the shipped card, else a ``model_card.json`` beside a local model file
+    whose sha256 matches; None when there is none."""
+    if record.get("version") and record["name"] in available():
+        return model_card(record["name"])
+    beside = Path(record.get("path", "")).parent / "model_card.json"
+    if record.get("path") and beside.is_file():
+        card = json.loads(beside.read_text())
+        if card.get("sha256") == record.get("sha256"):
+            return card
+    return None
 
 
 if __name__ == "__main__":

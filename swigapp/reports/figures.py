@@ -9,9 +9,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-#: Slices shown per mosaic, as fractions of the axis length.
-SLICE_FRACTIONS = (0.35, 0.5, 0.65)
-
 
 def _plt():
     import matplotlib
@@ -31,9 +28,14 @@ def to_data_uri(fig) -> str:  # noqa: ANN001 (a matplotlib Figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _slices(volume: np.ndarray, axis: int = 2) -> list[np.ndarray]:
-    n = volume.shape[axis]
-    return [np.rot90(np.take(volume, int(f * (n - 1)), axis=axis)) for f in SLICE_FRACTIONS]
+#: The views of :func:`mosaic`: name and the voxel axis a slice is taken along (RAS-like
+#: grids: sagittal along x, coronal along y, axial along z).
+VIEWS = (("axial", 2), ("coronal", 1), ("sagittal", 0))
+
+
+def _views(volume: np.ndarray) -> list[np.ndarray]:
+    """The middle slice of each view of :data:`VIEWS`, rotated for display."""
+    return [np.rot90(np.take(volume, volume.shape[a] // 2, axis=a)) for _, a in VIEWS]
 
 
 def _window(volume: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
@@ -49,26 +51,58 @@ def mosaic(
     mask: np.ndarray | None = None,
     shared: Sequence[str] = (),
     title: str = "",
+    unit: str = "",
 ) -> str:
-    """One row per slice, one column per named volume; ``shared`` columns share a window."""
+    """One row per view (axial, coronal, sagittal middle slices: thick LR slices show in the
+    views that contain the slice axis), one column per named volume, each column with a
+    colour bar; ``shared`` columns share a window, and their bars are labelled ``unit``."""
     plt = _plt()
     names = list(columns)
-    rows = len(SLICE_FRACTIONS)
-    fig, axes = plt.subplots(rows, len(names), figsize=(2.6 * len(names), 2.6 * rows))
+    rows = len(VIEWS)
+    fig, axes = plt.subplots(
+        rows, len(names), figsize=(2.6 * len(names), 2.1 * rows + 0.7), layout="constrained"
+    )
     axes = np.atleast_2d(axes).reshape(rows, len(names))
     shared_window = _window(columns[shared[0]], mask) if shared else None
     for c, name in enumerate(names):
         vmin, vmax = shared_window if name in shared else _window(columns[name], mask)
-        for r, image in enumerate(_slices(columns[name])):
+        shown = None
+        for r, image in enumerate(_views(columns[name])):
             ax = axes[r, c]
-            ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-            ax.set_axis_off()
+            shown = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(VIEWS[r][0], fontsize=8)
             if r == 0:
                 ax.set_title(name, fontsize=9)
+        bar = fig.colorbar(shown, ax=list(axes[:, c]), orientation="horizontal", shrink=0.8)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(unit if name in shared and unit else "a.u.", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return to_data_uri(fig)
+
+
+def flicker_frames(target: np.ndarray, registered: np.ndarray, mask: np.ndarray) -> tuple[str, str]:
+    """Two frames with one layout for a registration flicker: the registration target and
+    the registered guide, each in the three views, both with the target's edges (red)."""
+    plt = _plt()
+    contour = edges(target, mask)
+    frames = []
+    for image in (target, registered):
+        vmin, vmax = _window(image, mask)
+        fig, axes = plt.subplots(1, len(VIEWS), figsize=(3.2 * len(VIEWS), 3.2))
+        for ax, bg, ed, (view, _) in zip(axes, _views(image), _views(contour), VIEWS, strict=True):
+            ax.imshow(bg, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.imshow(
+                np.ma.masked_where(~ed, ed), cmap="autumn", alpha=0.8, interpolation="nearest"
+            )
+            ax.set_axis_off()
+            ax.set_title(view, fontsize=8)
+        fig.tight_layout()
+        frames.append(to_data_uri(fig))
+    return frames[0], frames[1]
 
 
 def edges(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -77,27 +111,6 @@ def edges(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     grad = np.sqrt(sum(ndimage.sobel(smooth, axis=a) ** 2 for a in range(image.ndim)))
     inside = grad[mask] if mask is not None and mask.any() else grad
     return grad > np.percentile(inside, 92)
-
-
-def overlay(background: np.ndarray, moving: np.ndarray, mask: np.ndarray, title: str) -> str:
-    """Edges of ``moving`` (red) over ``background``, in three slices of each orientation."""
-    plt = _plt()
-    contour = edges(moving, mask)
-    vmin, vmax = _window(background, mask)
-    fig, axes = plt.subplots(3, 3, figsize=(8, 8))
-    for axis in range(3):
-        for r, (bg, ed) in enumerate(
-            zip(_slices(background, axis), _slices(contour, axis), strict=True)
-        ):
-            ax = axes[axis, r]
-            ax.imshow(bg, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-            ax.imshow(
-                np.ma.masked_where(~ed, ed), cmap="autumn", alpha=0.8, interpolation="nearest"
-            )
-            ax.set_axis_off()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return to_data_uri(fig)
 
 
 def histograms(maps: Mapping[str, np.ndarray], labels: np.ndarray, names: Mapping[int, str]) -> str:

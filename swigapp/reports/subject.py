@@ -80,7 +80,14 @@ body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ddd;padding:3px 8px;
 text-align:left;vertical-align:top}img{max-width:100%}.flag{color:#b00;font-weight:bold}
+.methods p{line-height:1.45}.methods ol{font-size:.85em}
+.flicker{position:relative;display:inline-block}.flicker img{display:block}
+.flicker .top{position:absolute;top:0;left:0;animation:flick 2s steps(1) infinite}
+.flicker:hover .top{animation-play-state:paused}
+@keyframes flick{0%{opacity:0}50%{opacity:1}}
 """
+#: Colour-bar labels of the maps (PD relative to water, T1/T2 in seconds as in BIDS).
+MAP_UNITS = {"PD": "PD (water = 1)", "T1": "T1 (s)", "T2": "T2 (s)"}
 
 
 def page(title: str, body: str) -> str:
@@ -100,25 +107,42 @@ def render_participant(
     maps: Mapping[str, np.ndarray],
     mask: np.ndarray,
     labels: np.ndarray,
+    methods_html: str = "",
 ) -> str:
     """HTML report: LR vs SR vs guide mosaics, registration overlays, synthesised vs acquired
-    guides with differences, T1/T2 histograms in GM/WM, provenance. ``maps``, ``mask`` and
-    ``labels`` are those of :func:`load_result_maps`."""
-    lr_up, _ = load_maps(results["conform"]["lr_up_file"])
+    guides with differences, T1/T2 histograms in GM/WM, provenance, and the methods
+    boilerplate (``methods_html``, an HTML fragment). ``maps``, ``mask`` and ``labels`` are
+    those of :func:`load_result_maps`."""
+    from swigapp.interp import upsample_interp
+
+    lr, _ = load_maps(results["conform"]["lr_file"])
     registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
+    method = str(results["superres"]["method"]).upper()
     parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
-    parts.append("<h2>Low-resolution input vs super-resolved maps</h2>")
+    parts.append(
+        "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
+        "acquired (nearest-neighbour on the output grid), with the registered guide.</p>"
+    )
     for i, m in enumerate(MAP_ORDER):
-        cols = {f"{m} LR (zero-filled)": lr_up[i], f"{m} SR (SWIG)": maps[m]}
+        acquired = upsample_interp(lr[i], mask.shape, order=0)
+        cols = {f"{m} LR (acquired voxels)": acquired, f"{m} SR ({method})": maps[m]}
         guide = next((g for g in GUIDE_FOR_MAP[m] if g in registered), None)
         if guide:
             cols[f"{guide} (registered)"] = registered[guide]
-        uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m)
+        uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
         parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
-    parts.append("<h2>Registration: guide edges over the synthesised target</h2>")
+    parts.append(
+        "<h2>Registration</h2><p>Each frame pair alternates the registration target (the "
+        "guide's contrast synthesised from the LR maps) and the registered guide; the red "
+        "edges are the target's. Hover to pause.</p>"
+    )
     for g, r in results["registration"].items():
-        uri = figures.overlay(_load(r["fixed_file"]), registered[g], mask, f"{g} -> qMRI")
-        parts.append(f"<img alt='{g} registration' src='{uri}'>")
+        target, moved = figures.flicker_frames(_load(r["fixed_file"]), registered[g], mask)
+        parts.append(
+            f"<h3>{html.escape(g)} -> qMRI</h3><div class='flicker'>"
+            f"<img alt='{g} registration target' src='{target}'>"
+            f"<img class='top' alt='{g} registered' src='{moved}'></div>"
+        )
     parts.append("<h2>Synthesised from the SR maps vs acquired guides</h2>")
     for g, path in results["synthesis"]["guide_synth_files"].items():
         synth = _load(path)
@@ -139,6 +163,8 @@ def render_participant(
     parts.append(f"<img alt='histograms' src='{figures.histograms(maps, labels, tissue.LABELS)}'>")
     parts.append("<h2>Provenance</h2>")
     parts.append(_table(_provenance(results, params)))
+    if methods_html:
+        parts.append(methods_html)
     return page(f"swigapp report: {label}", "\n".join(parts))
 
 
@@ -155,7 +181,7 @@ def _summary(
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
         "LR residual of the input": results["superres"]["lr_residual_input"],
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
-        "registration MI": qc["RegistrationMI"],
+        "registration metric (ANTs Mattes: -MI, lower is better)": qc["RegistrationMI"],
         "wall time per step (s)": qc["Seconds"],
     }
 
@@ -167,11 +193,20 @@ def _inr_line(fit: Mapping[str, Any]) -> str:
     )
 
 
+def _model_version(model: Mapping[str, Any] | None) -> str:
+    if not model:
+        return ""
+    if not model.get("version"):
+        return "a local model file (no shipped version)"
+    return f"{model['version']} (introduced in swigapp {model['introduced_in']})"
+
+
 def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     sr = results["superres"]
     return {
         "method": sr["method"],
         "model": sr["model"]["name"] if sr["model"] else "none (fitted to this subject)",
+        "model version": _model_version(sr["model"]),
         "model sha256": sr["model"]["sha256"] if sr["model"] else "",
         "device": sr["device"],
         "guides": ", ".join(results["registration"]),
