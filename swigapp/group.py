@@ -1,9 +1,15 @@
-"""Group level: collect the participants' QC figures into a table, flag outliers, report."""
+"""Group level: collect the participants' QC figures into a table, flag outliers, report.
+
+Only complete participants count: one whose completion marker (its QC JSON, published
+last, see :mod:`swigapp.io.derivatives`) is missing was interrupted or is still being
+written; it is left out with a warning, or refused when asked for by label.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from swigapp.io.derivatives import marker_path, participants
 from swigapp.io.files import atomic_write_text, write_tsv
+
+LOG = logging.getLogger(__name__)
 
 #: Robust z-scores beyond this flag a subject (median / 1.4826 MAD).
 OUTLIER_Z = 3.5
@@ -51,13 +60,32 @@ def robust_z(values: Sequence[float]) -> np.ndarray:
 
 
 def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One row per participant/session from ``sub-*/log/*_qc.json`` (sorted), with the
-    columns whose robust z-score exceeds :data:`OUTLIER_Z` listed in ``outliers``."""
+    """One row per complete participant/session from ``sub-*/log/*_qc.json`` (sorted),
+    with the columns whose robust z-score exceeds :data:`OUTLIER_Z` listed in ``outliers``.
+
+    Incomplete participants (outputs without a marker) are left out with a warning naming
+    them; GroupError if one of ``subjects`` (labels without ``sub-``) is incomplete.
+    """
     out = Path(output_dir)
-    paths = sorted(out.glob("sub-*/log/*_qc.json"))
+    paths, incomplete = participants(out)
     if subjects:
         keep = {f"sub-{s}" for s in subjects}
         paths = [p for p in paths if p.parts[-3] in keep]
+        asked = [label for label in incomplete if label.split("_")[0] in keep]
+        if asked:
+            raise GroupError(
+                f"{out}: {', '.join(asked)}: incomplete (no completion marker "
+                "sub-X/log/<label>_qc.json): the participant run was interrupted or is still "
+                "running; re-run the participant level"
+            )
+    else:
+        for label in incomplete:
+            LOG.warning(
+                "%s: incomplete (no completion marker %s): interrupted or still running; "
+                "left out of the group table",
+                label,
+                marker_path("", label),
+            )
     if not paths:
         raise GroupError(
             f"{out}: no participant results (sub-*/log/*_qc.json); run the participant level first"

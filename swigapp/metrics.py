@@ -380,3 +380,17 @@ def mutual_information(
     if normalized:
         return 1.0 if h_ab == 0.0 else (h_a + h_b) / h_ab
     return max(0.0, h_a + h_b - h_ab)
+
+
+def ls_scale(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
+    """Least-squares intensity scale a minimising ||a synth - acquired|| inside ``mask``
+    (1 when ``synth`` is zero there): weighted images are in arbitrary units."""
+    s, g = synth[mask].astype(np.float64), acquired[mask].astype(np.float64)
+    return float(s @ g / (s @ s)) if (s @ s) > 0 else 1.0
+
+
+def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
+    """SSIM of a synthesised image (scaled by :func:`ls_scale`) vs the acquired guide, inside
+    ``mask``; data range = 99.9th percentile of the guide in the mask."""
+    data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
+    return ssim(synth * ls_scale(synth, acquired, mask), acquired, data_range, mask=mask)

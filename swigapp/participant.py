@@ -17,23 +17,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from swigapp import kspace, metrics
+from swigapp import kspace
 from swigapp.io.bids import MAP_ORDER, load_image
-from swigapp.io.files import save_nifti
-from swigapp.methods import DEFAULT_WEIGHTS, METHODS
+from swigapp.io.files import load_maps, save_maps, save_nifti
+from swigapp.methods import METHODS
+from swigapp.metrics import guide_ssim
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
-
-
-def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A 4D maps file (PD, T1 s, T2 s) -> ((3, X, Y, Z) float32, affine)."""
-    img = nib.load(str(path))
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    return np.moveaxis(data, -1, 0), np.asarray(img.affine, dtype=float)
-
-
-def save_maps(path: str | Path, maps: np.ndarray, affine: np.ndarray) -> str:
-    """Write (3, X, Y, Z) maps as one 4D NIfTI; returns the path."""
-    return str(save_nifti(path, np.moveaxis(np.asarray(maps, np.float32), 0, -1), affine))
 
 
 def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,7 +46,8 @@ def conform_maps(
     Returns ``lr_file`` (PD internal scale, T1/T2 s), ``lr_up_file``, ``lr_valid_file``
     (uint8, 1 where the input voxel was finite and non-negative, one volume per map),
     ``hr_shape``, ``input_quality`` (per map: counts of invalid voxels), ``units`` (per map:
-    the unit decision in words) and ``pd_scale`` (reference, factor = internal / input).
+    the unit decision in words), ``pd_scale`` (reference, factor = internal / input) and
+    ``notes`` (what was accepted although imperfect, one line each).
     """
     import logging
 
@@ -86,6 +76,7 @@ def conform_maps(
         "input_quality": prepared.quality,
         "units": prepared.units,
         "pd_scale": prepared.pd_scale,
+        "notes": list(prepared.notes),
         "seconds": time.perf_counter() - start,
     }
 
@@ -174,20 +165,6 @@ def lr_residual(
     return out
 
 
-def ls_scale(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
-    """Least-squares intensity scale a minimising ||a synth - acquired|| inside ``mask``
-    (1 when ``synth`` is zero there): weighted images are in arbitrary units."""
-    s, g = synth[mask].astype(np.float64), acquired[mask].astype(np.float64)
-    return float(s @ g / (s @ s)) if (s @ s) > 0 else 1.0
-
-
-def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
-    """SSIM of a synthesised image (scaled by :func:`ls_scale`) vs the acquired guide, inside
-    ``mask``; data range = 99.9th percentile of the guide in the mask."""
-    data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
-    return metrics.ssim(synth * ls_scale(synth, acquired, mask), acquired, data_range, mask=mask)
-
-
 def super_resolve(
     lr_file: str,
     lr_up_file: str,
@@ -225,6 +202,8 @@ def super_resolve(
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    from swigapp.methods import Request, run_method
+
     start = time.perf_counter()
     if n_threads:
         torch.set_num_threads(int(n_threads))
@@ -236,55 +215,28 @@ def super_resolve(
     protos = {g: Protocol(**protocols[g]) for g in guide_files}
     valid = load_valid(lr_valid_file)
     subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid)
-    target = resolve_device(device)
+    request = Request(
+        device=resolve_device(device),
+        model_path=model_path,
+        adapt_steps=int(adapt_steps),
+        seed=seed,
+        inr_max_steps=inr_max_steps,
+        single_orientation=single_orientation,
+        voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
+    )
+    sr, record = run_method(method, subject, request)
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
-    if method == "inr":
-        from dataclasses import replace
-
-        from swigapp.models.inr import INRConfig, fit_inr, render_volume
-
-        config = INRConfig(seed=seed)
-        if inr_max_steps:
-            config = replace(config, max_steps=int(inr_max_steps))
-        fit = fit_inr(subject, kspace.voxel_sizes(hr_affine), config, device=target)
-        sr = render_volume(fit, subject, kspace.voxel_sizes(hr_affine), device=target)
-        extra["inr"] = fit.summary()
-    else:
-        from swigapp.models.inference import adapt, predict_volume, slice_axes
-
-        model, extra["model"] = _network(method, model_path)
-        if adapt_steps > 0:
-            model, losses = adapt(model, subject, adapt_steps, seed=seed, device=target)
-            extra["adapt_losses"] = [round(v, 6) for v in losses]
-        axes = slice_axes(subject)
-        extra["slice_axes"] = list(axes[-1:] if single_orientation else axes)
-        sr = predict_volume(model, subject, extra["slice_axes"], device=target)
+    extra |= record
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
     return {
         "sr_file": sr_file,
         "method": method,
         **extra,
-        "device": str(target),
+        "device": str(request.device),
         "lr_residual_input": lr_residual(up, lr, valid),
         "lr_residual": lr_residual(sr, lr, valid),
         "seconds": time.perf_counter() - start,
     }
-
-
-def _network(method: str, model_path: str | None) -> tuple[Any, dict[str, str]]:
-    """The network of a method (a model file, a shipped model's name, else the method's
-    default weights) and its record."""
-    from swigapp.models.shipped import load_shipped, model_card, shipped_name, weights_dir
-    from swigapp.models.train import load_model, sha256
-
-    name = shipped_name(model_path) if model_path else DEFAULT_WEIGHTS[method]
-    if name is None:
-        record = {"name": Path(model_path).name, "path": str(model_path)}
-        return load_model(model_path), record | {"sha256": sha256(model_path)}
-    card = model_card(name)
-    record = {"name": name, "version": card["version"], "introduced_in": card["introduced_in"]}
-    record |= {"path": str(weights_dir() / f"{name}.pt"), "sha256": card["sha256"]}
-    return load_shipped(name), record
 
 
 def synthesize_contrasts(

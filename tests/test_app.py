@@ -13,8 +13,8 @@ import pytest
 
 from swigapp import metrics
 from swigapp.cli import run as cli
+from swigapp.metrics import guide_ssim
 from swigapp.models.shipped import model_card
-from swigapp.participant import guide_ssim
 from swigapp.phantom.bids import TRUTH_PIPELINE
 from swigapp.physics.protocol import Protocol
 from swigapp.synthesis import synthesize

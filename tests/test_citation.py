@@ -201,6 +201,19 @@ def test_changing_an_option_changes_the_paragraph(record):
         in methods_boilerplate("sub-01", bad, params).markdown
     )
 
+    imperfect = dict(results, conform=results["conform"] | {
+        "input_quality": {"T2": {"invalid_in_head": 12, "invalid_fraction_in_head": 0.004}},
+        "units": {"T1": "ms -> s (sidecar Units)", "T2": "s (sidecar Units)"},
+        "pd_scale": {"factor": 0.01, "rule": "decimal scale 1e2", "reference_value": 69.0,
+                     "reference": "median PD in WM-like voxels (T1 0.5-1.1 s)"},
+        "notes": ["sub-01_T2map.nii.gz: 12 invalid voxels in the head"],
+    })  # fmt: skip
+    md = methods_boilerplate("sub-01", imperfect, params).markdown
+    assert "T1 ms -> s (sidecar Units)" in md and "T2 s (sidecar" not in md
+    assert "PD multiplied by 0.01 to a water fraction (decimal scale 1e2" in md
+    assert "(T2 12 (0.4 % of the head)) were treated as missing data" in md
+    assert "Imperfect input accepted: sub-01_T2map.nii.gz: 12 invalid voxels" in md
+
     inr = results["superres"] | {
         "method": "inr",
         "model": None,

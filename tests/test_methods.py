@@ -287,12 +287,12 @@ def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
 
     from swigapp.cli.run import InputError, check_model
     from swigapp.cli.train import init_weights
+    from swigapp.methods.network import load_network
     from swigapp.models.shipped import shipped_name
-    from swigapp.participant import _network
 
     assert check_model(Path("swig_stage4")) == "swig_stage4"
     assert init_weights("swig_stage4")["sha256"] == model_card("swig_stage4")["sha256"]
-    model, record = _network("swig", "swig_stage4")
+    model, record = load_network("swig", "swig_stage4")
     assert record["name"] == "swig_stage4"
     assert record["sha256"] == model_card("swig_stage4")["sha256"] != model_card()["sha256"]
     default = load_shipped()

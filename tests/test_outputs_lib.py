@@ -9,7 +9,8 @@ import pytest
 from swigapp import kspace, tissue
 from swigapp.group import OUTLIER_Z, collect, robust_z
 from swigapp.io import derivatives
-from swigapp.participant import guide_ssim, lr_residual
+from swigapp.metrics import guide_ssim
+from swigapp.participant import lr_residual
 
 
 def test_tissue_classes_follow_t1():

@@ -14,23 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
+from swigapp.io.images import MAP_ORDER, InputError, load_image
+from swigapp.io.qmri import prepare_lr_maps
 from swigapp.physics.protocol import Protocol, ProtocolError
 
 LOG = logging.getLogger("swigapp.io")
 
 #: The quantitative maps in channel/volume order, and their BIDS suffixes (T1/T2 in s).
-MAP_ORDER: tuple[str, ...] = ("PD", "T1", "T2")
 MAP_SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
 MAP_SUFFIXES = ("PDmap", "T1map", "T2map", "R1map", "R2map")
 GUIDE_SUFFIXES = ("T1w", "T2w", "FLAIR", "PDw")
 MAP_NAMES = {"PDmap": "PD", "T1map": "T1", "T2map": "T2", "R1map": "T1", "R2map": "T2"}
-
-
-class InputError(ValueError):
-    """An input file is missing, unreadable or implausible."""
 
 
 @dataclass
@@ -54,26 +50,6 @@ def layout(bids_dir: str | Path) -> Any:
     if not (root / "dataset_description.json").exists():
         raise InputError(f"{root}: not a BIDS dataset (no dataset_description.json)")
     return BIDSLayout(str(root), validate=False, derivatives=False)
-
-
-def load_image(path: str | Path, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Load a 3D NIfTI as float32 data (scl_slope/scl_inter applied) and affine.
-
-    InputError for corrupt or non-3D data, and with ``finite`` for NaN/Inf voxels (guides;
-    the qMRI maps are loaded with ``finite=False``: their NaN voxels are missing data).
-    """
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as err:  # nibabel raises many types for corrupt files
-        raise InputError(f"{path}: cannot read NIfTI ({err})") from err
-    data = np.squeeze(data) if data.ndim == 4 and data.shape[3] == 1 else data
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3D image, got shape {data.shape}")
-    if finite and not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
-        raise InputError(f"{path}: {bad} voxels are NaN or infinite")
-    return data, np.asarray(img.affine, dtype=float)
 
 
 def _one(files: Sequence[Any], what: str, where: str) -> str | None:
@@ -184,7 +160,6 @@ def load_lr_maps(files: SubjectFiles) -> tuple[dict[str, np.ndarray], np.ndarray
     Imperfect maps are accepted (see :mod:`swigapp.io.qmri`): invalid voxels (NaN, Inf,
     negative) are filled, and what was found is logged as one warning per participant.
     """
-    from swigapp.io.qmri import prepare_lr_maps
 
     lr = prepare_lr_maps(files.maps, files.map_suffixes, files.map_metadata, files.label)
     if lr.notes:

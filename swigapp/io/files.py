@@ -71,3 +71,15 @@ def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         cells = [row.get(k, "n/a") for k in keys]
         lines.append("\t".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in cells))
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 4D maps file (volumes PD, T1 s, T2 s) -> ((3, X, Y, Z) float32, affine)."""
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    return np.moveaxis(data, -1, 0), np.asarray(img.affine, dtype=float)
+
+
+def save_maps(path: str | Path, maps: np.ndarray, affine: np.ndarray) -> str:
+    """Write (3, X, Y, Z) maps (PD, T1 s, T2 s) as one 4D NIfTI; returns the path."""
+    return str(save_nifti(path, np.moveaxis(np.asarray(maps, np.float32), 0, -1), affine))

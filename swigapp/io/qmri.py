@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from swigapp.io.bids import MAP_ORDER, InputError, load_image
+from swigapp.io.images import MAP_ORDER, InputError, load_image
 from swigapp.physics.units import convert
 
 #: A map with more than this fraction of its head voxels invalid is refused.

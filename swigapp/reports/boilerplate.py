@@ -140,7 +140,7 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
         (
             f"The low-resolution PD, T1 and T2 maps ({_dims(lr_vox, '.3g')} mm voxels, matrix "
             f"{_dims(lr_shape)}) were brought to BIDS units (T1 and T2 in seconds)"
-            + _units_clause(conform.get("units")),
+            + _units_clause(conform.get("units"), conform.get("pd_scale")),
             (),
         )
     ]
@@ -160,22 +160,27 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     return out
 
 
-def _units_clause(units: Mapping[str, str] | None) -> str:
-    if not units:
-        return ""
-    changed = {m: u for m, u in units.items() if u and "->" in str(u)}
-    if not changed:
-        return ""
-    return " (" + "; ".join(f"{m}: {u}" for m, u in changed.items()) + ")"
+def _units_clause(
+    units: Mapping[str, str] | None, pd_scale: Mapping[str, Any] | None = None
+) -> str:
+    """The unit conversions and the PD rescaling that were applied, as a parenthesis."""
+    changed = [f"{m} {u}" for m, u in (units or {}).items() if m != "PD" and "->" in str(u)]
+    if pd_scale and pd_scale.get("factor", 1.0) != 1.0:
+        changed.append(
+            f"PD multiplied by {pd_scale['factor']:.4g} to a water fraction ({pd_scale['rule']}; "
+            f"reference: {pd_scale['reference']}, {pd_scale['reference_value']:.4g} in the "
+            "input's units), and the super-resolved PD divided by it again"
+        )
+    return f" ({'; '.join(changed)})" if changed else ""
 
 
 def _quality_sentence(quality: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     for name, q in quality.items():
-        bad = q.get("invalid_in_head", q.get("invalid", 0))
+        bad = q.get("invalid_in_head", 0)
         if bad:
-            frac = q.get("invalid_fraction")
-            share = f" ({100 * frac:.2f} % of the head)" if _finite(frac) else ""
+            frac = q.get("invalid_fraction_in_head")
+            share = f" ({100 * frac:.2g} % of the head)" if _finite(frac) else ""
             parts.append(f"{name} {bad}{share}")
     if not parts:
         return "No voxel of the low-resolution maps was NaN, infinite or negative in the head"
@@ -457,7 +462,7 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
                 f"(relative residual {value:.3f}: above {LR_RESIDUAL_FLAG} and more than twice "
                 f"the zero-filled input's {before.get(m, 0.0):.3f})"
             )
-    out += [str(w) for w in results["conform"].get("warnings", [])]
+    out += [f"imperfect input accepted: {n}" for n in results["conform"].get("notes", [])]
     return out
 
 

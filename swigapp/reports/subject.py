@@ -11,7 +11,8 @@ import numpy as np
 
 from swigapp import tissue
 from swigapp.io.bids import MAP_ORDER
-from swigapp.participant import load_maps, ls_scale
+from swigapp.io.files import load_maps
+from swigapp.metrics import ls_scale
 from swigapp.reports import figures
 
 #: Which guide illustrates which map in the mosaics (first present wins).
@@ -41,7 +42,8 @@ def participant_qc(
     labels: np.ndarray,
 ) -> dict[str, Any]:
     """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
-    registration MI, guide SSIM and wall time per step (s)."""
+    registration MI, guide SSIM, invalid LR voxels per map, unit decisions, the PD scale
+    factor (internal / input) and wall time per step (s)."""
     return {
         "Method": results["superres"]["method"],
         "TissueMedians": tissue.tissue_medians(maps, labels),
@@ -49,6 +51,12 @@ def participant_qc(
         "LRResidual": results["superres"]["lr_residual"],
         "GuideSSIM": results["synthesis"]["guide_ssim"],
         "RegistrationMI": {g: r["metric"] for g, r in results["registration"].items()},
+        "InputQuality": {
+            m: {k: q[k] for k in ("invalid_in_head", "invalid_total", "invalid_fraction_in_head")}
+            for m, q in results["conform"].get("input_quality", {}).items()
+        },
+        "InputUnits": dict(results["conform"].get("units", {})),
+        "PDScaleFactor": results["conform"].get("pd_scale", {}).get("factor", 1.0),
         "Seconds": dict(timings),
     }
 
@@ -178,6 +186,10 @@ def _summary(
         "WM median T1 / T2 (ms)": f"{1000 * medians['WM']['T1']:.0f} / "
         f"{1000 * medians['WM']['T2']:.0f}",
         "brain volume (ml)": qc["BrainVolume_ml"],
+        "invalid LR voxels in the head (NaN, Inf, negative)": {
+            m: q["invalid_in_head"] for m, q in qc["InputQuality"].items()
+        },
+        "LR map units": qc["InputUnits"],
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
         "LR residual of the input": results["superres"]["lr_residual_input"],
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],

@@ -1,0 +1,88 @@
+"""The super-resolution methods of the participant level: one module per method, one
+registry line each.
+
+A method module defines ``super_resolve(subject, request) -> (maps, record)``: ``subject``
+is the :class:`~swigapp.models.features.SubjectTensors` of one participant, ``request`` a
+:class:`Request`; it returns the HR maps (3, X, Y, Z: PD, T1 s, T2 s) and a JSON-ready
+record for the provenance (model, adaptation losses, slice axes or fit summary). This
+package imports nothing heavy, so that the command-line parser can list the methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from swigapp.models.features import SubjectTensors
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: its module, description (the maps' EstimationAlgorithm), the
+    shipped weights it uses by default and the network architecture it runs, if any."""
+
+    module: str
+    description: str
+    default_weights: str | None = None
+    arch: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the participant level asks of a method (all methods get the same fields)."""
+
+    device: torch.device
+    model_path: str | None = None
+    adapt_steps: int = 0
+    seed: int = 0
+    inr_max_steps: int | None = None
+    single_orientation: bool = False
+    voxel_size: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+
+REGISTRY: dict[str, MethodInfo] = {
+    "swig": MethodInfo(
+        "swigapp.methods.swig",
+        "SWIG: weighted-image-guided super-resolution, a 2.5D CNN trained with a "
+        "physics-informed self-supervised loss (swigapp)",
+        default_weights="swig_default",
+        arch="resnet",
+    ),
+    "inr": MethodInfo(
+        "swigapp.methods.inr",
+        "Subject-specific implicit neural representation (coordinate MLP with Fourier "
+        "features, one head per map; after McGinnis et al., MICCAI 2023) fitted to this subject "
+        "by guide consistency through the signal equations and k-space LR consistency (swigapp)",
+    ),
+    "wmri2q": MethodInfo(
+        "swigapp.methods.wmri2q",
+        "wmri2q: maps from the weighted images alone by a 2.5D U-Net trained with "
+        "low-resolution labels and a scale-invariant Sobel edge loss (after Qiu et al., "
+        "ISMRM 2022; swigapp)",
+        default_weights="wmri2q_hybrid",
+        arch="unet",
+    ),
+}
+
+#: Super-resolution methods of the participant level (``--method``).
+METHODS = tuple(REGISTRY)
+#: Shipped weights used by each network method when no model file is given.
+DEFAULT_WEIGHTS = {k: m.default_weights for k, m in REGISTRY.items() if m.default_weights}
+#: Network architecture (``NetConfig.arch``) each network method runs.
+METHOD_ARCH = {k: m.arch for k, m in REGISTRY.items() if m.arch}
+#: What each method is, for the maps' EstimationAlgorithm.
+METHOD_DESCRIPTIONS = {k: m.description for k, m in REGISTRY.items()}
+
+
+def run_method(
+    method: str, subject: SubjectTensors, request: Request
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Super-resolve ``subject`` with the registered ``method``; ValueError if unknown."""
+    if method not in REGISTRY:
+        raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    return import_module(REGISTRY[method].module).super_resolve(subject, request)
