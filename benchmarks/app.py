@@ -53,10 +53,11 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def run_once(bids: Path, work: Path, nprocs: int) -> dict:
+def run_once(bids: Path, work: Path, nprocs: int, extra: list[str] | None = None) -> dict:
     out = work / "out"
     cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
-           "-w", str(work / "work"), "--nprocs", str(nprocs), "--skip-bids-validation"]  # fmt: skip
+           "-w", str(work / "work"), "--nprocs", str(nprocs), "--skip-bids-validation",
+           *(extra or [])]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -70,37 +71,55 @@ def run_once(bids: Path, work: Path, nprocs: int) -> dict:
     return {"wall_s": wall, "peak_rss_gib": peak / 2**30, "steps": qc["Seconds"]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--nprocs", type=int, default=2)
-    parser.add_argument("--size", choices=("tiny", "slab", "full"), default="full")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="swigapp-bench-") as tmp:
-        bids = write_dataset(Path(tmp) / "bids", 1, seed=9000, config=PhantomConfig(size=args.size))
-        runs = []
-        for i in range(args.repeats):
-            runs.append(run_once(bids, Path(tmp) / f"run{i}", args.nprocs))
-            print(json.dumps(runs[-1]), flush=True)
+def _table(runs: list[dict]) -> list[str]:
     steps = {k: statistics.median(r["steps"][k] for r in runs) for k in runs[0]["steps"]}
     wall = statistics.median(r["wall_s"] for r in runs)
     peak = max(r["peak_rss_gib"] for r in runs)
-    lines = [
-        "# Participant level, one phantom subject",
-        "",
-        f"Command: `python -m benchmarks.app --repeats {args.repeats} --nprocs {args.nprocs} "
-        f"--size {args.size}`; machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; median of {args.repeats} run(s).",
-        "",
+    return [
         "| step | seconds |",
         "|---|---|",
         *(f"| {k} | {v:.1f} |" for k, v in steps.items()),
         f"| **wall time, whole run (incl. start-up, Nipype)** | **{wall:.1f}** |",
         "",
         f"Peak resident memory of the process tree: **{peak:.2f} GiB**.",
-        "",
-        "Registration is the sum over guides (they run side by side, one thread each).",
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--size", choices=("tiny", "slab", "full"), default="full")
+    parser.add_argument(
+        "--compare-registration",
+        action="store_true",
+        help="also time --registration-resolution full (the previous default), alternating "
+        "the two settings run by run",
+    )
+    args = parser.parse_args()
+    settings = ["auto", "full"] if args.compare_registration else ["auto"]
+    runs: dict[str, list[dict]] = {s: [] for s in settings}
+    with tempfile.TemporaryDirectory(prefix="swigapp-bench-") as tmp:
+        bids = write_dataset(Path(tmp) / "bids", 1, seed=9000, config=PhantomConfig(size=args.size))
+        for i in range(args.repeats):
+            for setting in settings:
+                extra = ["--registration-resolution", setting]
+                runs[setting].append(
+                    run_once(bids, Path(tmp) / f"run{i}-{setting}", args.nprocs, extra)
+                )
+                print(setting, json.dumps(runs[setting][-1]), flush=True)
+    flag = " --compare-registration" if args.compare_registration else ""
+    lines = [
+        "# Participant level, one phantom subject",
+        "",
+        f"Command: `python -m benchmarks.app --repeats {args.repeats} --nprocs {args.nprocs} "
+        f"--size {args.size}{flag}`; machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; median of {args.repeats} run(s) per setting"
+        + (", the settings alternating run by run." if len(settings) > 1 else "."),
+    ]
+    for setting in settings:
+        lines += ["", f"## --registration-resolution {setting}", "", *_table(runs[setting])]
+    lines += ["", "Registration is the sum over guides (they run side by side, one thread each)."]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "app.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

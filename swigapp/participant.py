@@ -36,23 +36,30 @@ def conform_maps(
     out_dir: str | Path,
     voxel_size: Sequence[float] | None = None,
     map_metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    lr_model: str = "auto",
 ) -> dict[str, Any]:
-    """LR maps in BIDS units on their grid, and zero-filled upsampled onto the HR grid.
+    """LR maps in BIDS units on their grid, and upsampled onto the HR grid.
 
     The maps are checked, converted (sidecar ``Units`` in ``map_metadata`` honoured), PD
     normalised to a water fraction and invalid voxels (NaN, Inf, negative) filled before
     upsampling (:func:`swigapp.io.qmri.prepare_lr_maps`). The HR grid is the LR maps' field
-    of view at ``voxel_size`` (mm), by default the voxel size of ``reference_guide``.
-    Returns ``lr_file`` (PD internal scale, T1/T2 s), ``lr_up_file``, ``lr_valid_file``
-    (uint8, 1 where the input voxel was finite and non-negative, one volume per map),
-    ``hr_shape``, ``input_quality`` (per map: counts of invalid voxels), ``units`` (per map:
-    the unit decision in words), ``pd_scale`` (reference, factor = internal / input) and
-    ``notes`` (what was accepted although imperfect, one line each).
+    of view at ``voxel_size`` (mm), by default the voxel size of ``reference_guide``. The
+    acquisition model (``lr_model``: auto, kspace or slice-profile;
+    :func:`swigapp.acquisition.from_metadata`, from the T1 map's sidecar) sets the initial
+    upsampling: zero-filled k-space for 3D maps, a regularised least-squares inverse of the
+    slice profile through-plane for 2D stacks. Returns ``lr_file`` (PD internal scale, T1/T2
+    s), ``lr_up_file``, ``lr_valid_file`` (uint8, 1 where the input voxel was finite and
+    non-negative, one volume per map), ``hr_shape``, ``input_quality`` (per map: counts of
+    invalid voxels), ``units`` (per map: the unit decision in words), ``pd_scale``
+    (reference, factor = internal / input), ``notes`` (what was accepted although
+    imperfect, one line each) and ``acquisition``
+    (:meth:`Acquisition.describe`, which :func:`acquisition_of` turns back into the model).
     """
     import logging
 
+    from swigapp.acquisition import KSpace3D, from_metadata
     from swigapp.io.qmri import prepare_lr_maps
-    from swigapp.models.features import upsample_maps
+    from swigapp.models.features import physical_maps, upsample_maps
 
     start = time.perf_counter()
     prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
@@ -61,12 +68,18 @@ def conform_maps(
     lr, affine = prepared.maps, prepared.affine
     if voxel_size is None:
         voxel_size = kspace.voxel_sizes(nib.load(reference_guide).affine)
-    hr_shape, hr_affine = kspace.hr_grid(affine, lr["PD"].shape, voxel_size)
+    sidecar = dict((map_metadata or {}).get("T1") or {})
+    acq = from_metadata(lr["PD"].shape, affine, voxel_size, sidecar, model=lr_model)
+    hr_shape, hr_affine = acq.hr_shape, acq.hr_affine
     out = Path(out_dir)
     lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
     valid = np.moveaxis(prepared.valid_stack(), 0, -1)
     lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
-    up = upsample_maps(lr, hr_shape)
+    if isinstance(acq, KSpace3D):
+        up = upsample_maps(lr, hr_shape)  # exactly as before the acquisition models
+    else:
+        stack = np.stack([np.asarray(lr[m], np.float64) for m in MAP_ORDER])
+        up = physical_maps(np.asarray(acq.upsample(stack), dtype=np.float32))
     lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
     return {
         "lr_file": lr_file,
@@ -77,6 +90,7 @@ def conform_maps(
         "units": prepared.units,
         "pd_scale": prepared.pd_scale,
         "notes": list(prepared.notes),
+        "acquisition": {**acq.describe(), "lr_model": lr_model},
         "seconds": time.perf_counter() - start,
     }
 
@@ -119,23 +133,34 @@ def register(
     out_dir: str | Path,
     transform: str = "rigid",
     seed: int = 0,
+    lr_file: str | None = None,
+    resolution: str = "auto",
 ) -> dict[str, Any]:
     """Register one guide to its own contrast synthesised from the upsampled LR maps.
 
-    Returns ``registered_file`` (the guide on the HR grid), ``fixed_file`` (the synthesised
-    target), ``transform_files`` (ANTs, guide -> qMRI space) and the MI ``metric``.
+    ``resolution`` 'auto' ends the registration pyramid at the resolution the target holds
+    (that of the LR maps in ``lr_file``, :func:`swigapp.registration.finest_shrink_for`);
+    'full' (or no ``lr_file``) at the HR grid. Returns ``registered_file`` (the guide on the
+    HR grid), ``fixed_file`` (the synthesised target), ``transform_files`` (ANTs, guide ->
+    qMRI space), the MI ``metric`` and the pyramid's ``finest_shrink``.
     """
-    from swigapp.registration import register_guide
+    from swigapp.registration import finest_shrink_for, register_guide
     from swigapp.synthesis import synthesize
 
+    if resolution not in ("auto", "full"):
+        raise ValueError(f"unknown registration resolution {resolution!r} (auto or full)")
     start = time.perf_counter()
     up, hr_affine = load_maps(lr_up_file)
+    shrink = 1
+    if resolution == "auto" and lr_file:
+        lr_voxel = kspace.voxel_sizes(nib.load(lr_file).affine)
+        shrink = finest_shrink_for(lr_voxel, kspace.voxel_sizes(hr_affine))
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
     fixed = synthesize(_as_dict(up), Protocol(**protocol)) * mask
     moving, moving_affine = load_image(guide_file)
     out = Path(out_dir)
     result = register_guide(
-        fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm"
+        fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm", shrink
     )
     return {
         "registered_file": str(
@@ -144,17 +169,40 @@ def register(
         "fixed_file": str(save_nifti(out / f"{name}_target.nii.gz", fixed, hr_affine)),
         "transform_files": list(result.transforms),
         "metric": result.metric,
+        "finest_shrink": shrink,
         "seconds": time.perf_counter() - start,
     }
 
 
+def acquisition_of(description: Mapping[str, Any] | None) -> Any:
+    """The acquisition model that :func:`conform_maps` recorded (its ``acquisition``), or
+    None (3D k-space truncation, the model of runs that recorded none)."""
+    from swigapp.acquisition import SliceStack2D
+
+    if not description or description.get("model") != "slice-profile":
+        return None
+    return SliceStack2D(
+        description["hr_shape"],
+        description["lr_shape"],
+        slice_spacing=description["slice_spacing_mm"],
+        slice_thickness=description["slice_thickness_mm"],
+        slice_axis=description["slice_axis"],
+        profile=description["profile"],
+    )
+
+
 def lr_residual(
-    maps_hr: np.ndarray, lr: np.ndarray, valid: np.ndarray | None = None
+    maps_hr: np.ndarray, lr: np.ndarray, valid: np.ndarray | None = None, acquisition: Any = None
 ) -> dict[str, float]:
-    """Data consistency: ||D(x) - y|| / ||y|| per map (D: k-space truncation to the LR grid),
-    over the LR voxels where ``valid`` (3, x, y, z) is True (all when None: invalid input
-    voxels were filled, they are not data)."""
-    down = np.asarray(kspace.downsample(np.asarray(maps_hr, np.float64), lr.shape[1:]))
+    """Data consistency: ||D(x) - y|| / ||y|| per map (D: the acquisition's forward model,
+    k-space truncation to the LR grid when ``acquisition`` is None), over the LR voxels
+    where ``valid`` (3, x, y, z) is True (all when None: invalid input voxels were filled,
+    they are not data)."""
+    hr = np.asarray(maps_hr, np.float64)
+    if acquisition is None:
+        down = np.asarray(kspace.downsample(hr, lr.shape[1:]))
+    else:
+        down = np.asarray(acquisition.forward(hr))
     out = {}
     for i, name in enumerate(MAP_ORDER):
         diff, ref = down[i] - lr[i], lr[i]
@@ -181,6 +229,7 @@ def super_resolve(
     inr_max_steps: int | None = None,
     single_orientation: bool = False,
     lr_valid_file: str | None = None,
+    acquisition: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """HR maps by ``method`` -> ``sr_file``.
 
@@ -191,9 +240,10 @@ def super_resolve(
     guides on the HR grid; ``model_path``: a model.pt or a shipped model's name, or None for
     the method's default weights; ``lr_valid_file``: the LR validity mask of
     :func:`conform_maps` (invalid input voxels are left out of the LR terms of adaptation,
-    of the INR fit and of the residual). Returns the method, the model's name and sha256 (network
-    methods), the slice axes, the adaptation losses or the INR fit summary, and the LR
-    data-consistency residual of the input and of the result.
+    of the INR fit and of the residual); ``acquisition``: conform's record of the
+    acquisition model (the residual's forward model). Returns the method, the model's name
+    and sha256 (network methods), the slice axes, the adaptation losses or the INR fit
+    summary, and the LR data-consistency residual of the input and of the result.
     """
     import torch
 
@@ -214,6 +264,12 @@ def super_resolve(
     guides = {g: load_image(f)[0] for g, f in guide_files.items()}
     protos = {g: Protocol(**protocols[g]) for g in guide_files}
     valid = load_valid(lr_valid_file)
+    acq = acquisition_of(acquisition)
+    if acq is not None and (method == "inr" or adapt_steps > 0):
+        raise ValueError(
+            "2D multi-slice LR maps (slice-profile model): the INR and per-subject adaptation "
+            "still model the LR data as 3D k-space truncation"
+        )
     subject = prepare_subject(_as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid)
     request = Request(
         device=resolve_device(device),
@@ -233,8 +289,8 @@ def super_resolve(
         "method": method,
         **extra,
         "device": str(request.device),
-        "lr_residual_input": lr_residual(up, lr, valid),
-        "lr_residual": lr_residual(sr, lr, valid),
+        "lr_residual_input": lr_residual(up, lr, valid, acq),
+        "lr_residual": lr_residual(sr, lr, valid, acq),
         "seconds": time.perf_counter() - start,
     }
 

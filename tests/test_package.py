@@ -1,6 +1,8 @@
 """Packaging: swigapp.workflows comes from top-level workflows/, and nothing else leaks."""
 
+import ast
 import importlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -33,3 +35,27 @@ def test_every_subpackage_is_declared_and_only_under_swigapp():
         assert folder.is_dir() and not list(folder.glob("*.py")), name
     on_disk |= data_only
     assert on_disk == declared, f"pyproject packages differ from the tree: {on_disk ^ declared}"
+
+
+def test_documentation_links_resolve():
+    pages = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGES.md"]
+    pages += sorted((ROOT / "docs").glob("*.md"))
+    checked = 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+            checked += 1
+    assert checked >= 8
+
+
+def test_no_library_module_imports_the_orchestrator():
+    """swigapp.participant sequences the steps; what it calls must not import it back
+    (only the Nipype interfaces and the CLI use it)."""
+    for path in (ROOT / "swigapp").rglob("*.py"):
+        if path.name == "participant.py" or "cli" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module != "swigapp.participant", path

@@ -43,6 +43,8 @@ class WorkflowOptions:
     device: str = "auto"
     omp_nthreads: int = 0
     transform: str = "rigid"
+    registration_resolution: str = "auto"
+    lr_model: str = "auto"
     voxel_size: tuple[float, ...] = ()
     template_mask: bool = True
     synth_protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -92,12 +94,16 @@ def init_single_subject_wf(
     inputnode.inputs.reference_guide = files.guides[guides[0]]
     outputnode = pe.Node(niu.IdentityInterface(fields=["written", "qc"]), name="outputnode")
 
-    conform = pe.Node(ConformMaps(), name="conform_maps", mem_gb=1.0)
+    conform = pe.Node(ConformMaps(lr_model=options.lr_model), name="conform_maps", mem_gb=1.0)
     if options.voxel_size:
         conform.inputs.voxel_size = list(options.voxel_size)
     mask = pe.Node(BrainMask(template=options.template_mask, seed=options.seed), name="brain_mask")
     register_wf = init_register_guides_wf(
-        guides, protocols, transform=options.transform, seed=options.seed
+        guides,
+        protocols,
+        transform=options.transform,
+        seed=options.seed,
+        resolution=options.registration_resolution,
     )
     superres = pe.Node(
         SuperResolve(
@@ -126,6 +132,8 @@ def init_single_subject_wf(
         "adapt_steps": options.adapt_steps,
         "seed": options.seed,
         "transform": options.transform,
+        "registration_resolution": options.registration_resolution,
+        "lr_model": options.lr_model,
         "versions": dict(options.versions),
     }
     sink = pe.Node(
@@ -145,11 +153,13 @@ def init_single_subject_wf(
                               ("map_metadata", "map_metadata"),
                               ("reference_guide", "reference_guide")]),
         (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
-        (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file")]),
+        (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file"),
+                                ("lr_file", "inputnode.lr_file")]),
         (mask, register_wf, [("mask_file", "inputnode.mask_file")]),
         (inputnode, register_wf, [("guide_files", "inputnode.guide_files")]),
         (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file"),
-                             ("lr_valid_file", "lr_valid_file")]),
+                             ("lr_valid_file", "lr_valid_file"),
+                             ("acquisition", "acquisition")]),
         (mask, superres, [("mask_file", "mask_file")]),
         (register_wf, superres, [("outputnode.registrations", "registrations")]),
         (superres, synth, [("sr_file", "sr_file")]),

@@ -15,23 +15,30 @@ def init_register_guides_wf(
     protocols: Mapping[str, Mapping[str, Any]],
     transform: str = "rigid",
     seed: int = 0,
+    resolution: str = "auto",
     name: str = "register_guides_wf",
 ) -> pe.Workflow:
     """Register each guide (one node per guide, run in parallel) to the qMRI space.
 
-    inputnode: ``lr_up_file``, ``mask_file``, ``guide_files`` (dict name -> path);
+    inputnode: ``lr_file``, ``lr_up_file``, ``mask_file``, ``guide_files`` (dict name ->
+    path);
     outputnode: ``registrations`` (list of RegisterGuide results, in ``guides`` order).
     """
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=["lr_up_file", "mask_file", "guide_files"]), name="inputnode"
+        niu.IdentityInterface(fields=["lr_file", "lr_up_file", "mask_file", "guide_files"]),
+        name="inputnode",
     )
     outputnode = pe.Node(niu.IdentityInterface(fields=["registrations"]), name="outputnode")
     merge = pe.Node(niu.Merge(len(guides)), name="merge_registrations")
     for i, guide in enumerate(guides, start=1):
         node = pe.Node(
             RegisterGuide(
-                guide_name=guide, protocol=dict(protocols[guide]), transform=transform, seed=seed
+                guide_name=guide,
+                protocol=dict(protocols[guide]),
+                transform=transform,
+                resolution=resolution,
+                seed=seed,
             ),
             name=f"register_{guide}",
             n_procs=1,
@@ -39,7 +46,15 @@ def init_register_guides_wf(
         )
         workflow.connect(
             [
-                (inputnode, node, [("lr_up_file", "lr_up_file"), ("mask_file", "mask_file")]),
+                (
+                    inputnode,
+                    node,
+                    [
+                        ("lr_up_file", "lr_up_file"),
+                        ("mask_file", "mask_file"),
+                        ("lr_file", "lr_file"),
+                    ],
+                ),
                 (inputnode, node, [(("guide_files", _pick, guide), "guide_file")]),
                 (node, merge, [("result", f"in{i}")]),
             ]

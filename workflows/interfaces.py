@@ -30,12 +30,14 @@ class _ConformInputSpec(BaseInterfaceInputSpec):
     reference_guide = File(exists=True, mandatory=True, desc="guide giving the HR voxel size")
     voxel_size = traits.List(traits.Float, desc="HR voxel size in mm (overrides the guide's)")
     map_metadata = traits.Dict(desc="map name -> its sidecar (Units is honoured)")
+    lr_model = traits.Enum("auto", "kspace", "slice-profile", usedefault=True)
 
 
 class _ConformOutputSpec(_ResultSpec):
     lr_file = File(exists=True, desc="LR maps (PD water fraction, T1 s, T2 s), 4D")
     lr_up_file = File(exists=True, desc="LR maps zero-filled onto the HR grid, 4D")
     lr_valid_file = File(exists=True, desc="1 where an LR input voxel was valid, 4D uint8")
+    acquisition = traits.Dict(desc="the LR acquisition model (Acquisition.describe)")
 
 
 class ConformMaps(SimpleInterface):
@@ -57,10 +59,12 @@ class ConformMaps(SimpleInterface):
             runtime.cwd,
             voxel_size=voxel,
             map_metadata=metadata,
+            lr_model=self.inputs.lr_model,
         )
         self._results.update(result=result, lr_file=result["lr_file"])
         self._results["lr_up_file"] = result["lr_up_file"]
         self._results["lr_valid_file"] = result["lr_valid_file"]
+        self._results["acquisition"] = result["acquisition"]
         return runtime
 
 
@@ -97,11 +101,13 @@ class BrainMask(SimpleInterface):
 
 class _RegisterInputSpec(BaseInterfaceInputSpec):
     lr_up_file = File(exists=True, mandatory=True)
+    lr_file = File(exists=True, desc="LR maps on their grid (their voxel size sets the pyramid)")
     mask_file = File(exists=True, mandatory=True)
     guide_file = File(exists=True, mandatory=True)
     guide_name = traits.Str(mandatory=True)
     protocol = traits.Dict(mandatory=True, desc="the guide's protocol (Protocol.as_dict)")
     transform = traits.Enum("rigid", "affine", usedefault=True)
+    resolution = traits.Enum("auto", "full", usedefault=True)
     seed = traits.Int(0, usedefault=True)
 
 
@@ -123,6 +129,8 @@ class RegisterGuide(SimpleInterface):
             runtime.cwd,
             transform=self.inputs.transform,
             seed=self.inputs.seed,
+            lr_file=self.inputs.lr_file or None,
+            resolution=self.inputs.resolution,
         )
         self._results["result"] = {"name": self.inputs.guide_name, **result}
         return runtime
@@ -132,6 +140,7 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     lr_file = File(exists=True, mandatory=True)
     lr_up_file = File(exists=True, mandatory=True)
     lr_valid_file = File(exists=True, desc="LR validity mask (invalid voxels leave LR terms)")
+    acquisition = traits.Dict(desc="the LR acquisition model (conform's record)")
     mask_file = File(exists=True, mandatory=True)
     registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
     protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
@@ -179,6 +188,7 @@ class SuperResolve(SimpleInterface):
             lr_valid_file=(
                 self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
             ),
+            acquisition=(self.inputs.acquisition if isdefined(self.inputs.acquisition) else None),
         )
         self._results.update(result=result, sr_file=result["sr_file"])
         return runtime

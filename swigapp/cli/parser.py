@@ -174,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="guide-to-maps transform (default rigid)",
     )
     model.add_argument(
+        "--lr-model",
+        choices=("auto", "kspace", "slice-profile"),
+        default="auto",
+        help="acquisition model of the LR maps: 3D k-space truncation, or a 2D multi-slice "
+        "stack (in-plane truncation, slice profile of FWHM SliceThickness at the slice "
+        "positions); 'auto' takes MRAcquisitionType from the T1 map's sidecar, else "
+        "slice-profile when the slices are more than 1.5x thicker than the in-plane voxels "
+        "(default auto)",
+    )
+    model.add_argument(
+        "--registration-resolution",
+        choices=("auto", "full"),
+        default="auto",
+        help="finest level of the registration: 'auto' stops at the resolution the target "
+        "synthesised from the LR maps holds (e.g. 2 mm for 2 mm maps, faster); 'full' at the "
+        "output grid (default auto)",
+    )
+    model.add_argument(
         "--no-template-mask",
         action="store_true",
         help="brain mask from the maps alone (no template registration)",

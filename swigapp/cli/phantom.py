@@ -54,6 +54,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="k-space truncation factor: one value or three per axis, e.g. 2 or 1,1,4 (default 2)",
     )
+    parser.add_argument(
+        "--acquisition",
+        choices=("3d", "2d"),
+        default="3d",
+        help="LR acquisition model: 3d k-space truncation, or a 2d multi-slice stack of axial "
+        "slices (in-plane factors from --lr-factor, slice profile through-plane) (default 3d)",
+    )
+    parser.add_argument(
+        "--slice-thickness",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="2d: slice thickness (profile FWHM) in mm (default: the third --lr-factor times "
+        "the HR voxel size)",
+    )
+    parser.add_argument(
+        "--slice-gap",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="2d: gap between slices in mm; spacing = thickness + gap, rounded to tile the "
+        "field of view (default 0)",
+    )
+    parser.add_argument(
+        "--slice-profile",
+        choices=("gaussian", "rect"),
+        default="gaussian",
+        help="2d: slice profile (default gaussian)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     parser.add_argument(
         "--lesions", type=int, default=3, metavar="N", help="WM lesions per subject (default 3)"
@@ -85,13 +114,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.subjects < 1:
         print("swigapp-phantom: error: --subjects must be >= 1", file=sys.stderr)
         return 2
+    slice_options = (
+        args.slice_thickness is not None or args.slice_gap or (args.slice_profile != "gaussian")
+    )
+    if args.acquisition == "3d" and slice_options:
+        print("swigapp-phantom: error: slice options need --acquisition 2d", file=sys.stderr)
+        return 2
+    if (args.slice_thickness is not None and args.slice_thickness <= 0) or args.slice_gap < 0:
+        print("swigapp-phantom: error: need thickness > 0 and gap >= 0 mm", file=sys.stderr)
+        return 2
     factors = args.lr_factor * 3 if len(args.lr_factor) == 1 else args.lr_factor
+    slices = {}
+    if args.acquisition == "2d":
+        slices = {
+            "acquisition": "2d",
+            "slice_thickness_mm": args.slice_thickness,
+            "slice_gap_mm": args.slice_gap,
+            "slice_profile": args.slice_profile,
+        }
     config = PhantomConfig(
         size=args.size,
         lr_factors=factors,
         guides=tuple(args.guides),
         n_lesions=args.lesions,
         protocol_jitter=args.protocol_jitter,
+        **slices,
     )
     start = time.perf_counter()
     try:

@@ -435,6 +435,11 @@ def participant_outputs(
     provenance = {
         "Method": sr["method"],
         "Model": sr["model"],
+        **(
+            {"AcquisitionModel": results["conform"]["acquisition"]}
+            if results["conform"].get("acquisition")
+            else {}
+        ),
         "Guides": guides,
         "GuideProtocols": params["guide_protocols"],
         "AdaptSteps": params["adapt_steps"],

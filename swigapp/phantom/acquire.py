@@ -7,7 +7,7 @@ relative to the maps (a few degrees and mm), Rician noise, arbitrary intensity s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,14 +92,20 @@ def simulate_lr_maps(
     lr_shape: Sequence[int],
     rng: np.random.Generator,
     noise: Mapping[str, float] = LR_NOISE,
+    forward: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """LR maps by k-space truncation of HR ``maps`` (PD, T1 s, T2 s) plus relative noise.
 
-    Values are clipped at 0 (truncation rings below zero at the brain edge).
+    ``forward``: another acquisition operator (float64 HR -> LR of ``lr_shape``), e.g.
+    :meth:`swigapp.acquisition.SliceStack2D.forward`. Values are clipped at 0 (truncation
+    rings below zero at the brain edge).
     """
     out = {}
     for name, data in maps.items():
-        lr = np.asarray(kspace.downsample(data.astype(np.float64), lr_shape))
+        if forward is None:
+            lr = np.asarray(kspace.downsample(data.astype(np.float64), lr_shape))
+        else:
+            lr = np.asarray(forward(data.astype(np.float64)))
         inside = lr > 0.02 * np.percentile(data[data > 0], 50) if (data > 0).any() else lr > 0
         lr = lr + inside * noise.get(name, 0.0) * np.abs(lr) * rng.standard_normal(lr.shape)
         out[name] = np.clip(lr, 0.0, None).astype(np.float32)

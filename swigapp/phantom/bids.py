@@ -94,10 +94,15 @@ def _write_top_level(root: Path, n_subjects: int, seed: int, config: PhantomConf
             "GeneratedBy": [GENERATED_BY | {"Description": f"seed {seed}"}],
         },
     )
+    lowres = (
+        "k-space truncated"
+        if config.acquisition == "3d"
+        else f"2D multi-slice: in-plane k-space truncated, {config.slice_profile} slice profile"
+    )
     (root / "README").write_text(
         "Synthetic dataset made by swigapp-phantom from the ICBM 2009 template anatomy.\n"
-        f"Subjects: {n_subjects}; seed: {seed}; configuration: {dataclasses.asdict(config)}.\n"
-        "Low-resolution PD/T1/T2 maps (k-space truncated, T1/T2 in seconds) and "
+        f"Subjects: {n_subjects}; seed: {seed}; configuration: {config.record()}.\n"
+        f"Low-resolution PD/T1/T2 maps ({lowres}, T1/T2 in seconds) and "
         "high-resolution weighted guides (T1w MPRAGE, T2w TSE, T2-FLAIR) synthesised by "
         "signal equations, with head motion, receive bias and Rician noise.\n"
         f"The high-resolution ground truth is in derivatives/{TRUTH_PIPELINE}.\n"
@@ -138,15 +143,7 @@ def write_subject(root: Path, subject: PhantomSubject) -> None:
     for name, data in subject.lr_maps.items():
         stem = anat / f"{sub}_acq-lowres_{MAP_SUFFIX[name]}"
         save_nifti(f"{stem}.nii.gz", data, subject.lr_affine)
-        write_json(
-            f"{stem}.json",
-            common
-            | {
-                "Units": MAP_UNITS[name],
-                "EstimationMethod": "simulated: k-space truncation of the ground truth + noise",
-                "LowResolutionFactors": list(subject.config.lr_factors),
-            },
-        )
+        write_json(f"{stem}.json", _lr_sidecar(subject, name, common))
     for name, data in subject.guides.items():
         stem = anat / f"{sub}_{name}"
         save_nifti(f"{stem}.nii.gz", data, subject.affine)
@@ -179,6 +176,30 @@ def write_subject(root: Path, subject: PhantomSubject) -> None:
             "TissueValues": subject.truth.values,
             "GuideMotion": {k: dataclasses.asdict(v) for k, v in subject.motion.items()},
             "GuideProtocols": {k: v.as_dict() for k, v in subject.protocols.items()},
-            "Configuration": dataclasses.asdict(subject.config),
+            "Configuration": subject.config.record(),
         },
     )
+
+
+def _lr_sidecar(subject: PhantomSubject, name: str, common: dict) -> dict:
+    """Sidecar of one LR map: 3D k-space truncation, or the 2D stack's slice geometry (mm)."""
+    if subject.config.acquisition == "3d" or subject.acquisition is None:
+        return common | {
+            "Units": MAP_UNITS[name],
+            "EstimationMethod": "simulated: k-space truncation of the ground truth + noise",
+            "LowResolutionFactors": list(subject.config.lr_factors),
+        }
+    acq = subject.acquisition
+    return common | {
+        "MRAcquisitionType": "2D",
+        "SliceThickness": acq["slice_thickness_mm"],
+        "SpacingBetweenSlices": acq["slice_spacing_mm"],
+        "SliceEncodingDirection": "ijk"[acq["slice_axis"]],
+        "Units": MAP_UNITS[name],
+        "EstimationMethod": (
+            "simulated: 2D multi-slice acquisition of the ground truth (in-plane k-space "
+            f"truncation, {acq['profile']} slice profile) + noise"
+        ),
+        "LowResolutionFactors": acq["factors"],
+        "AcquisitionModel": acq,
+    }

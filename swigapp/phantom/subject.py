@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from swigapp import kspace
+from swigapp.acquisition import SliceStack2D
 from swigapp.phantom.acquire import RigidMotion, simulate_guide, simulate_lr_maps
 from swigapp.phantom.anatomy import Size, deform, load_anatomy
 from swigapp.phantom.tissue import TruthMaps, make_truth
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 
 GUIDES = ("T1w", "T2w", "FLAIR")
+LOG = logging.getLogger("swigapp.phantom")
+#: PhantomConfig fields of the 2D multi-slice acquisition (recorded only for 2D phantoms).
+SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_profile")
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,11 @@ class PhantomConfig:
 
     ``lr_factors``: per-axis k-space truncation factor; ``protocol_jitter``: relative
     uniform jitter of TR/TE/TI/flip around the 3T defaults; motion limits in deg and mm.
+    ``acquisition`` "2d": a 2D multi-slice stack of axial slices (last axis) instead,
+    :class:`swigapp.acquisition.SliceStack2D`: in-plane factors from ``lr_factors``, slice
+    thickness ``slice_thickness_mm`` (default: the third factor x the HR voxel size), gap
+    ``slice_gap_mm``, profile ``slice_profile`` (gaussian or rect). The spacing (thickness +
+    gap) is rounded so that a whole number of slices tiles the field of view.
     """
 
     size: Size = "tiny"
@@ -35,6 +47,19 @@ class PhantomConfig:
     max_translation_mm: float = 3.0
     bias_strength: float = 0.15
     guide_snr: float = 40.0
+    acquisition: str = "3d"
+    slice_thickness_mm: float | None = None
+    slice_gap_mm: float = 0.0
+    slice_profile: str = "gaussian"
+
+    def record(self) -> dict[str, Any]:
+        """The configuration as a JSON-ready dict; the 2D fields only for 2D phantoms (3D
+        records are those of phantoms made before the 2D option existed)."""
+        out = dataclasses.asdict(self)
+        if self.acquisition == "3d":
+            for name in SLICE_FIELDS:
+                out.pop(name)
+        return out
 
 
 @dataclass
@@ -51,6 +76,8 @@ class PhantomSubject:
     protocols: dict[str, Protocol]
     motion: dict[str, RigidMotion] = field(default_factory=dict)
     config: PhantomConfig = field(default_factory=PhantomConfig)
+    #: :meth:`swigapp.acquisition.Acquisition.describe` of the LR acquisition (2D only).
+    acquisition: dict[str, Any] | None = None
 
 
 def jitter_protocol(protocol: Protocol, rng: np.random.Generator, amount: float) -> Protocol:
@@ -83,8 +110,15 @@ def make_subject(
     rng = np.random.default_rng([seed, index])
     anatomy = deform(load_anatomy(config.size), rng, config.deformation_mm)
     truth = make_truth(anatomy, rng, n_lesions=config.n_lesions, heterogeneity=config.heterogeneity)
-    small = kspace.lr_shape(anatomy.shape, _factors(config.lr_factors))
-    lr_maps = simulate_lr_maps(truth.as_dict(), small, rng)
+    if config.acquisition == "3d":
+        small = kspace.lr_shape(anatomy.shape, _factors(config.lr_factors))
+        lr_maps, described = simulate_lr_maps(truth.as_dict(), small, rng), None
+    elif config.acquisition == "2d":
+        stack = slice_stack(anatomy.shape, anatomy.affine, config)
+        small, described = stack.lr_shape, stack.describe()
+        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, forward=stack.forward)
+    else:
+        raise ValueError(f"unknown acquisition {config.acquisition!r} (3d or 2d)")
     guides, protocols, motion = {}, {}, {}
     for name in config.guides:
         protocol = jitter_protocol(DEFAULT_PROTOCOLS[name], rng, config.protocol_jitter)
@@ -111,6 +145,40 @@ def make_subject(
         protocols=protocols,
         motion=motion,
         config=config,
+        acquisition=described,
+    )
+
+
+def slice_stack(
+    hr_shape: Sequence[int], hr_affine: np.ndarray, config: PhantomConfig
+) -> SliceStack2D:
+    """The 2D multi-slice acquisition of a phantom: axial slices (last axis) of the HR grid.
+
+    Slice k sits at LR voxel k of :func:`swigapp.kspace.lr_affine`; the spacing is the
+    requested thickness + gap (mm), rounded so that a whole number of slices spans the grid.
+    """
+    factors = _factors(config.lr_factors)
+    voxel = kspace.voxel_sizes(hr_affine)
+    thickness = config.slice_thickness_mm or factors[2] * voxel[2]
+    if thickness <= 0 or config.slice_gap_mm < 0:
+        raise ValueError("slice thickness must be positive and the gap not negative (mm)")
+    wanted = thickness + config.slice_gap_mm
+    fov = hr_shape[2] * voxel[2]
+    n_slices = min(hr_shape[2], max(1, round(fov / wanted)))
+    spacing = fov / n_slices
+    if abs(spacing - wanted) > 1e-6 * wanted:
+        LOG.info("slice spacing %.4g mm (asked %.4g) to tile %.4g mm", spacing, wanted, fov)
+    in_plane = kspace.lr_shape(hr_shape[:2], factors[:2])
+    small = (*in_plane, n_slices)
+    return SliceStack2D(
+        hr_shape,
+        small,
+        slice_spacing=spacing,
+        slice_thickness=thickness,
+        slice_axis=2,
+        profile=config.slice_profile,
+        hr_affine=np.asarray(hr_affine, dtype=float),
+        lr_affine=kspace.lr_affine(hr_affine, hr_shape, small),
     )
 
 

@@ -147,6 +147,24 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     quality = conform.get("input_quality")
     if quality:
         out.append((_quality_sentence(quality), ()))
+    acq = conform.get("acquisition") or {"model": "kspace"}
+    if acq.get("model") == "slice-profile":
+        axis = "xyz"[int(acq["slice_axis"])]
+        out.append(
+            (
+                "Their acquisition was modelled as a 2D multi-slice stack (--lr-model "
+                f"{acq.get('lr_model', 'auto')}): in-plane truncation of k-space (factors "
+                f"{_dims(acq['in_plane_factors'], '.3g')}) and, along the {axis} axis, a "
+                f"{acq['profile']} slice profile of {acq['slice_thickness_mm']:.3g} mm FWHM "
+                f"sampled every {acq['slice_spacing_mm']:.3g} mm (gap "
+                f"{acq['slice_gap_mm']:.3g} mm), onto a {_dims(hr_shape)} grid of "
+                f"{_dims(hr_vox, '.3g')} mm voxels covering the same field of view; the network "
+                "input is their upsampling to that grid by zero-filled k-space in-plane and a "
+                "regularised least-squares inverse of the slice profile through-plane",
+                (),
+            )
+        )
+        return out
     out.append(
         (
             "Their acquisition was modelled as truncation of k-space (a 3D acquisition): the "
@@ -228,13 +246,20 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
     refs: tuple[str, ...] = tuple(k for g in guides for k in _protocol_refs(protos[g]))
     described = _join([f"{g}, {describe_protocol(protos[g])}" for g in guides])
     mi = {g: r["metric"] for g, r in results["registration"].items()}
+    shrink = max(int(r.get("finest_shrink", 1)) for r in results["registration"].values())
+    levels = (
+        f"a three-level pyramid ending at {shrink} times the output voxel size, the "
+        "resolution of the low-resolution maps that the target carries"
+        if shrink > 1
+        else "a three-level pyramid ending at the output resolution"
+    )
     return [
         (f"The weighted images used as guides were {described}", refs),
         (
             "Each guide was registered to an image of its own contrast synthesised from the "
             "upsampled low-resolution maps through its signal equation, with a "
             f"{transform} transform{f' ({dof} degrees of freedom)' if dof else ''} maximising "
-            "Mattes mutual information in ANTs through ANTsPy "
+            f"Mattes mutual information over {levels}, in ANTs through ANTsPy "
             f"{params.get('versions', {}).get('antspyx', '')}, single-threaded with a fixed "
             f"seed ({params['seed']})",
             ("mattes2003mi", "avants2011ants", "tustison2021antsx"),

@@ -190,6 +190,7 @@ def _summary(
             m: q["invalid_in_head"] for m, q in qc["InputQuality"].items()
         },
         "LR map units": qc["InputUnits"],
+        "LR acquisition model": _acquisition_line(results["conform"].get("acquisition")),
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
         "LR residual of the input": results["superres"]["lr_residual_input"],
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
@@ -202,6 +203,15 @@ def _inr_line(fit: Mapping[str, Any]) -> str:
     return (
         f"{fit['steps']} steps (stopped by {fit['stopped_by'].replace('_', ' ')}), "
         f"{fit['fit_seconds']:.0f} s"
+    )
+
+
+def _acquisition_line(acq: Mapping[str, Any] | None) -> str:
+    if not acq or acq.get("model") != "slice-profile":
+        return "3D k-space truncation"
+    return (
+        f"2D multi-slice: {acq['profile']} slice profile, {acq['slice_thickness_mm']:.3g} mm "
+        f"thick every {acq['slice_spacing_mm']:.3g} mm (gap {acq['slice_gap_mm']:.3g} mm)"
     )
 
 
