@@ -93,17 +93,17 @@ def main() -> None:
     parser.add_argument(
         "--compare-registration",
         action="store_true",
-        help="also time --registration-resolution full (the previous default), alternating "
-        "the two settings run by run",
+        help="also time --registration-sampling full (0.1.0's setting), alternating the two "
+        "settings run by run",
     )
     args = parser.parse_args()
-    settings = ["auto", "full"] if args.compare_registration else ["auto"]
+    settings = ["brain", "full"] if args.compare_registration else ["brain"]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="swigapp-bench-") as tmp:
         bids = write_dataset(Path(tmp) / "bids", 1, seed=9000, config=PhantomConfig(size=args.size))
         for i in range(args.repeats):
             for setting in settings:
-                extra = ["--registration-resolution", setting]
+                extra = ["--registration-sampling", setting]
                 runs[setting].append(
                     run_once(bids, Path(tmp) / f"run{i}-{setting}", args.nprocs, extra)
                 )
@@ -118,7 +118,7 @@ def main() -> None:
         + (", the settings alternating run by run." if len(settings) > 1 else "."),
     ]
     for setting in settings:
-        lines += ["", f"## --registration-resolution {setting}", "", *_table(runs[setting])]
+        lines += ["", f"## --registration-sampling {setting}", "", *_table(runs[setting])]
     lines += ["", "Registration is the sum over guides (they run side by side, one thread each)."]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "app.md").write_text("\n".join(lines) + "\n")

@@ -133,35 +133,29 @@ def register(
     out_dir: str | Path,
     transform: str = "rigid",
     seed: int = 0,
-    lr_file: str | None = None,
-    resolution: str = "auto",
+    sampling: str = "brain",
 ) -> dict[str, Any]:
     """Register one guide to its own contrast synthesised from the upsampled LR maps.
 
-    ``resolution`` 'auto' ends the registration pyramid at the resolution the target holds
-    (that of the LR maps in ``lr_file``, :func:`swigapp.registration.finest_shrink_for`);
-    'full' (or no ``lr_file``) at the HR grid. Returns ``registered_file`` (the guide on the
+    ``sampling``: where the metric samples the target, 'brain' (10 % of the brain-mask
+    voxels) or 'full' (20 % of the grid, swigapp 0.1.0's setting; see
+    :data:`swigapp.registration.SAMPLING`). Returns ``registered_file`` (the guide on the
     HR grid), ``fixed_file`` (the synthesised target), ``transform_files`` (ANTs, guide ->
-    qMRI space), the MI ``metric`` and the pyramid's ``finest_shrink``.
+    qMRI space) and the MI ``metric``.
     """
-    from swigapp.registration import finest_shrink_for, register_guide
+    from swigapp.registration import register_guide
     from swigapp.synthesis import synthesize
 
-    if resolution not in ("auto", "full"):
-        raise ValueError(f"unknown registration resolution {resolution!r} (auto or full)")
     start = time.perf_counter()
     up, hr_affine = load_maps(lr_up_file)
-    shrink = 1
-    if resolution == "auto" and lr_file:
-        lr_voxel = kspace.voxel_sizes(nib.load(lr_file).affine)
-        shrink = finest_shrink_for(lr_voxel, kspace.voxel_sizes(hr_affine))
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
     fixed = synthesize(_as_dict(up), Protocol(**protocol)) * mask
     moving, moving_affine = load_image(guide_file)
     out = Path(out_dir)
     result = register_guide(
-        fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm", shrink
-    )
+        fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm",
+        fixed_mask=mask, sampling=sampling,
+    )  # fmt: skip
     return {
         "registered_file": str(
             save_nifti(out / f"{name}_registered.nii.gz", result.image, hr_affine)
@@ -169,7 +163,6 @@ def register(
         "fixed_file": str(save_nifti(out / f"{name}_target.nii.gz", fixed, hr_affine)),
         "transform_files": list(result.transforms),
         "metric": result.metric,
-        "finest_shrink": shrink,
         "seconds": time.perf_counter() - start,
     }
 

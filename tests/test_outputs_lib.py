@@ -94,17 +94,12 @@ def test_robust_z_flags_outliers(tmp_path):
     assert rows[5]["GM_T1_ms"] == pytest.approx(2500.0)
 
 
-def test_registration_pyramid_ends_at_the_resolution_of_the_lr_maps():
-    from swigapp.registration import finest_shrink_for, pyramid
+def test_registration_sampling_needs_a_mask_and_a_known_name():
+    from swigapp.registration import SAMPLING, register_guide
 
-    # the full-resolution schedule of 0.1.0
-    assert pyramid(1) == ((4, 2, 1), (2.0, 1.0, 0.0), (200, 100, 50))
-    assert pyramid(1, refine_iterations=20) == pyramid(1)
-    # smoothing before every subsampling, then a short refinement at full resolution
-    assert pyramid(2) == ((8, 4, 2), (4.0, 2.0, 1.0), (200, 100, 50))
-    assert pyramid(2, 20) == ((8, 4, 2, 1), (4.0, 2.0, 1.0, 0.0), (200, 100, 50, 20))
-    assert finest_shrink_for((2.0, 2.0, 2.0), (1.0, 1.0, 1.0)) == 2
-    assert finest_shrink_for((1.0, 1.0, 4.0), (1.0, 1.0, 1.0)) == 1  # in-plane detail
-    assert finest_shrink_for((1.5, 1.5, 1.5), (1.0, 1.0, 1.0)) == 1
-    assert finest_shrink_for((4.0, 4.0, 4.0), (1.0, 1.0, 1.0)) == 4
-    assert finest_shrink_for((0.5, 0.5, 0.5), (1.0, 1.0, 1.0)) == 1
+    assert SAMPLING == {"brain": 0.1, "full": 0.2}
+    image, affine = np.ones((8, 8, 8), np.float32), np.eye(4)
+    with pytest.raises(ValueError, match="needs the fixed image's brain mask"):
+        register_guide(image, affine, image, affine, sampling="brain")
+    with pytest.raises(ValueError, match="unknown metric sampling 'half'"):
+        register_guide(image, affine, image, affine, sampling="half")

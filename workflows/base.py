@@ -43,7 +43,7 @@ class WorkflowOptions:
     device: str = "auto"
     omp_nthreads: int = 0
     transform: str = "rigid"
-    registration_resolution: str = "auto"
+    registration_sampling: str = "brain"
     lr_model: str = "auto"
     voxel_size: tuple[float, ...] = ()
     template_mask: bool = True
@@ -103,7 +103,7 @@ def init_single_subject_wf(
         protocols,
         transform=options.transform,
         seed=options.seed,
-        resolution=options.registration_resolution,
+        sampling=options.registration_sampling,
     )
     superres = pe.Node(
         SuperResolve(
@@ -132,7 +132,7 @@ def init_single_subject_wf(
         "adapt_steps": options.adapt_steps,
         "seed": options.seed,
         "transform": options.transform,
-        "registration_resolution": options.registration_resolution,
+        "registration_sampling": options.registration_sampling,
         "lr_model": options.lr_model,
         "versions": dict(options.versions),
     }
@@ -153,8 +153,7 @@ def init_single_subject_wf(
                               ("map_metadata", "map_metadata"),
                               ("reference_guide", "reference_guide")]),
         (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
-        (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file"),
-                                ("lr_file", "inputnode.lr_file")]),
+        (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file")]),
         (mask, register_wf, [("mask_file", "inputnode.mask_file")]),
         (inputnode, register_wf, [("guide_files", "inputnode.guide_files")]),
         (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file"),

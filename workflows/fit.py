@@ -15,19 +15,17 @@ def init_register_guides_wf(
     protocols: Mapping[str, Mapping[str, Any]],
     transform: str = "rigid",
     seed: int = 0,
-    resolution: str = "auto",
+    sampling: str = "brain",
     name: str = "register_guides_wf",
 ) -> pe.Workflow:
     """Register each guide (one node per guide, run in parallel) to the qMRI space.
 
-    inputnode: ``lr_file``, ``lr_up_file``, ``mask_file``, ``guide_files`` (dict name ->
-    path);
+    inputnode: ``lr_up_file``, ``mask_file``, ``guide_files`` (dict name -> path);
     outputnode: ``registrations`` (list of RegisterGuide results, in ``guides`` order).
     """
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=["lr_file", "lr_up_file", "mask_file", "guide_files"]),
-        name="inputnode",
+        niu.IdentityInterface(fields=["lr_up_file", "mask_file", "guide_files"]), name="inputnode"
     )
     outputnode = pe.Node(niu.IdentityInterface(fields=["registrations"]), name="outputnode")
     merge = pe.Node(niu.Merge(len(guides)), name="merge_registrations")
@@ -37,7 +35,7 @@ def init_register_guides_wf(
                 guide_name=guide,
                 protocol=dict(protocols[guide]),
                 transform=transform,
-                resolution=resolution,
+                sampling=sampling,
                 seed=seed,
             ),
             name=f"register_{guide}",
@@ -46,15 +44,7 @@ def init_register_guides_wf(
         )
         workflow.connect(
             [
-                (
-                    inputnode,
-                    node,
-                    [
-                        ("lr_up_file", "lr_up_file"),
-                        ("mask_file", "mask_file"),
-                        ("lr_file", "lr_file"),
-                    ],
-                ),
+                (inputnode, node, [("lr_up_file", "lr_up_file"), ("mask_file", "mask_file")]),
                 (inputnode, node, [(("guide_files", _pick, guide), "guide_file")]),
                 (node, merge, [("result", f"in{i}")]),
             ]

@@ -101,13 +101,12 @@ class BrainMask(SimpleInterface):
 
 class _RegisterInputSpec(BaseInterfaceInputSpec):
     lr_up_file = File(exists=True, mandatory=True)
-    lr_file = File(exists=True, desc="LR maps on their grid (their voxel size sets the pyramid)")
     mask_file = File(exists=True, mandatory=True)
     guide_file = File(exists=True, mandatory=True)
     guide_name = traits.Str(mandatory=True)
     protocol = traits.Dict(mandatory=True, desc="the guide's protocol (Protocol.as_dict)")
     transform = traits.Enum("rigid", "affine", usedefault=True)
-    resolution = traits.Enum("auto", "full", usedefault=True)
+    sampling = traits.Enum("brain", "full", usedefault=True, desc="metric sampling")
     seed = traits.Int(0, usedefault=True)
 
 
@@ -129,8 +128,7 @@ class RegisterGuide(SimpleInterface):
             runtime.cwd,
             transform=self.inputs.transform,
             seed=self.inputs.seed,
-            lr_file=self.inputs.lr_file or None,
-            resolution=self.inputs.resolution,
+            sampling=self.inputs.sampling,
         )
         self._results["result"] = {"name": self.inputs.guide_name, **result}
         return runtime

@@ -279,7 +279,7 @@ def run_participant(args: Any) -> int:
         device=args.device,
         omp_nthreads=omp,
         transform=args.registration,
-        registration_resolution=args.registration_resolution,
+        registration_sampling=args.registration_sampling,
         lr_model=args.lr_model,
         voxel_size=tuple(args.output_resolution or ()),
         template_mask=not args.no_template_mask,

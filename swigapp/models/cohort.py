@@ -18,7 +18,7 @@ from swigapp import kspace
 from swigapp.io.bids import SubjectBundle, layout, load_bundle
 from swigapp.masking import mask_from_maps
 from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
-from swigapp.registration import finest_shrink_for, register_guide
+from swigapp.registration import register_guide
 from swigapp.synthesis import synthesize
 
 
@@ -40,7 +40,7 @@ def prepare_bundle(
     transform_dir: str | Path | None = None,
 ) -> PreparedSubject:
     """HR grid (guides' voxel size unless ``voxel_size``), mask, registration (as the app
-    registers: the pyramid ends at the LR maps' resolution), inputs."""
+    registers: the metric sampled in the brain mask), inputs."""
     first = next(iter(bundle.guides.values()))
     if voxel_size is None:
         voxel_size = kspace.voxel_sizes(first[1])
@@ -50,7 +50,6 @@ def prepare_bundle(
     mask = mask_from_maps(up[0], up[1])
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms = {}, {}
-    shrink = finest_shrink_for(kspace.voxel_sizes(bundle.lr_affine), voxel_size)
     for name, (data, affine) in bundle.guides.items():
         fixed = synthesize(up_maps, bundle.protocols[name]) * mask
         prefix = None
@@ -58,7 +57,9 @@ def prepare_bundle(
             prefix = (
                 Path(transform_dir) / f"sub-{bundle.subject}_from-{name}_to-qmri_mode-image_xfm"
             )
-        result = register_guide(fixed, hr_affine, data, affine, transform, seed, prefix, shrink)
+        result = register_guide(
+            fixed, hr_affine, data, affine, transform, seed, prefix, mask, sampling="brain"
+        )
         registered[name] = result.image
         transforms[name] = result.transforms
     tensors = prepare_subject(bundle.lr_maps, registered, bundle.protocols, mask, lr_up=up)

@@ -78,8 +78,8 @@ def bloch_steady_state(
     return reads
 
 
-def spin_echo_events(tr: float, te: float) -> list[Event]:
-    """Spin echo: 90 about x, 180 about y at TE/2, read at TE, spoil before the next TR."""
+def _spin_echo_readout(te: float) -> list[Event]:
+    """Spoil, 90 about x, 180 about y at TE/2, read at TE."""
     return [
         SPOIL,
         pulse(math.pi / 2),
@@ -87,25 +87,18 @@ def spin_echo_events(tr: float, te: float) -> list[Event]:
         pulse(math.pi, math.pi / 2),
         relax(te / 2),
         READ,
-        relax(tr - te),
     ]
+
+
+def spin_echo_events(tr: float, te: float) -> list[Event]:
+    """Spin echo: 90 about x, 180 about y at TE/2, read at TE, spoil before the next TR."""
+    return [*_spin_echo_readout(te), relax(tr - te)]
 
 
 def inversion_recovery_events(tr: float, ti: float, te: float) -> list[Event]:
     """Inversion recovery with a spin-echo readout: 180, TI, 90, 180 at TE/2, read at TE;
     TR runs from inversion to inversion."""
-    return [
-        SPOIL,
-        pulse(math.pi),
-        relax(ti),
-        SPOIL,
-        pulse(math.pi / 2),
-        relax(te / 2),
-        pulse(math.pi, math.pi / 2),
-        relax(te / 2),
-        READ,
-        relax(tr - ti - te),
-    ]
+    return [SPOIL, pulse(math.pi), relax(ti), *_spin_echo_readout(te), relax(tr - ti - te)]
 
 
 def spoiled_gre_events(tr: float, te: float, flip: float) -> list[Event]:

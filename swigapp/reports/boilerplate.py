@@ -246,12 +246,11 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
     refs: tuple[str, ...] = tuple(k for g in guides for k in _protocol_refs(protos[g]))
     described = _join([f"{g}, {describe_protocol(protos[g])}" for g in guides])
     mi = {g: r["metric"] for g, r in results["registration"].items()}
-    shrink = max(int(r.get("finest_shrink", 1)) for r in results["registration"].values())
-    levels = (
-        f"a three-level pyramid ending at {shrink} times the output voxel size, the "
-        "resolution of the low-resolution maps that the target carries"
-        if shrink > 1
-        else "a three-level pyramid ending at the output resolution"
+    sampling = params.get("registration_sampling", "full")
+    where = (
+        "sampled at 10 % of the brain-mask voxels"
+        if sampling == "brain"
+        else "sampled at 20 % of the voxels of the grid"
     )
     return [
         (f"The weighted images used as guides were {described}", refs),
@@ -259,7 +258,7 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
             "Each guide was registered to an image of its own contrast synthesised from the "
             "upsampled low-resolution maps through its signal equation, with a "
             f"{transform} transform{f' ({dof} degrees of freedom)' if dof else ''} maximising "
-            f"Mattes mutual information over {levels}, in ANTs through ANTsPy "
+            f"Mattes mutual information ({where}; three-level pyramid) in ANTs through ANTsPy "
             f"{params.get('versions', {}).get('antspyx', '')}, single-threaded with a fixed "
             f"seed ({params['seed']})",
             ("mattes2003mi", "avants2011ants", "tustison2021antsx"),
