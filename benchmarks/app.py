@@ -93,11 +93,11 @@ def main() -> None:
     parser.add_argument(
         "--compare-registration",
         action="store_true",
-        help="also time --registration-sampling full (0.1.0's setting), alternating the two "
+        help="also time --registration-sampling 0.2 (0.1.0's setting), alternating the two "
         "settings run by run",
     )
     args = parser.parse_args()
-    settings = ["brain", "full"] if args.compare_registration else ["brain"]
+    settings = ["0.1", "0.2"] if args.compare_registration else ["0.1"]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="swigapp-bench-") as tmp:
         bids = write_dataset(Path(tmp) / "bids", 1, seed=9000, config=PhantomConfig(size=args.size))

@@ -29,7 +29,7 @@ from swigapp.phantom.bids import TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 
 RESULTS = Path(__file__).parent / "results"
-SETTINGS = ("full", "brain")
+SETTINGS = (0.2, 0.1)  # swigapp 0.1.0, the default
 
 
 def displacement_error_mm(

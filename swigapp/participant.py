@@ -133,13 +133,12 @@ def register(
     out_dir: str | Path,
     transform: str = "rigid",
     seed: int = 0,
-    sampling: str = "brain",
+    sampling: float = 0.1,
 ) -> dict[str, Any]:
     """Register one guide to its own contrast synthesised from the upsampled LR maps.
 
-    ``sampling``: where the metric samples the target, 'brain' (10 % of the brain-mask
-    voxels) or 'full' (20 % of the grid, swigapp 0.1.0's setting; see
-    :data:`swigapp.registration.SAMPLING`). Returns ``registered_file`` (the guide on the
+    ``sampling``: the fraction of the target's voxels the metric samples (0.1 the app's
+    default, 0.2 swigapp 0.1.0's). Returns ``registered_file`` (the guide on the
     HR grid), ``fixed_file`` (the synthesised target), ``transform_files`` (ANTs, guide ->
     qMRI space) and the MI ``metric``.
     """
@@ -154,7 +153,7 @@ def register(
     out = Path(out_dir)
     result = register_guide(
         fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm",
-        fixed_mask=mask, sampling=sampling,
+        sampling=sampling,
     )  # fmt: skip
     return {
         "registered_file": str(

@@ -56,11 +56,10 @@ def _to_ants(data: np.ndarray, affine: np.ndarray):
     return ants.from_nibabel_nifti(img)
 
 
-#: How the Mattes metric samples the fixed grid: "brain" (the default) draws 10 % of the
-#: brain-mask voxels; "full" draws 20 % of all voxels, swigapp 0.1.0's setting. Chosen on
-#: validation phantoms (docs/benchmarks.md, "Registration"): the same displacement error
-#: against the known head motion in about half the time.
-SAMPLING = {"brain": 0.1, "full": 0.2}
+#: Fraction of the fixed grid's voxels the Mattes metric samples at random: the app's
+#: default (docs/benchmarks.md, "Registration": as accurate on validation phantoms as
+#: swigapp 0.1.0's 0.2, in less time), and 0.1.0's.
+DEFAULT_SAMPLING, SAMPLING_0_1_0 = 0.1, 0.2
 
 
 def register_guide(
@@ -71,14 +70,13 @@ def register_guide(
     transform: str = "rigid",
     seed: int = 0,
     save_prefix: str | Path | None = None,
-    fixed_mask: np.ndarray | None = None,
-    sampling: str = "full",
+    sampling: float = SAMPLING_0_1_0,
 ) -> Registered:
     """Register ``moving`` (an acquired guide) to ``fixed`` (its contrast synthesised from maps).
 
     Mattes mutual information, 3-level pyramid; ``transform`` is 'rigid' or 'affine';
-    ``sampling`` (:data:`SAMPLING`): 'brain' samples the metric inside ``fixed_mask`` (the
-    brain mask on the fixed grid, required), 'full' over the whole grid. Returns the moving
+    ``sampling``: the fraction of the fixed grid's voxels the metric samples (0 < f <= 1;
+    :data:`DEFAULT_SAMPLING` is the app's). Returns the moving
     image resampled on the fixed grid (B-spline, clipped at 0) and the transform files
     (copied to ``save_prefix``* when given). Deterministic for a ``seed`` when ITK runs
     single-threaded (see :func:`import_ants`).
@@ -89,13 +87,8 @@ def register_guide(
     ants.config._random_seed = ants_seed(seed)
     fixed_img = _to_ants(fixed, fixed_affine)
     moving_img = _to_ants(moving, moving_affine)
-    if sampling not in SAMPLING:
-        raise ValueError(f"unknown metric sampling {sampling!r} (brain or full)")
-    if sampling == "brain" and fixed_mask is None:
-        raise ValueError("brain sampling needs the fixed image's brain mask")
-    mask = None
-    if sampling == "brain":
-        mask = _to_ants(np.asarray(fixed_mask, np.float32), fixed_affine)
+    if not 0 < sampling <= 1:
+        raise ValueError(f"metric sampling {sampling} must be a fraction in (0, 1]")
     result = ants.registration(
         fixed_img,
         moving_img,
@@ -104,8 +97,7 @@ def register_guide(
         aff_iterations=(200, 100, 50),
         aff_shrink_factors=(4, 2, 1),
         aff_smoothing_sigmas=(2, 1, 0),
-        aff_random_sampling_rate=SAMPLING[sampling],
-        mask=mask,
+        aff_random_sampling_rate=float(sampling),
     )
     warped = ants.apply_transforms(
         fixed_img, moving_img, transformlist=result["fwdtransforms"], interpolator="bSpline"

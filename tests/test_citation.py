@@ -161,7 +161,7 @@ def test_boilerplate_names_what_ran_with_its_references(record):
     assert "4x4x4 mm voxels, matrix 20x24x10" in md
     assert "downsampling factors 2x2x2" in md
     assert "rigid transform (6 degrees of freedom)" in md
-    assert "sampled at 20 % of the voxels of the grid" in md  # no option recorded: 0.1.0
+    assert "sampled at 20 % of the target's voxels" in md  # no option recorded: 0.1.0
     assert "MPRAGE (TR 2300 ms, TI 900 ms" in md
     assert "FLAIR, magnitude inversion recovery (TR 9000 ms, TI 2500 ms, TE 120 ms" in md
     assert "T1w 0.910, T2w 0.930" in md  # guide SSIM
@@ -182,8 +182,8 @@ def test_changing_an_option_changes_the_paragraph(record):
     base = methods_boilerplate("sub-01", results, params).markdown
     affine = methods_boilerplate("sub-01", results, params | {"transform": "affine"}).markdown
     assert "affine transform (12 degrees of freedom)" in affine and affine != base
-    brain = methods_boilerplate("sub-01", results, params | {"registration_sampling": "brain"})
-    assert "sampled at 10 % of the brain-mask voxels" in brain.markdown
+    sparse = methods_boilerplate("sub-01", results, params | {"registration_sampling": 0.1})
+    assert "sampled at 10 % of the target's voxels" in sparse.markdown
 
     results["superres"]["adapt_losses"] = [0.5, 0.25]
     adapted = methods_boilerplate("sub-01", results, params | {"adapt_steps": 2}).markdown

@@ -2,8 +2,8 @@
 
 Library-level checks on the tiny phantom's sub-01 maps (conform_maps, prepare_lr_maps, the
 LR terms), and one CLI run on a 3-participant dataset: sub-01 as simulated, sub-02 the
-same maps with PD x100 and T1 as int16 ms with a scale slope, sub-03 with background noise
-(negative values) in every map and scattered NaN voxels in T2.
+same maps with PD x100, sub-03 with background noise (negative values) in every map,
+scattered NaN voxels in T2 and T1 as int16 ms with a scale slope.
 """
 
 import json
@@ -313,8 +313,9 @@ def test_validity_travels_with_crops(tiny_subject):
 
 @pytest.fixture(scope="module")
 def imperfect_run(tiny_dataset, tmp_path_factory):
-    """sub-01 as simulated; sub-02: PD x100, T1 int16 in ms (slope 0.5, Units ms); sub-03:
-    noisy background (negatives) in every map and 1 % NaN voxels in T2. One CLI run."""
+    """sub-01 as simulated; sub-02: PD x100 and nothing else; sub-03: noisy background
+    (negatives) in every map, 1 % NaN voxels in T2, and T1 as int16 in ms (slope 0.5,
+    Units ms). One CLI run."""
     base = tmp_path_factory.mktemp("imperfect")
     bids = base / "bids"
     shutil.copytree(tiny_dataset, bids, ignore=shutil.ignore_patterns("derivatives", "sub-02"))
@@ -326,16 +327,16 @@ def imperfect_run(tiny_dataset, tmp_path_factory):
     m2 = _maps(bids, "02")
     head = _head(m2)
     _rewrite(m2["PD"], lambda d: d * 100)
-    t1, img = _read(m2["T1"])
-    _write(m2["T1"], np.round(t1 * 1000 / 0.5), img, dtype=np.int16, slope=0.5)
-    sidecar = bids / "sub-02/anat/sub-02_acq-lowres_T1map.json"
-    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"Units": "ms"}))
     m3 = _maps(bids, "03")
     for seed, (m, sigma) in enumerate((("PD", 0.03), ("T1", 0.3), ("T2", 0.1))):
         data, img = _read(m3[m])
         _write(m3[m], _noisy_background(data, head, sigma, seed), img)
     rng = np.random.default_rng(5)
     _rewrite(m3["T2"], lambda d: np.where(head & (rng.random(d.shape) < 0.01), np.nan, d))
+    t1, img = _read(m3["T1"])
+    _write(m3["T1"], np.round(t1 * 1000 / 0.5), img, dtype=np.int16, slope=0.5)
+    sidecar = bids / "sub-03/anat/sub-03_acq-lowres_T1map.json"
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"Units": "ms"}))
     out = base / "out"
     rc = cli.main([str(bids), str(out), "participant", "--skip-bids-validation", "-w",
                    str(base / "work"), "--nprocs", "2", "--omp-nthreads", "1",
@@ -372,7 +373,7 @@ def test_imperfect_participants_are_processed(imperfect_run):
         data = _sr(run, "02", m)[0]
         assert np.abs(data[mask] - base[m][mask]).sum() / base[m][mask].sum() < 0.01
         assert 0.1 < np.median(data[mask]) < 3  # seconds
-    # sub-03: noise and NaN; T1 and T2 in seconds and close to sub-01's
+    # sub-03: noise, NaN and T1 in int16 ms; T1 and T2 in seconds and close to sub-01's
     for m in ("T1", "T2"):
         data = _sr(run, "03", m)[0]
         assert np.median(data[mask]) == pytest.approx(np.median(base[m][mask]), rel=0.02)

@@ -94,12 +94,11 @@ def test_robust_z_flags_outliers(tmp_path):
     assert rows[5]["GM_T1_ms"] == pytest.approx(2500.0)
 
 
-def test_registration_sampling_needs_a_mask_and_a_known_name():
-    from swigapp.registration import SAMPLING, register_guide
+def test_registration_sampling_is_a_fraction():
+    from swigapp.registration import DEFAULT_SAMPLING, SAMPLING_0_1_0, register_guide
 
-    assert SAMPLING == {"brain": 0.1, "full": 0.2}
+    assert (DEFAULT_SAMPLING, SAMPLING_0_1_0) == (0.1, 0.2)
     image, affine = np.ones((8, 8, 8), np.float32), np.eye(4)
-    with pytest.raises(ValueError, match="needs the fixed image's brain mask"):
-        register_guide(image, affine, image, affine, sampling="brain")
-    with pytest.raises(ValueError, match="unknown metric sampling 'half'"):
-        register_guide(image, affine, image, affine, sampling="half")
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="must be a fraction in"):
+            register_guide(image, affine, image, affine, sampling=bad)

@@ -43,7 +43,7 @@ class WorkflowOptions:
     device: str = "auto"
     omp_nthreads: int = 0
     transform: str = "rigid"
-    registration_sampling: str = "brain"
+    registration_sampling: float = 0.1
     lr_model: str = "auto"
     voxel_size: tuple[float, ...] = ()
     template_mask: bool = True

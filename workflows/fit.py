@@ -15,7 +15,7 @@ def init_register_guides_wf(
     protocols: Mapping[str, Mapping[str, Any]],
     transform: str = "rigid",
     seed: int = 0,
-    sampling: str = "brain",
+    sampling: float = 0.1,
     name: str = "register_guides_wf",
 ) -> pe.Workflow:
     """Register each guide (one node per guide, run in parallel) to the qMRI space.

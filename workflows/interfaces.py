@@ -106,7 +106,7 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     guide_name = traits.Str(mandatory=True)
     protocol = traits.Dict(mandatory=True, desc="the guide's protocol (Protocol.as_dict)")
     transform = traits.Enum("rigid", "affine", usedefault=True)
-    sampling = traits.Enum("brain", "full", usedefault=True, desc="metric sampling")
+    sampling = traits.Float(0.1, usedefault=True, desc="fraction of voxels the metric samples")
     seed = traits.Int(0, usedefault=True)
 
 

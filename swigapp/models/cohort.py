@@ -18,7 +18,7 @@ from swigapp import kspace
 from swigapp.io.bids import SubjectBundle, layout, load_bundle
 from swigapp.masking import mask_from_maps
 from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
-from swigapp.registration import register_guide
+from swigapp.registration import DEFAULT_SAMPLING, register_guide
 from swigapp.synthesis import synthesize
 
 
@@ -40,7 +40,7 @@ def prepare_bundle(
     transform_dir: str | Path | None = None,
 ) -> PreparedSubject:
     """HR grid (guides' voxel size unless ``voxel_size``), mask, registration (as the app
-    registers: the metric sampled in the brain mask), inputs."""
+    registers), inputs."""
     first = next(iter(bundle.guides.values()))
     if voxel_size is None:
         voxel_size = kspace.voxel_sizes(first[1])
@@ -58,7 +58,7 @@ def prepare_bundle(
                 Path(transform_dir) / f"sub-{bundle.subject}_from-{name}_to-qmri_mode-image_xfm"
             )
         result = register_guide(
-            fixed, hr_affine, data, affine, transform, seed, prefix, mask, sampling="brain"
+            fixed, hr_affine, data, affine, transform, seed, prefix, sampling=DEFAULT_SAMPLING
         )
         registered[name] = result.image
         transforms[name] = result.transforms

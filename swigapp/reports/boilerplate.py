@@ -246,12 +246,8 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
     refs: tuple[str, ...] = tuple(k for g in guides for k in _protocol_refs(protos[g]))
     described = _join([f"{g}, {describe_protocol(protos[g])}" for g in guides])
     mi = {g: r["metric"] for g, r in results["registration"].items()}
-    sampling = params.get("registration_sampling", "full")
-    where = (
-        "sampled at 10 % of the brain-mask voxels"
-        if sampling == "brain"
-        else "sampled at 20 % of the voxels of the grid"
-    )
+    sampling = float(params.get("registration_sampling", 0.2))
+    where = f"sampled at {100 * sampling:.3g} % of the target's voxels"
     return [
         (f"The weighted images used as guides were {described}", refs),
         (
