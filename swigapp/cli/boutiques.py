@@ -47,6 +47,9 @@ def _input(action: argparse.Action) -> dict[str, Any]:
         return item
     if dest in FILE_INPUTS:
         item["type"] = "File"
+    elif action.type and getattr(action.type, "__name__", "") == "_fraction":
+        item |= {"type": "Number", "integer": False, "minimum": 0, "exclusive-minimum": True}
+        item["maximum"] = 1
     elif action.type in (int, float) or (action.type and "positive_int" in action.type.__name__):
         item["type"] = "Number"
         item["integer"] = action.type is not float
