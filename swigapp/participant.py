@@ -57,9 +57,9 @@ def conform_maps(
     """
     import logging
 
-    from swigapp.acquisition import KSpace3D, from_metadata
+    from swigapp.acquisition import from_metadata
     from swigapp.io.qmri import prepare_lr_maps
-    from swigapp.models.features import physical_maps, upsample_maps
+    from swigapp.models.features import physical_maps
 
     start = time.perf_counter()
     prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
@@ -75,11 +75,8 @@ def conform_maps(
     lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
     valid = np.moveaxis(prepared.valid_stack(), 0, -1)
     lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
-    if isinstance(acq, KSpace3D):
-        up = upsample_maps(lr, hr_shape)  # exactly as before the acquisition models
-    else:
-        stack = np.stack([np.asarray(lr[m], np.float64) for m in MAP_ORDER])
-        up = physical_maps(np.asarray(acq.upsample(stack), dtype=np.float32))
+    stack = np.stack([np.asarray(lr[m], np.float64) for m in MAP_ORDER])
+    up = physical_maps(np.asarray(acq.upsample(stack), dtype=np.float32))
     lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
     return {
         "lr_file": lr_file,
