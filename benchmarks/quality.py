@@ -45,20 +45,39 @@ from swigapp.models.inr import INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
+from swigapp.participant import guide_weight
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.synthesis import synthesize
 
 HELD_OUT_SEED = 5000
-SETTINGS = {"2mm-iso": (2.0, 2.0, 2.0), "1x1x4mm": (1.0, 1.0, 4.0)}
+#: LR settings: PhantomConfig fields. "clinical-2d": a head with skull and scalp, LR maps an
+#: oblique 2D multi-slice stack (1 mm in-plane, 4 mm Gaussian slices every 5 mm: a 1 mm
+#: gap), tilted by 15 degrees about the left-right axis against the guides.
+SETTINGS: dict[str, dict] = {
+    "2mm-iso": {"lr_factors": (2.0, 2.0, 2.0)},
+    "1x1x4mm": {"lr_factors": (1.0, 1.0, 4.0)},
+    "clinical-2d": {
+        "lr_factors": (1.0, 1.0, 5.0),
+        "acquisition": "2d",
+        "slice_thickness_mm": 4.0,
+        "slice_gap_mm": 1.0,
+        "tilt_deg": 15.0,
+        "head": True,
+    },
+}
 GUIDES = ("T1w", "T2w")
+#: The LR input row: zero-filled k-space (3D), or the 2D stack's least-squares upsampling.
+LR_ROW = {False: "LR input (zero-filled)", True: "LR input (lsq, 2D stack)"}
 
 
-def held_out_config(size: str, factors: tuple[float, ...]) -> PhantomConfig:
-    """Phantom settings of the held-out subjects (harder than training)."""
+def held_out_config(size: str, setting: tuple[float, ...] | dict) -> PhantomConfig:
+    """Phantom settings of the held-out subjects (harder than training); ``setting``: LR
+    factors, or PhantomConfig fields (:data:`SETTINGS`)."""
+    fields = dict(setting) if isinstance(setting, dict) else {"lr_factors": tuple(setting)}
     return PhantomConfig(
         size=size,
-        lr_factors=factors,
+        **fields,
         guides=("T1w", "T2w", "FLAIR"),
         n_lesions=5,
         protocol_jitter=0.15,
@@ -125,10 +144,31 @@ def as_maps(volume: np.ndarray) -> dict:
     return dict(zip(MAP_ORDER, volume, strict=True))
 
 
-def method_table(tensors, models: dict, args, voxel: tuple[float, ...]) -> dict:
-    """Every method as a callable returning (3, X, Y, Z) maps (``voxel``: HR voxel size, mm)."""
+def method_table(
+    tensors, models: dict, args, voxel: tuple[float, ...], prepared: PreparedSubject | None = None
+) -> dict:
+    """Every method as a callable returning (3, X, Y, Z) maps (``voxel``: HR voxel size, mm).
+
+    With ``prepared``, the guided methods fall back to the upsampled LR maps where no guide
+    saw the voxel (:func:`swigapp.participant.guide_weight`), as the app does; on a 2D
+    stack the LR input row is the stack's least-squares upsampling.
+    """
     hr_shape, lr = tensors.hr_shape, tensors.lr.numpy()
     both = tensors.with_guides(GUIDES)
+    up = tensors.lr_up.numpy()
+    weight = None
+    if prepared is not None and prepared.coverage:
+        weight = guide_weight([prepared.coverage[g] for g in GUIDES if g in prepared.coverage])
+    stack = (
+        prepared is not None
+        and prepared.acquisition is not None
+        and (prepared.acquisition.describe()["model"] == "slice-profile")
+    )
+
+    def guided(run: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+        if weight is None or weight.min() >= 1.0:
+            return run
+        return lambda: weight * run() + (1.0 - weight) * up
 
     def inr() -> np.ndarray:
         fit = fit_inr(both, voxel, INRConfig(max_steps=args.inr_max_steps, seed=args.seed))
@@ -140,22 +180,22 @@ def method_table(tensors, models: dict, args, voxel: tuple[float, ...]) -> dict:
         return predict_volume(tuned, both)
 
     methods = {
-        "LR input (zero-filled)": lambda: tensors.lr_up.numpy(),
+        LR_ROW[stack]: lambda: up,
         "trilinear": lambda: np.stack([upsample_interp(v, hr_shape, 1) for v in lr]),
         "cubic spline": lambda: np.stack([upsample_interp(v, hr_shape, 3) for v in lr]),
-        "SWIG T1w+T2w": lambda: predict_volume(models["swig"], both),
-        "SWIG T1w+T2w + adapt": adapted,
+        "SWIG T1w+T2w": guided(lambda: predict_volume(models["swig"], both)),
+        "SWIG T1w+T2w + adapt": guided(adapted),
         "SWIG no guides": lambda: predict_volume(models["swig"], tensors.with_guides(())),
         "SWIG T1w only": lambda: predict_volume(models["swig"], tensors.with_guides(("T1w",))),
         "SWIG T2w only": lambda: predict_volume(models["swig"], tensors.with_guides(("T2w",))),
     }
     if "nolr" in models:
-        methods["SWIG no LR input (T1w+T2w)"] = lambda: predict_volume(models["nolr"], both)
-    methods["INR (T1w+T2w)"] = inr
+        methods["SWIG no LR input (T1w+T2w)"] = guided(lambda: predict_volume(models["nolr"], both))
+    methods["INR (T1w+T2w)"] = guided(inr)
     for key, label in (("wmri2q_supervised", "supervised-only"), ("wmri2q_hybrid", "hybrid")):
         if key in models:
             model = models[key]
-            methods[f"wmri2q {label} (T1w+T2w)"] = lambda m=model: predict_volume(m, both)
+            methods[f"wmri2q {label} (T1w+T2w)"] = guided(lambda m=model: predict_volume(m, both))
     if args.methods:  # baselines always run: the targets are relative to them
         keep = ("LR input", "cubic", *args.methods)
         methods = {k: v for k, v in methods.items() if any(w.lower() in k.lower() for w in keep)}
@@ -236,7 +276,8 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
     for subject in subjects:
         tensors = subject.prepared.tensors
         voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
-        for method, run in method_table(tensors, models, args, voxel).items():
+        table = method_table(tensors, models, args, voxel, subject.prepared)
+        for method, run in table.items():
             volume, seconds, peak = measured(run)
             row = {"setting": name, "subject": subject.name, "method": method}
             row |= {"seconds": seconds, "peak_rss_gib": peak}
@@ -305,7 +346,8 @@ def summarise(rows: list[dict]) -> tuple[str, list[dict]]:
 
 def targets(table: dict) -> list[str]:
     """The issue's quality targets, checked against this table."""
-    lr, cubic = table.get("LR input (zero-filled)"), table.get("cubic spline")
+    lr = table.get(LR_ROW[False]) or table.get(LR_ROW[True])
+    cubic = table.get("cubic spline")
     out = []
     for name in ("SWIG T1w+T2w", "SWIG T1w+T2w + adapt"):
         s = table.get(name)
@@ -391,7 +433,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     extra = f" --phantom-seed {args.phantom_seed}" * (args.phantom_seed != HELD_OUT_SEED)
     extra += f" --swig-model {args.swig_model}" * bool(args.swig_model)
-    extra += (" --methods " + " ".join(repr(m) for m in args.methods)) * bool(args.methods)
+    if args.methods:
+        extra += " --methods " + " ".join(repr(m) for m in args.methods)
+    if args.settings != list(SETTINGS):
+        extra += " --settings " + " ".join(args.settings)
     role = "held out" if args.phantom_seed == HELD_OUT_SEED else "validation, not held out"
     header = (
         f"Command: `python -m benchmarks.quality --subjects {args.subjects} --size {args.size} "

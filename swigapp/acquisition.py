@@ -63,9 +63,11 @@ sidecar)``; ``acq.upsample(lr)`` replaces ``kspace.upsample(lr, hr_shape)``,
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -248,6 +250,10 @@ class SliceStack2D(Acquisition):
         """Gap between slices in mm (negative: slices overlap)."""
         return self.slice_spacing - self.slice_thickness
 
+    def through_plane(self) -> ThroughPlane:
+        """The grid-free through-plane model (for crops of the HR grid)."""
+        return ThroughPlane(self.slice_axis, self.slice_spacing, self.slice_thickness, self.profile)
+
     def _mat(self, name: str, like: torch.Tensor) -> torch.Tensor:
         key = (like.dtype, like.device, name)
         if key not in self._cache:
@@ -293,6 +299,52 @@ class SliceStack2D(Acquisition):
                 + (f" (lambda {self.lam:g})" if self.upsampling in ("lsq", "tikhonov") else "")
             ),
         }
+
+
+@dataclass(frozen=True)
+class ThroughPlane:
+    """The slice model of a 2D stack without its grid: slice axis (0-2 of the last three),
+    spacing and thickness (mm), profile. The LR-consistency terms of adaptation and of the
+    INR fit crops of the HR grid (whole LR slices, as :func:`swigapp.models.data.random_crop`
+    cuts them); :meth:`operator` is the stack's operator on such a crop, periodic within the
+    crop as the k-space operator is (both sides of the loss go through the same operator,
+    so the wrap cancels where prediction and data agree)."""
+
+    slice_axis: int
+    spacing_mm: float
+    thickness_mm: float
+    profile: str = "gaussian"
+
+    def permuted(self, perm: Sequence[int]) -> ThroughPlane:
+        """The same model after the axes are permuted by ``perm`` (new axis i = old perm[i])."""
+        axis = [int(p) for p in perm].index(self.slice_axis)
+        return ThroughPlane(axis, self.spacing_mm, self.thickness_mm, self.profile)
+
+    def operator(self, hr_shape: Sequence[int], lr_shape: Sequence[int]) -> SliceStack2D:
+        """The stack's operator from an HR box to its LR box (cached per shape)."""
+        return _crop_operator(
+            tuple(int(v) for v in hr_shape[-3:]),
+            tuple(int(v) for v in lr_shape[-3:]),
+            self.slice_axis,
+            self.spacing_mm,
+            self.thickness_mm,
+            self.profile,
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _crop_operator(
+    hr_shape: tuple[int, ...],
+    lr_shape: tuple[int, ...],
+    axis: int,
+    spacing: float,
+    thickness: float,
+    profile: str,
+) -> SliceStack2D:
+    return SliceStack2D(
+        hr_shape, lr_shape, spacing, thickness, slice_axis=axis, profile=profile,  # type: ignore[arg-type]
+        upsampling="zerofill",
+    )  # fmt: skip
 
 
 _UPSAMPLING_TEXT = {

@@ -28,6 +28,8 @@ class Registered:
     image: np.ndarray
     transforms: tuple[str, ...]
     metric: float
+    #: Fraction (0-1) of each fixed voxel inside the moving image's field of view.
+    coverage: np.ndarray | None = None
 
 
 def import_ants():  # noqa: ANN201 (the ants module)
@@ -77,7 +79,9 @@ def register_guide(
     Mattes mutual information, 3-level pyramid; ``transform`` is 'rigid' or 'affine';
     ``sampling``: the fraction of the fixed grid's voxels the metric samples (0 < f <= 1;
     :data:`DEFAULT_SAMPLING` is the app's). Returns the moving
-    image resampled on the fixed grid (B-spline, clipped at 0) and the transform files
+    image resampled on the fixed grid (B-spline, clipped at 0), its field-of-view coverage
+    there (0-1, linear: where the guide saw nothing, its resampled value is 0, not tissue)
+    and the transform files
     (copied to ``save_prefix``* when given). Deterministic for a ``seed`` when ITK runs
     single-threaded (see :func:`import_ants`).
     """
@@ -103,6 +107,13 @@ def register_guide(
         fixed_img, moving_img, transformlist=result["fwdtransforms"], interpolator="bSpline"
     )
     image = np.clip(warped.numpy(), 0.0, None).astype(np.float32)
+    fov = ants.apply_transforms(
+        fixed_img,
+        moving_img.new_image_like(np.ones(moving_img.shape, np.float32)),
+        transformlist=result["fwdtransforms"],
+        interpolator="linear",
+    )
+    coverage = np.clip(fov.numpy(), 0.0, 1.0).astype(np.float32)
     metric = float(ants.image_similarity(fixed_img, warped, metric_type="MattesMutualInformation"))
     files = tuple(result["fwdtransforms"])
     if save_prefix is not None:
@@ -113,4 +124,4 @@ def register_guide(
             shutil.copyfile(src, dst)
             saved.append(str(dst))
         files = tuple(saved)
-    return Registered(image=image, transforms=files, metric=metric)
+    return Registered(image=image, transforms=files, metric=metric, coverage=coverage)

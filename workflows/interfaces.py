@@ -168,6 +168,7 @@ class SuperResolve(SimpleInterface):
         from swigapp.participant import super_resolve
 
         guides = {r["name"]: r["registered_file"] for r in self.inputs.registrations}
+        coverage = [r["coverage_file"] for r in self.inputs.registrations if "coverage_file" in r]
         result = super_resolve(
             self.inputs.lr_file,
             self.inputs.lr_up_file,
@@ -187,6 +188,7 @@ class SuperResolve(SimpleInterface):
                 self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
             ),
             acquisition=(self.inputs.acquisition if isdefined(self.inputs.acquisition) else None),
+            coverage_files=coverage,
         )
         self._results.update(result=result, sr_file=result["sr_file"])
         return runtime

@@ -83,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="gaussian",
         help="2d: slice profile (default gaussian)",
     )
+    parser.add_argument(
+        "--tilt",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="rotate the LR maps' axes by DEG degrees about the left-right axis relative to "
+        "the guides (AC-PC-like angulation, |DEG| <= 45; the truth lies on the maps' axes) "
+        "(default 0)",
+    )
+    parser.add_argument(
+        "--head",
+        action="store_true",
+        help="a head instead of a skull-stripped brain: extra-cerebral CSF, skull, scalp fat "
+        "and muscle, and a noisy LR map background with negative values as fitted maps have",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     parser.add_argument(
         "--lesions", type=int, default=3, metavar="N", help="WM lesions per subject (default 3)"
@@ -123,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.slice_thickness is not None and args.slice_thickness <= 0) or args.slice_gap < 0:
         print("swigapp-phantom: error: need thickness > 0 and gap >= 0 mm", file=sys.stderr)
         return 2
+    if abs(args.tilt) > 45:
+        print("swigapp-phantom: error: --tilt must be within +-45 degrees", file=sys.stderr)
+        return 2
     factors = args.lr_factor * 3 if len(args.lr_factor) == 1 else args.lr_factor
     slices = {}
     if args.acquisition == "2d":
@@ -138,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         guides=tuple(args.guides),
         n_lesions=args.lesions,
         protocol_jitter=args.protocol_jitter,
+        head=args.head,
+        tilt_deg=args.tilt,
         **slices,
     )
     start = time.perf_counter()

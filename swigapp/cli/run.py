@@ -153,20 +153,6 @@ def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
     return subjects
 
 
-def acquisition_model(files: Any, lr_model: str = "auto") -> str:
-    """The acquisition model the participant's conform step will use (kspace or
-    slice-profile), from the T1 map's header and sidecar."""
-    import nibabel as nib
-
-    from swigapp.acquisition import choose_model
-    from swigapp.kspace import voxel_sizes
-
-    if lr_model != "auto":
-        return lr_model
-    voxel = voxel_sizes(nib.load(files.maps["T1"]).affine)
-    return choose_model(voxel, files.map_metadata.get("T1") or {})
-
-
 def check_model(path: Path | None, method: str = "swig") -> str:
     """'' for the method's default weights, a shipped model's name (its hash checked), else
     the absolute path of a loadable model.pt; the architecture must suit ``method``
@@ -248,15 +234,6 @@ def run_participant(args: Any) -> int:
     model_path = check_model(args.model, args.method)
     if args.adapt_steps and args.method != "swig":
         raise InputError(f"--adapt-steps applies to --method swig, not {args.method}")
-    if args.adapt_steps or args.method == "inr":
-        for files, _ in subjects:
-            if acquisition_model(files, args.lr_model) == "slice-profile":
-                what = "--method inr" if args.method == "inr" else "--adapt-steps"
-                raise InputError(
-                    f"{files.maps['T1']}: a 2D multi-slice stack (slice-profile model); {what} "
-                    "still models the LR data as 3D k-space truncation (use --lr-model kspace "
-                    "to treat the maps as 3D)"
-                )
     try:
         resolve_device(args.device)
     except RuntimeError as err:
@@ -330,9 +307,26 @@ def run_participant(args: Any) -> int:
         )
         return EXIT_FAILED
     for files, _ in subjects:
+        _warn_fallback(args.output_dir, files.subject, files.label)
         print(f"swigapp: {files.label}: report {args.output_dir / (files.label + '.html')}")
     print(f"swigapp: derivatives in {args.output_dir}")
     return 0
+
+
+def _warn_fallback(output_dir: Path, subject: str, label: str) -> None:
+    """One warning line when no guide covered part of a participant's brain mask."""
+    qc_file = output_dir / f"sub-{subject}" / "log" / f"{label}_qc.json"
+    try:
+        fallback = float(json.loads(qc_file.read_text()).get("GuideFallbackFraction", 0.0))
+    except (OSError, ValueError):
+        return
+    if fallback > 0:
+        LOG.warning(
+            "%s: no guide covers %.1f %% of the brain mask (the guides' fields of view end "
+            "inside the maps'); there the maps are the upsampled LR maps",
+            label,
+            100 * fallback,
+        )
 
 
 def run_group(args: Any) -> int:

@@ -40,6 +40,8 @@ class SubjectBundle:
     guides: dict[str, tuple[np.ndarray, np.ndarray]]
     protocols: dict[str, Protocol]
     sources: dict[str, str] = field(default_factory=dict)
+    #: The T1 map's sidecar: what the LR acquisition model is built from.
+    map_sidecar: dict[str, Any] = field(default_factory=dict)
 
 
 def layout(bids_dir: str | Path) -> Any:
@@ -195,8 +197,9 @@ def load_inputs(files: SubjectFiles, overrides: Mapping[str, Any] | None = None)
             raise InputError(f"{files.guides[name]}: the image is empty (no positive voxel)")
     sources = {**files.maps, **files.guides}
     return SubjectBundle(
-        files.subject, files.session, lr_maps, lr_affine, loaded, protocols, sources
-    )
+        files.subject, files.session, lr_maps, lr_affine, loaded, protocols, sources,
+        dict(files.map_metadata.get("T1") or {}),
+    )  # fmt: skip
 
 
 def load_bundle(

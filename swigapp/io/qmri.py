@@ -28,6 +28,12 @@ from swigapp.physics.units import convert
 
 #: A map with more than this fraction of its head voxels invalid is refused.
 MAX_INVALID_FRACTION = 0.2
+#: LR voxels around the head region kept as data (the edge's partial volume and ringing);
+#: beyond them a noisy background (more than :data:`NOISY_BACKGROUND` of it invalid: the
+#: negative half of fitting noise) is set to 0. A clean background (skull-stripped maps,
+#: exactly 0 or ringing clipped at 0) is left as it is.
+HEAD_MARGIN = 1
+NOISY_BACKGROUND = 0.01
 #: Plausible head medians (s) of T1 and T2 after unit handling.
 MEDIAN_RANGE = {"T1": (0.1, 5.0), "T2": (0.01, 3.0)}
 #: Typical head medians (s): a sidecar ``Units`` contradicts the data when the median is
@@ -54,9 +60,10 @@ class LRMaps:
     """LR maps of one participant, checked and ready for the network.
 
     ``maps``: PD (internal water-fraction scale), T1 and T2 (s), float32, invalid voxels
-    filled; ``valid``: per map, True where the input voxel was finite and non-negative;
-    ``head``: the head region on the LR grid; ``quality``, ``units``, ``pd_scale``: what
-    was counted and decided (JSON-ready, see :func:`prepare_lr_maps`); ``notes``: the
+    filled, a noisy background 0 beyond the head (:data:`HEAD_MARGIN`); ``valid``: per
+    map, True where the input voxel was finite and non-negative; ``head``: the head region
+    on the LR grid; ``quality``, ``units``, ``pd_scale``: what was counted and decided
+    (JSON-ready, see :func:`prepare_lr_maps`); ``notes``: the
     notable findings in words (empty when there is nothing to warn about).
     """
 
@@ -280,8 +287,13 @@ def prepare_lr_maps(
     units["PD"] = (
         f"{scale['input_units']} x {scale['factor']:.6g} -> water fraction ({scale['rule']})"
     )
+    support = ndimage.binary_dilation(head, iterations=HEAD_MARGIN)
+    background = ~support
+    noisy = {m: bool((~valid[m][background]).mean() > NOISY_BACKGROUND) for m in MAP_ORDER}
     for name in MAP_ORDER:
         maps[name] = fill_invalid(maps[name], valid[name], head)
+        if noisy[name] and background.any():  # fitted noise beyond the head is not data: 0
+            maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
     if scale["factor"] != 1.0:
         maps["PD"] = (maps["PD"] * np.float32(scale["factor"])).astype(np.float32)
     notes = [

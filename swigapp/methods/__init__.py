@@ -57,7 +57,8 @@ REGISTRY: dict[str, MethodInfo] = {
         "swigapp.methods.inr",
         "Subject-specific implicit neural representation (coordinate MLP with Fourier "
         "features, one head per map; after McGinnis et al., MICCAI 2023) fitted to this subject "
-        "by guide consistency through the signal equations and k-space LR consistency (swigapp)",
+        "by guide consistency through the signal equations and LR consistency through the "
+        "acquisition model (swigapp)",
     ),
     "wmri2q": MethodInfo(
         "swigapp.methods.wmri2q",

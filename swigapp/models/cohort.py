@@ -8,16 +8,23 @@ to their own contrast synthesised from the LR maps, then resampled onto that gri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from swigapp import kspace
+from swigapp.acquisition import Acquisition, from_metadata
 from swigapp.io.bids import SubjectBundle, layout, load_bundle
 from swigapp.masking import mask_from_maps
-from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
+from swigapp.models.features import (
+    MAP_ORDER,
+    SubjectTensors,
+    physical_maps,
+    prepare_subject,
+    upsample_maps,
+)
 from swigapp.registration import DEFAULT_SAMPLING, register_guide
 from swigapp.synthesis import synthesize
 
@@ -30,6 +37,10 @@ class PreparedSubject:
     hr_affine: np.ndarray
     registered: dict[str, np.ndarray]
     transforms: dict[str, tuple[str, ...]]
+    #: The LR acquisition model (:func:`swigapp.acquisition.from_metadata`).
+    acquisition: Acquisition | None = None
+    #: Each registered guide's field-of-view coverage on the HR grid (0-1).
+    coverage: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def prepare_bundle(
@@ -40,16 +51,22 @@ def prepare_bundle(
     transform_dir: str | Path | None = None,
 ) -> PreparedSubject:
     """HR grid (guides' voxel size unless ``voxel_size``), mask, registration (as the app
-    registers), inputs."""
+    registers), inputs. The LR acquisition model comes from the T1 map's sidecar, as in the
+    app (``--lr-model auto``): its initial upsampling gives the network input."""
     first = next(iter(bundle.guides.values()))
     if voxel_size is None:
         voxel_size = kspace.voxel_sizes(first[1])
     lr_shape = next(iter(bundle.lr_maps.values())).shape
-    hr_shape, hr_affine = kspace.hr_grid(bundle.lr_affine, lr_shape, voxel_size)
-    up = upsample_maps(bundle.lr_maps, hr_shape)
-    mask = mask_from_maps(up[0], up[1])
+    acq = from_metadata(lr_shape, bundle.lr_affine, voxel_size, bundle.map_sidecar)
+    hr_shape, hr_affine = acq.hr_shape, acq.hr_affine
+    if acq.describe()["model"] == "kspace":
+        up = upsample_maps(bundle.lr_maps, hr_shape)
+    else:
+        stack = np.stack([np.asarray(bundle.lr_maps[m], np.float64) for m in MAP_ORDER])
+        up = physical_maps(np.asarray(acq.upsample(stack), dtype=np.float32))
+    mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size))
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
-    registered, transforms = {}, {}
+    registered, transforms, coverage = {}, {}, {}
     for name, (data, affine) in bundle.guides.items():
         fixed = synthesize(up_maps, bundle.protocols[name]) * mask
         prefix = None
@@ -62,8 +79,9 @@ def prepare_bundle(
         )
         registered[name] = result.image
         transforms[name] = result.transforms
+        coverage[name] = result.coverage
     tensors = prepare_subject(bundle.lr_maps, registered, bundle.protocols, mask, lr_up=up)
-    return PreparedSubject(tensors, hr_affine, registered, transforms)
+    return PreparedSubject(tensors, hr_affine, registered, transforms, acq, coverage)
 
 
 def bids_pool(

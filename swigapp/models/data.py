@@ -174,6 +174,7 @@ def random_crop(
         "mask": subject.mask[hr].permute(perm).contiguous(),
         "truth": None if subject.truth is None else cut(subject.truth, hr),
         "lr_valid": None if subject.lr_valid is None else cut(subject.lr_valid, lr),
+        "stack": None if subject.stack is None else subject.stack.permuted(perm),
         "box": hr,  # the crop's HR slices in the subject's own orientation
     }
 
@@ -181,6 +182,10 @@ def random_crop(
 def collate(crops: Sequence[dict], device: torch.device | str = "cpu") -> dict:
     """Stack crops of equal size into a batch on ``device``."""
     out: dict = {"protocols": [c["protocols"] for c in crops]}
+    stacks = {c.get("stack") for c in crops}
+    if len(stacks) > 1:
+        raise ValueError("crops of one batch must share their acquisition model")
+    out["stack"] = stacks.pop() if stacks else None
     keys = ("lr_up", "lr", "guides", "synth", "raw_guides", "present", "mask", "truth")
     for key in (*keys, "lr_valid"):
         if any(c.get(key) is None for c in crops):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ import torch
 from swigapp import kspace
 from swigapp.io.bids import MAP_ORDER
 from swigapp.physics.protocol import Protocol
+
+if TYPE_CHECKING:
+    from swigapp.acquisition import ThroughPlane
 
 #: Guide slots of the network, in channel order; absent guides are zero with presence 0.
 GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw")
@@ -35,7 +39,8 @@ class SubjectTensors:
     the same way (G, X, Y, Z); ``present``: (G,) 0/1; ``mask``: brain mask (X, Y, Z) bool;
     ``truth``: HR maps when known (phantoms), else None; ``lr_valid``: (3, x, y, z) float
     0/1 on the LR grid, 0 where the input map's voxel was invalid (NaN, Inf, negative;
-    left out of the LR-consistency term), or None when every voxel is valid.
+    left out of the LR-consistency term), or None when every voxel is valid; ``stack``:
+    the slice model of a 2D stack (the LR-consistency operator), None for 3D k-space.
     """
 
     lr_up: torch.Tensor
@@ -48,6 +53,8 @@ class SubjectTensors:
     raw_guides: torch.Tensor
     truth: torch.Tensor | None = None
     lr_valid: torch.Tensor | None = None
+    #: The through-plane model when the LR maps are a 2D stack (None: 3D k-space).
+    stack: ThroughPlane | None = None
 
     @functools.cached_property
     def brain_voxels(self) -> torch.Tensor:
@@ -81,6 +88,7 @@ class SubjectTensors:
             raw_guides=self.raw_guides * present[:, None, None, None],
             truth=self.truth,
             lr_valid=self.lr_valid,
+            stack=self.stack,
         )
 
 
@@ -114,13 +122,14 @@ def prepare_subject(
     truth: Mapping[str, np.ndarray] | None = None,
     lr_up: np.ndarray | None = None,
     lr_valid: np.ndarray | None = None,
+    stack: ThroughPlane | None = None,
 ) -> SubjectTensors:
     """Build network inputs from LR maps (PD a.u., T1/T2 s), HR guides on the HR grid, a mask.
 
     The HR grid is the guides' (and mask's) grid; LR maps are brought onto it by zero-filled
     k-space upsampling (pass ``lr_up`` from :func:`upsample_maps` if already computed).
     Guides not in :data:`GUIDE_ORDER` are ignored. ``lr_valid``: (3, x, y, z) validity of
-    the LR voxels (None: all valid).
+    the LR voxels (None: all valid); ``stack``: see :class:`SubjectTensors`.
     """
     hr_shape = tuple(mask.shape)
     mask = np.asarray(mask, dtype=bool)
@@ -158,6 +167,7 @@ def prepare_subject(
         raw_guides=torch.from_numpy(raw),
         truth=true,
         lr_valid=None if lr_valid is None else torch.from_numpy(np.asarray(lr_valid, np.float32)),
+        stack=stack,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as nnf
@@ -16,6 +17,9 @@ from torch.nn import functional as nnf
 from swigapp import kspace
 from swigapp.models.features import encode
 from swigapp.physics.protocol import Protocol
+
+if TYPE_CHECKING:
+    from swigapp.acquisition import ThroughPlane
 
 #: Scales (PD a.u., T1 s, T2 s) that bring LR-consistency residuals to comparable size.
 LR_SCALES = (0.8, 1.3, 0.3)
@@ -136,9 +140,12 @@ def lr_loss(
     lr: torch.Tensor,
     mask: torch.Tensor,
     lr_valid: torch.Tensor | None = None,
+    stack: ThroughPlane | None = None,
 ) -> torch.Tensor:
-    """LR consistency: mean squared error between the k-space truncation D of the prediction
-    and the LR data (Gaussian noise on the LR maps: the MAP data term), per-map scaled.
+    """LR consistency: mean squared error between the acquisition D of the prediction and
+    the LR data (Gaussian noise on the LR maps: the MAP data term), per-map scaled. D is
+    k-space truncation, or with ``stack`` the 2D stack's operator (in-plane truncation,
+    slice profile through-plane; :class:`~swigapp.acquisition.ThroughPlane`).
 
     The LR data enter as ``lr_up`` = U(LR maps) on the HR grid, compared through the same
     operator: ||D(pred) - D(lr_up)||, which equals ||D(pred) - LR|| on whole volumes
@@ -151,8 +158,12 @@ def lr_loss(
     m = mask[:, None].to(maps.dtype)
     full = m * maps + (1 - m) * lr_up
     small = tuple(lr.shape[2:])
-    down = kspace.downsample(full, small)
-    target = kspace.downsample(lr_up, small)
+    if stack is None:
+        down = kspace.downsample(full, small)
+        target = kspace.downsample(lr_up, small)
+    else:
+        op = stack.operator(full.shape, small)
+        down, target = op.forward(full), op.forward(lr_up)
     err = ((down - target) / _map_scales(maps)) ** 2
     if lr_valid is not None:
         err = err * lr_valid.to(err.dtype)
@@ -224,7 +235,9 @@ def total_loss(
     if weights.guide:
         parts["guide"] = guide_loss(maps, batch["raw_guides"], batch["protocols"], mask)
     if weights.lr:
-        parts["lr"] = lr_loss(maps, batch["lr_up"], batch["lr"], mask, batch.get("lr_valid"))
+        parts["lr"] = lr_loss(
+            maps, batch["lr_up"], batch["lr"], mask, batch.get("lr_valid"), batch.get("stack")
+        )
     if weights.supervised and batch.get("truth") is not None:
         parts["supervised"] = supervised_loss(maps, batch["truth"], mask)
     if weights.linear and batch.get("truth") is not None:

@@ -39,6 +39,27 @@ class RigidMotion:
         shift = tuple(float(v) for v in rng.uniform(-max_mm, max_mm, 3))
         return cls(rotation_deg=rot, translation_mm=shift)
 
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray) -> RigidMotion:
+        """The motion of a 4x4 rigid transform in mm (inverse of :meth:`matrix`)."""
+        angles = Rotation.from_matrix(np.asarray(matrix)[:3, :3]).as_euler("xyz", degrees=True)
+        return cls(
+            rotation_deg=tuple(float(v) for v in angles),
+            translation_mm=tuple(float(v) for v in np.asarray(matrix)[:3, 3]),
+        )
+
+    def voxel_matrix(self, shape: Sequence[int], voxel_size: Sequence[float]) -> np.ndarray:
+        """4x4 voxel -> voxel map of this transform about the grid centre: content at voxel
+        u moves to voxel ``voxel_matrix @ u`` (grid ``shape``, voxels ``voxel_size`` mm)."""
+        vox = np.diag(np.asarray(voxel_size, dtype=float))
+        centre = (np.asarray(shape, dtype=float) - 1) / 2.0
+        forward = self.matrix()
+        lin = np.linalg.inv(vox) @ forward[:3, :3] @ vox
+        out = np.eye(4)
+        out[:3, :3] = lin
+        out[:3, 3] = centre - lin @ centre + np.linalg.inv(vox) @ forward[:3, 3]
+        return out
+
     def matrix(self) -> np.ndarray:
         """4x4 homogeneous transform in mm, about the origin of the centred grid."""
         out = np.eye(4)

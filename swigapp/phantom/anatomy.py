@@ -59,18 +59,19 @@ def _template(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return gm, wm, mask, np.asarray(gm_img.affine, dtype=float)
 
 
-def load_anatomy(size: Size = "tiny") -> Anatomy:
+def load_anatomy(size: Size = "tiny", margin_mm: float = 0.0) -> Anatomy:
     """Template anatomy cropped to the brain, on a grid whose sizes are multiples of 4.
 
     ``tiny``: 2 mm voxels, 40 axial slices centred on MNI z = +10 mm (76 x 92 x 40);
     ``slab``: 1 mm voxels, 64 axial slices centred on MNI z = +10 mm (148 x 184 x 64);
-    ``full``: 1 mm voxels, the whole brain (148 x 184 x 160).
+    ``full``: 1 mm voxels, the whole brain (148 x 184 x 160). ``margin_mm``: room added
+    around the brain box on every side (in-plane only for the slabs), e.g. for a head.
     """
     if size not in SIZES:
         raise ValueError(f"unknown phantom size {size!r} (one of {', '.join(SIZES)})")
     spec = SIZES[size]
     gm, wm, mask, affine = _template(spec["resolution"])
-    lo, hi = _brain_box(mask, spec["multiple"])
+    lo, hi = _brain_box(mask, spec["multiple"], round(margin_mm / spec["resolution"]))
     if spec["z_slices"] is not None:
         centre = round(float(np.linalg.solve(affine, [0.0, 0.0, SLAB_CENTRE_MNI_Z, 1.0])[2]))
         lo[2] = max(0, min(centre - spec["z_slices"] // 2, mask.shape[2] - spec["z_slices"]))
@@ -82,10 +83,11 @@ def load_anatomy(size: Size = "tiny") -> Anatomy:
     return Anatomy(gm=gm, wm=wm, csf=csf, mask=mask, affine=affine @ shift)
 
 
-def _brain_box(mask: np.ndarray, multiple: int) -> tuple[list[int], list[int]]:
-    """Bounding box of the mask, grown to a size that is a multiple of ``multiple``."""
+def _brain_box(mask: np.ndarray, multiple: int, margin: int = 0) -> tuple[list[int], list[int]]:
+    """Bounding box of the mask plus ``margin`` voxels per side, grown to a size that is a
+    multiple of ``multiple``."""
     idx = np.argwhere(mask > 0)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    lo, hi = idx.min(axis=0) - margin, idx.max(axis=0) + 1 + margin
     out_lo, out_hi = [], []
     for a, b in zip(lo, hi, strict=True):
         size = int(np.ceil((b - a + 2) / multiple) * multiple)

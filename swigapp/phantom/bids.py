@@ -151,21 +151,19 @@ def write_subject(root: Path, subject: PhantomSubject) -> None:
         write_json(f"{stem}.json", sidecar)
     truth_dir = root / "derivatives" / TRUTH_PIPELINE / sub / "anat"
     raw_ref = f"bids:raw:{sub}/anat/{sub}_acq-lowres_T1map.nii.gz"
+    affine = subject.truth_affine  # the HR grid on the LR maps' axes
+    stripped = not subject.config.head
     for name, data in subject.truth.as_dict().items():
         stem = truth_dir / f"{sub}_desc-truth_{MAP_SUFFIX[name]}"
-        save_nifti(f"{stem}.nii.gz", data, subject.affine)
+        save_nifti(f"{stem}.nii.gz", data, affine)
         write_json(
             f"{stem}.json",
-            {"Units": MAP_UNITS[name], "SkullStripped": True, "Sources": [raw_ref]},
+            {"Units": MAP_UNITS[name], "SkullStripped": stripped, "Sources": [raw_ref]},
         )
     for tissue, frac in subject.truth.fractions.items():
-        save_nifti(truth_dir / f"{sub}_label-{tissue}_probseg.nii.gz", frac, subject.affine)
-    save_nifti(
-        truth_dir / f"{sub}_desc-lesion_mask.nii.gz", subject.truth.lesion_mask, subject.affine
-    )
-    save_nifti(
-        truth_dir / f"{sub}_desc-brain_mask.nii.gz", subject.truth.brain_mask, subject.affine
-    )
+        save_nifti(truth_dir / f"{sub}_label-{tissue}_probseg.nii.gz", frac, affine)
+    save_nifti(truth_dir / f"{sub}_desc-lesion_mask.nii.gz", subject.truth.lesion_mask, affine)
+    save_nifti(truth_dir / f"{sub}_desc-brain_mask.nii.gz", subject.truth.brain_mask, affine)
     # the generation record rides on the brain mask's sidecar (a valid BIDS location)
     write_json(
         truth_dir / f"{sub}_desc-brain_mask.json",

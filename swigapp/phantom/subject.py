@@ -14,6 +14,7 @@ from swigapp import kspace
 from swigapp.acquisition import SliceStack2D
 from swigapp.phantom.acquire import RigidMotion, simulate_guide, simulate_lr_maps
 from swigapp.phantom.anatomy import Size, deform, load_anatomy
+from swigapp.phantom.head import HEAD_MARGIN_MM, background_noise
 from swigapp.phantom.tissue import TruthMaps, make_truth
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 
@@ -21,6 +22,9 @@ GUIDES = ("T1w", "T2w", "FLAIR")
 LOG = logging.getLogger("swigapp.phantom")
 #: PhantomConfig fields of the 2D multi-slice acquisition (recorded only for 2D phantoms).
 SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_profile")
+#: Fields recorded only when they differ from the default (phantoms made before they
+#: existed keep their records).
+OPTIONAL_FIELDS = {"head": False, "tilt_deg": 0.0}
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class PhantomConfig:
     thickness ``slice_thickness_mm`` (default: the third factor x the HR voxel size), gap
     ``slice_gap_mm``, profile ``slice_profile`` (gaussian or rect). The spacing (thickness +
     gap) is rounded so that a whole number of slices tiles the field of view.
+    ``head``: skull, scalp and extra-cerebral CSF around the brain
+    (:mod:`swigapp.phantom.head`) and a noisy LR map background (negative values, as fitted
+    maps have). ``tilt_deg``: the LR maps' axes are rotated by this angle about the
+    left-right axis (an AC-PC-like angulation) relative to the guides' axes; the truth is
+    written on the maps' grid.
     """
 
     size: Size = "tiny"
@@ -51,6 +60,8 @@ class PhantomConfig:
     slice_thickness_mm: float | None = None
     slice_gap_mm: float = 0.0
     slice_profile: str = "gaussian"
+    head: bool = False
+    tilt_deg: float = 0.0
 
     def record(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict; the 2D fields only for 2D phantoms (3D
@@ -59,12 +70,19 @@ class PhantomConfig:
         if self.acquisition == "3d":
             for name in SLICE_FIELDS:
                 out.pop(name)
+        for name, default in OPTIONAL_FIELDS.items():
+            if out[name] == default:
+                out.pop(name)
         return out
 
 
 @dataclass
 class PhantomSubject:
-    """A generated subject; maps in PD a.u. and T1/T2 in s, guides in arbitrary units."""
+    """A generated subject; maps in PD a.u. and T1/T2 in s, guides in arbitrary units.
+
+    ``affine``: the guides' grid; ``map_affine``: the truth's grid, the HR grid of the LR
+    maps' axes (``affine`` unless the phantom is tilted).
+    """
 
     label: str
     seed: tuple[int, int]
@@ -78,6 +96,12 @@ class PhantomSubject:
     config: PhantomConfig = field(default_factory=PhantomConfig)
     #: :meth:`swigapp.acquisition.Acquisition.describe` of the LR acquisition (2D only).
     acquisition: dict[str, Any] | None = None
+    map_affine: np.ndarray | None = None
+
+    @property
+    def truth_affine(self) -> np.ndarray:
+        """Affine (mm) of the truth and of the HR grid on the LR maps' axes."""
+        return self.affine if self.map_affine is None else self.map_affine
 
 
 def jitter_protocol(protocol: Protocol, rng: np.random.Generator, amount: float) -> Protocol:
@@ -108,13 +132,22 @@ def make_subject(
             f"unknown guide contrast(s) {sorted(unknown)}; known: {sorted(DEFAULT_PROTOCOLS)}"
         )
     rng = np.random.default_rng([seed, index])
-    anatomy = deform(load_anatomy(config.size), rng, config.deformation_mm)
-    truth = make_truth(anatomy, rng, n_lesions=config.n_lesions, heterogeneity=config.heterogeneity)
+    margin = HEAD_MARGIN_MM if config.head else 0.0
+    anatomy = deform(load_anatomy(config.size, margin), rng, config.deformation_mm)
+    truth = make_truth(
+        anatomy, rng, n_lesions=config.n_lesions, heterogeneity=config.heterogeneity,
+        head=config.head,
+    )  # fmt: skip
+    # the truth lies on the maps' axes; the guides see it turned by the tilt (about the centre)
+    tilt = RigidMotion((float(config.tilt_deg), 0.0, 0.0), (0.0, 0.0, 0.0))
+    map_affine = anatomy.affine
+    if config.tilt_deg:
+        map_affine = anatomy.affine @ tilt.voxel_matrix(anatomy.shape, anatomy.voxel_size)
     if config.acquisition == "3d":
         small = kspace.lr_shape(anatomy.shape, _factors(config.lr_factors))
         lr_maps, described = simulate_lr_maps(truth.as_dict(), small, rng), None
     elif config.acquisition == "2d":
-        stack = slice_stack(anatomy.shape, anatomy.affine, config)
+        stack = slice_stack(anatomy.shape, map_affine, config)
         small, described = stack.lr_shape, stack.describe()
         lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, forward=stack.forward)
     else:
@@ -123,29 +156,35 @@ def make_subject(
     for name in config.guides:
         protocol = jitter_protocol(DEFAULT_PROTOCOLS[name], rng, config.protocol_jitter)
         move = RigidMotion.random(rng, config.max_rotation_deg, config.max_translation_mm)
+        content = move if not config.tilt_deg else RigidMotion.from_matrix(
+            move.matrix() @ tilt.matrix()
+        )  # fmt: skip
         guides[name] = simulate_guide(
             truth.as_dict(),
             protocol,
             rng,
             anatomy.voxel_size,
-            motion=move,
+            motion=content,
             bias_strength=config.bias_strength,
             snr=config.guide_snr,
             scale=float(1000.0 * rng.uniform(0.5, 2.0)),
         )
         protocols[name], motion[name] = protocol, move
+    if config.head:  # after every other draw: phantoms without a head are unchanged
+        lr_maps = background_noise(lr_maps, rng)
     return PhantomSubject(
         label=label or f"{index + 1:02d}",
         seed=(seed, index),
         affine=anatomy.affine,
         truth=truth,
         lr_maps=lr_maps,
-        lr_affine=kspace.lr_affine(anatomy.affine, anatomy.shape, small),
+        lr_affine=kspace.lr_affine(map_affine, anatomy.shape, small),
         guides=guides,
         protocols=protocols,
         motion=motion,
         config=config,
         acquisition=described,
+        map_affine=map_affine if config.tilt_deg else None,
     )
 
 

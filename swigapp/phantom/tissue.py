@@ -82,11 +82,14 @@ def make_truth(
     n_lesions: int = 3,
     lesion_radius_mm: tuple[float, float] = (2.0, 6.0),
     heterogeneity: float = 0.03,
+    head: bool = False,
 ) -> TruthMaps:
     """HR ground-truth maps with per-subject tissue values and smooth heterogeneity.
 
     ``heterogeneity`` is the SD of a smooth multiplicative random field applied to each map
-    inside the brain (0.03 = 3 %).
+    inside the brain (0.03 = 3 %). ``head``: add extra-cerebral CSF, skull and scalp around
+    the brain (:mod:`swigapp.phantom.head`; its random draws happen only then, so phantoms
+    without a head are those of earlier versions).
     """
     values = sample_tissue_values(rng)
     lesion = lesion_fraction(anatomy, rng, n_lesions, lesion_radius_mm)
@@ -96,11 +99,20 @@ def make_truth(
         "CSF": anatomy.csf,
         "lesion": anatomy.wm * lesion,
     }
-    pd = sum(fractions[t] * values[t]["PD"] for t in TISSUES)
+    tissues = TISSUES
+    if head:
+        from swigapp.phantom.head import HEAD_TISSUES, head_fractions, sample_head_values
+
+        values = values | sample_head_values(rng)
+        layers = head_fractions(anatomy, rng)
+        fractions["CSF"] = fractions["CSF"] + layers.pop("CSF")
+        fractions |= layers
+        tissues = TISSUES + HEAD_TISSUES
+    pd = sum(fractions[t] * values[t]["PD"] for t in tissues)
     water = np.maximum(pd, 1e-6)
-    r1 = sum(fractions[t] * values[t]["PD"] / values[t]["T1"] for t in TISSUES) / water
-    r2 = sum(fractions[t] * values[t]["PD"] / values[t]["T2"] for t in TISSUES) / water
-    inside = pd > 0.05
+    r1 = sum(fractions[t] * values[t]["PD"] / values[t]["T1"] for t in tissues) / water
+    r2 = sum(fractions[t] * values[t]["PD"] / values[t]["T2"] for t in tissues) / water
+    inside = pd > 0.05 if not head else pd > 0.01  # bone (PD 0.05-0.1) is part of a head
     maps = {}
     for name, data in (
         ("PD", pd),

@@ -43,7 +43,9 @@ def participant_qc(
 ) -> dict[str, Any]:
     """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
     registration MI, guide SSIM, invalid LR voxels per map, unit decisions, the PD scale
-    factor (internal / input) and wall time per step (s)."""
+    factor (internal / input), the fraction of the brain mask each guide's field of view
+    covers, the fraction where the maps fell back to the upsampled LR maps (no guide saw
+    it) and wall time per step (s)."""
     return {
         "Method": results["superres"]["method"],
         "TissueMedians": tissue.tissue_medians(maps, labels),
@@ -57,6 +59,8 @@ def participant_qc(
         },
         "InputUnits": dict(results["conform"].get("units", {})),
         "PDScaleFactor": results["conform"].get("pd_scale", {}).get("factor", 1.0),
+        "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
+        "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
         "Seconds": dict(timings),
     }
 
@@ -127,6 +131,13 @@ def render_participant(
     registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
     method = str(results["superres"]["method"]).upper()
     parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
+    fallback = float(qc.get("GuideFallbackFraction", 0.0))
+    if fallback > 0:
+        parts.append(
+            f"<p class='flag'>No guide covers {100 * fallback:.1f} % of the brain mask (the "
+            "guides' fields of view end inside the maps' field of view): there the maps are "
+            "the upsampled LR maps, with no guided detail.</p>"
+        )
     parts.append(
         "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
         "acquired (nearest-neighbour on the output grid), with the registered guide.</p>"
@@ -194,6 +205,7 @@ def _summary(
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
         "LR residual of the input": results["superres"]["lr_residual_input"],
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
+        "brain mask covered by each guide": qc.get("GuideCoverage", {}),
         "registration metric (ANTs Mattes: -MI, lower is better)": qc["RegistrationMI"],
         "wall time per step (s)": qc["Seconds"],
     }
