@@ -473,6 +473,21 @@ def from_metadata(
     )
 
 
+def from_description(description: Mapping[str, Any] | None) -> SliceStack2D | None:
+    """The 2D stack that :meth:`SliceStack2D.describe` recorded, or None (3D k-space
+    truncation, also for records that name no model)."""
+    if not description or description.get("model") != "slice-profile":
+        return None
+    return SliceStack2D(
+        description["hr_shape"],
+        description["lr_shape"],
+        slice_spacing=description["slice_spacing_mm"],
+        slice_thickness=description["slice_thickness_mm"],
+        slice_axis=description["slice_axis"],
+        profile=description["profile"],
+    )
+
+
 def choose_model(
     lr_voxel_size: Sequence[float], sidecar: Mapping[str, Any], slice_axis: int | None = None
 ) -> Literal["kspace", "slice-profile"]:

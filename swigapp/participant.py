@@ -54,7 +54,8 @@ def conform_maps(
     invalid voxels), ``units`` (per map: the unit decision in words), ``pd_scale``
     (reference, factor = internal / input), ``notes`` (what was accepted although
     imperfect, one line each) and ``acquisition``
-    (:meth:`Acquisition.describe`, which :func:`acquisition_of` turns back into the model).
+    (:meth:`Acquisition.describe`, which
+    :func:`swigapp.acquisition.from_description` turns back into the model).
     """
     import logging
 
@@ -199,23 +200,6 @@ def guide_weight(coverages: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(weight > 0.999, np.float32(1.0), np.clip(weight, 0.0, 1.0))
 
 
-def acquisition_of(description: Mapping[str, Any] | None) -> Any:
-    """The acquisition model that :func:`conform_maps` recorded (its ``acquisition``), or
-    None (3D k-space truncation, the model of runs that recorded none)."""
-    from swigapp.acquisition import SliceStack2D
-
-    if not description or description.get("model") != "slice-profile":
-        return None
-    return SliceStack2D(
-        description["hr_shape"],
-        description["lr_shape"],
-        slice_spacing=description["slice_spacing_mm"],
-        slice_thickness=description["slice_thickness_mm"],
-        slice_axis=description["slice_axis"],
-        profile=description["profile"],
-    )
-
-
 def lr_residual(
     maps_hr: np.ndarray, lr: np.ndarray, valid: np.ndarray | None = None, acquisition: Any = None
 ) -> dict[str, float]:
@@ -293,7 +277,9 @@ def super_resolve(
     guides = {g: load_image(f)[0] for g, f in guide_files.items()}
     protos = {g: Protocol(**protocols[g]) for g in guide_files}
     valid = load_valid(lr_valid_file)
-    acq = acquisition_of(acquisition)
+    from swigapp.acquisition import from_description
+
+    acq = from_description(acquisition)
     stack = None if acq is None else acq.through_plane()
     subject = prepare_subject(
         _as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid, stack=stack

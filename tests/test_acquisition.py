@@ -440,3 +440,40 @@ def test_the_lr_loss_of_a_stack_is_the_stack_operator():
     pred.requires_grad_(True)
     lr_loss(pred, up, lr, mask, stack=stack).backward()
     assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
+
+
+def test_training_crops_of_a_2d_phantom_carry_its_operator():
+    from dataclasses import replace
+
+    from swigapp.models.data import TRAIN_PHANTOM, phantom_pool, sample_batch
+    from swigapp.models.losses import LossWeights, total_loss
+
+    config = replace(TRAIN_PHANTOM, size="tiny", acquisition="2d", slice_thickness_mm=4.0,
+                     slice_gap_mm=1.0)  # fmt: skip
+    pool = phantom_pool(1, 3, settings=((1, 1, 2),), config=config, progress=False)
+    assert pool[0].stack is not None and pool[0].stack.spacing_mm == pytest.approx(5.0)
+    # the upsampled input is the stack's least-squares inverse, not zero-filled k-space
+    assert not torch.allclose(pool[0].lr_up, torch.from_numpy(
+        np.asarray(kspace.upsample(pool[0].lr.numpy().astype(np.float64), pool[0].hr_shape),
+                   dtype=np.float32)), atol=1e-3)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = sample_batch(pool, rng, 2, (32, 32, 10))
+        stack = batch["stack"]
+        # the slice axis follows the crop's permutation: the LR box is thin along it
+        assert batch["lr"].shape[2 + stack.slice_axis] < batch["lr_up"].shape[2 + stack.slice_axis]
+        # the crop's operator takes its upsampled input back to its own acquired slices
+        # (interior slices: the crop is periodic along the slice axis, as the loss knows)
+        op = stack.operator(batch["lr_up"].shape, batch["lr"].shape)
+        down = torch.movedim(op.forward(batch["lr_up"].double()), 2 + stack.slice_axis, -1)
+        acquired = torch.movedim(batch["lr"].double(), 2 + stack.slice_axis, -1)
+        inner = (slice(None),) * 4 + (slice(1, -1),)
+        err, ref = (down - acquired)[inner], acquired[inner]
+        tissue = ref > 0.3 * ref.amax()
+        assert float((err.abs()[tissue] / ref[tissue]).median()) < 0.03
+        maps = (batch["lr_up"] * 1.05).requires_grad_(True)
+        loss, parts = total_loss(LossWeights(guide=0.0, lr=1.0, supervised=0.0), maps, batch)
+        loss.backward()
+        assert parts["lr"] > 0 and float(maps.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="tilted"):
+        phantom_pool(1, 3, config=replace(TRAIN_PHANTOM, tilt_deg=10.0), progress=False)

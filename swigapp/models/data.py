@@ -17,7 +17,9 @@ import torch
 from tqdm import tqdm
 
 from swigapp import kspace
-from swigapp.models.features import GUIDE_ORDER, SubjectTensors, prepare_subject
+from swigapp.acquisition import from_description
+from swigapp.io.images import MAP_ORDER
+from swigapp.models.features import GUIDE_ORDER, SubjectTensors, physical_maps, prepare_subject
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 from swigapp.physics.protocol import Protocol
 
@@ -45,8 +47,11 @@ def phantom_pool(
     By default each guide is moved by up to ``config``'s rotation (deg) and translation (mm)
     and used as is. With ``head_motion`` (deg, mm), the head moves by up to that much and
     each guide is resampled back by its motion perturbed by up to ``config``'s limits: the
-    guides then go through a registration's resampling, as in the app.
+    guides then go through a registration's resampling, as in the app. A 2D phantom
+    (``config.acquisition``) gets its stack's upsampling and LR operator.
     """
+    if config.tilt_deg:
+        raise ValueError("training phantoms cannot be tilted: their guides lie on the truth grid")
     pool = []
     bar = tqdm(total=n_subjects * len(settings), desc="phantom pool", disable=not progress)
     if head_motion is not None:
@@ -64,6 +69,11 @@ def phantom_pool(
                     subject, np.random.default_rng([seed, index, 1]), *residual
                 )
             base = base or subject
+            stack = from_description(subject.acquisition)  # 2D phantoms: their own operator
+            lr_up = None
+            if stack is not None:
+                lr = np.stack([subject.lr_maps[m].astype(np.float64) for m in MAP_ORDER])
+                lr_up = physical_maps(np.asarray(stack.upsample(lr), dtype=np.float32))
             pool.append(
                 prepare_subject(
                     subject.lr_maps,
@@ -71,6 +81,8 @@ def phantom_pool(
                     subject.protocols,
                     subject.truth.brain_mask,
                     truth=subject.truth.as_dict(),
+                    lr_up=lr_up,
+                    stack=None if stack is None else stack.through_plane(),
                 )
             )
             bar.update()
