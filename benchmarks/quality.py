@@ -48,6 +48,7 @@ from swigapp.models.train import load_model
 from swigapp.participant import guide_weight
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
+from swigapp.registration import DEFAULT_SAMPLING
 from swigapp.synthesis import synthesize
 
 HELD_OUT_SEED = 5000
@@ -149,8 +150,9 @@ def method_table(
 ) -> dict:
     """Every method as a callable returning (3, X, Y, Z) maps (``voxel``: HR voxel size, mm).
 
-    With ``prepared``, the guided methods fall back to the upsampled LR maps where no guide
-    saw the voxel (:func:`swigapp.participant.guide_weight`), as the app does; on a 2D
+    With ``prepared``, the guided methods fall back where no guide saw the voxel
+    (:func:`swigapp.participant.guide_weight`) as the app does: SWIG to SWIG with no guide
+    (timed with the first SWIG row), the others to the upsampled LR maps; on a 2D
     stack the LR input row is the stack's least-squares upsampling.
     """
     hr_shape, lr = tensors.hr_shape, tensors.lr.numpy()
@@ -165,10 +167,19 @@ def method_table(
         and (prepared.acquisition.describe()["model"] == "slice-profile")
     )
 
-    def guided(run: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    alone: list[np.ndarray] = []
+
+    def swig_alone() -> np.ndarray:  # SWIG with no guide: its fallback, computed once
+        if not alone:
+            alone.append(predict_volume(models["swig"], tensors.with_guides(())))
+        return alone[0]
+
+    def guided(
+        run: Callable[[], np.ndarray], fallback: Callable[[], np.ndarray] = lambda: up
+    ) -> Callable[[], np.ndarray]:
         if weight is None or weight.min() >= 1.0:
             return run
-        return lambda: weight * run() + (1.0 - weight) * up
+        return lambda: weight * run() + (1.0 - weight) * fallback()
 
     def inr() -> np.ndarray:
         fit = fit_inr(both, voxel, INRConfig(max_steps=args.inr_max_steps, seed=args.seed))
@@ -183,8 +194,8 @@ def method_table(
         LR_ROW[stack]: lambda: up,
         "trilinear": lambda: np.stack([upsample_interp(v, hr_shape, 1) for v in lr]),
         "cubic spline": lambda: np.stack([upsample_interp(v, hr_shape, 3) for v in lr]),
-        "SWIG T1w+T2w": guided(lambda: predict_volume(models["swig"], both)),
-        "SWIG T1w+T2w + adapt": guided(adapted),
+        "SWIG T1w+T2w": guided(lambda: predict_volume(models["swig"], both), swig_alone),
+        "SWIG T1w+T2w + adapt": guided(adapted, swig_alone),
         "SWIG no guides": lambda: predict_volume(models["swig"], tensors.with_guides(())),
         "SWIG T1w only": lambda: predict_volume(models["swig"], tensors.with_guides(("T1w",))),
         "SWIG T2w only": lambda: predict_volume(models["swig"], tensors.with_guides(("T2w",))),
@@ -250,7 +261,13 @@ class EvalSubject:
 
 
 def eval_subjects(
-    factors: tuple[float, ...], n: int, size: str, phantom_seed: int, seed: int, work: Path
+    factors: tuple[float, ...] | dict,
+    n: int,
+    size: str,
+    phantom_seed: int,
+    seed: int,
+    work: Path,
+    sampling: float = DEFAULT_SAMPLING,
 ) -> Iterator[EvalSubject]:
     """Write ``n`` test phantoms (:func:`held_out_config`) under ``work`` and yield them
     registered, one at a time."""
@@ -262,7 +279,7 @@ def eval_subjects(
         truth, tissues, mask = load_truth(root, sub)
         bundle = load_bundle(bids, sub, guides=("T1w", "T2w", "FLAIR"))
         t0 = time.perf_counter()
-        prepared = prepare_bundle(bundle, seed=seed)
+        prepared = prepare_bundle(bundle, seed=seed, sampling=sampling)
         seconds = time.perf_counter() - t0
         yield EvalSubject(sub, truth, tissues, mask, bundle.protocols, prepared, seconds)
 
@@ -271,7 +288,13 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
     """Score every method on every held-out subject of one LR setting."""
     rows = []
     subjects = eval_subjects(
-        factors, args.subjects, args.size, args.phantom_seed, args.seed, work / name
+        factors,
+        args.subjects,
+        args.size,
+        args.phantom_seed,
+        args.seed,
+        work / name,
+        sampling=args.registration_sampling,
     )
     for subject in subjects:
         tensors = subject.prepared.tensors
@@ -396,6 +419,13 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument(
+        "--registration-sampling",
+        type=float,
+        default=DEFAULT_SAMPLING,
+        metavar="FRACTION",
+        help=f"registration metric sampling, as the app's option (default {DEFAULT_SAMPLING})",
+    )
+    p.add_argument(
         "--phantom-seed",
         type=int,
         default=HELD_OUT_SEED,
@@ -435,6 +465,8 @@ def main() -> None:
     extra += f" --swig-model {args.swig_model}" * bool(args.swig_model)
     if args.methods:
         extra += " --methods " + " ".join(repr(m) for m in args.methods)
+    if args.registration_sampling != DEFAULT_SAMPLING:
+        extra += f" --registration-sampling {args.registration_sampling}"
     if args.settings != list(SETTINGS):
         extra += " --settings " + " ".join(args.settings)
     role = "held out" if args.phantom_seed == HELD_OUT_SEED else "validation, not held out"

@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class MethodInfo:
     """A registered method: its module, description (the maps' EstimationAlgorithm), the
-    shipped weights it uses by default and the network architecture it runs, if any."""
+    shipped weights it uses by default, the network architecture it runs, if any, and
+    whether it runs without guides."""
 
     module: str
     description: str
     default_weights: str | None = None
     arch: str | None = None
+    #: The method runs with no guide at all (the network was trained with guides left
+    #: out): it then serves as its own fallback where no guide saw a voxel.
+    guide_free: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ REGISTRY: dict[str, MethodInfo] = {
         "physics-informed self-supervised loss (swigapp)",
         default_weights="swig_default",
         arch="resnet",
+        guide_free=True,
     ),
     "inr": MethodInfo(
         "swigapp.methods.inr",
@@ -76,6 +81,8 @@ METHODS = tuple(REGISTRY)
 DEFAULT_WEIGHTS = {k: m.default_weights for k, m in REGISTRY.items() if m.default_weights}
 #: Network architecture (``NetConfig.arch``) each network method runs.
 METHOD_ARCH = {k: m.arch for k, m in REGISTRY.items() if m.arch}
+#: Methods that run with no guide (their own fallback where no guide saw a voxel).
+GUIDE_FREE = tuple(k for k, m in REGISTRY.items() if m.guide_free)
 #: What each method is, for the maps' EstimationAlgorithm.
 METHOD_DESCRIPTIONS = {k: m.description for k, m in REGISTRY.items()}
 

@@ -49,10 +49,12 @@ def prepare_bundle(
     transform: str = "rigid",
     seed: int = 0,
     transform_dir: str | Path | None = None,
+    sampling: float = DEFAULT_SAMPLING,
 ) -> PreparedSubject:
     """HR grid (guides' voxel size unless ``voxel_size``), mask, registration (as the app
     registers), inputs. The LR acquisition model comes from the T1 map's sidecar, as in the
-    app (``--lr-model auto``): its initial upsampling gives the network input."""
+    app (``--lr-model auto``): its initial upsampling gives the network input. ``sampling``:
+    the registration metric's sampling fraction (the app's default)."""
     first = next(iter(bundle.guides.values()))
     if voxel_size is None:
         voxel_size = kspace.voxel_sizes(first[1])
@@ -75,7 +77,7 @@ def prepare_bundle(
                 Path(transform_dir) / f"sub-{bundle.subject}_from-{name}_to-qmri_mode-image_xfm"
             )
         result = register_guide(
-            fixed, hr_affine, data, affine, transform, seed, prefix, sampling=DEFAULT_SAMPLING
+            fixed, hr_affine, data, affine, transform, seed, prefix, sampling=sampling
         )
         registered[name] = result.image
         transforms[name] = result.transforms
