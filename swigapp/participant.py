@@ -299,15 +299,16 @@ def super_resolve(
         voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
     )
     sr, record = run_method(method, subject, request)
-    fallback = 0.0
+    fallback, fallback_kind = 0.0, ""
     if coverage_files:
         weight = guide_weight([load_image(f)[0] for f in coverage_files])
         if (weight < 1.0).any():
             if method in GUIDE_FREE:  # the same method with no guide (no adaptation)
                 plain = replace(request, adapt_steps=0)
                 alone, _ = run_method(method, subject.with_guides(()), plain)
+                fallback_kind = f"the {method.upper()} maps run with no guide"
             else:
-                alone = up
+                alone, fallback_kind = up, "the upsampled LR maps"
             sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
             fallback = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
     head = upsample_interp((lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
@@ -321,6 +322,7 @@ def super_resolve(
         **extra,
         "device": str(request.device),
         "guide_fallback_fraction": fallback,
+        "guide_fallback": fallback_kind,
         "lr_residual_input": lr_residual(up, lr, valid, acq),
         "lr_residual": lr_residual(sr, lr, valid, acq),
         "seconds": time.perf_counter() - start,

@@ -201,7 +201,10 @@ def test_clinical_head_oblique_2d_stack_end_to_end(tmp_path, caplog):
     sr_pd = _load(anat / "sub-01_res-hi_desc-swig_PDmap.nii.gz")
     assert (sr_pd[far] != 0).mean() < 0.001
     report = (out / "sub-01.html").read_text()
-    assert "No guide covers" in report
+    assert "No guide covers" in report and "the SWIG maps run with no guide" in report
+    assert qc["GuideFallback"] == "the SWIG maps run with no guide"
+    methods = (out / "sub-01/log/sub-01_methods.md").read_text()
+    assert "No guide's field of view covers 15" in methods
     if shutil.which("bids-validator-deno"):
         for root in (bids, out):
             run = subprocess.run(

@@ -317,15 +317,17 @@ def _warn_fallback(output_dir: Path, subject: str, label: str) -> None:
     """One warning line when no guide covered part of a participant's brain mask."""
     qc_file = output_dir / f"sub-{subject}" / "log" / f"{label}_qc.json"
     try:
-        fallback = float(json.loads(qc_file.read_text()).get("GuideFallbackFraction", 0.0))
+        qc = json.loads(qc_file.read_text())
+        fallback = float(qc.get("GuideFallbackFraction", 0.0))
     except (OSError, ValueError):
         return
     if fallback > 0:
         LOG.warning(
             "%s: no guide covers %.1f %% of the brain mask (the guides' fields of view end "
-            "inside the maps'); there the maps are the upsampled LR maps",
+            "inside the maps'); there the maps are %s",
             label,
             100 * fallback,
+            qc.get("GuideFallback") or "unguided",
         )
 
 

@@ -482,6 +482,12 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
                 f"(relative residual {value:.3f}: above {LR_RESIDUAL_FLAG} and more than twice "
                 f"the zero-filled input's {before.get(m, 0.0):.3f})"
             )
+    fallback = float(results["superres"].get("guide_fallback_fraction") or 0.0)
+    if fallback > 0:
+        out.append(
+            f"no guide's field of view covers {100 * fallback:.1f} % of the brain mask; there "
+            f"the maps are {results['superres'].get('guide_fallback') or 'unguided'}"
+        )
     out += [f"imperfect input accepted: {n}" for n in results["conform"].get("notes", [])]
     return out
 

@@ -61,6 +61,7 @@ def participant_qc(
         "PDScaleFactor": results["conform"].get("pd_scale", {}).get("factor", 1.0),
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
+        "GuideFallback": results["superres"].get("guide_fallback", ""),
         "Seconds": dict(timings),
     }
 
@@ -136,7 +137,8 @@ def render_participant(
         parts.append(
             f"<p class='flag'>No guide covers {100 * fallback:.1f} % of the brain mask (the "
             "guides' fields of view end inside the maps' field of view): there the maps are "
-            "the upsampled LR maps, with no guided detail.</p>"
+            f"{html.escape(results['superres'].get('guide_fallback') or 'unguided')}, with "
+            "no guided detail.</p>"
         )
     parts.append(
         "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
