@@ -303,9 +303,12 @@ def super_resolve(
     if coverage_files:
         weight = guide_weight([load_image(f)[0] for f in coverage_files])
         if (weight < 1.0).any():
-            if method in GUIDE_FREE:  # the same method with no guide (no adaptation)
+            if method in GUIDE_FREE:  # the same method with no guide (no adaptation), run
+                # only where it is used: the networks skip the slices outside the mask
                 plain = replace(request, adapt_steps=0)
-                alone, _ = run_method(method, subject.with_guides(()), plain)
+                blind = torch.from_numpy((weight < 1.0) & mask)
+                where = replace(subject.with_guides(()), mask=blind)
+                alone, _ = run_method(method, where, plain) if blind.any() else (up, None)
                 fallback_kind = f"the {method.upper()} maps run with no guide"
             else:
                 alone, fallback_kind = up, "the upsampled LR maps"
