@@ -62,7 +62,7 @@ def conform_maps(
 
     from swigapp.acquisition import from_metadata
     from swigapp.io.qmri import prepare_lr_maps
-    from swigapp.models.features import physical_maps
+    from swigapp.models.features import upsample_maps
 
     start = time.perf_counter()
     prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
@@ -78,8 +78,7 @@ def conform_maps(
     lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
     valid = np.moveaxis(prepared.valid_stack(), 0, -1)
     lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
-    stack = np.stack([np.asarray(lr[m], np.float64) for m in MAP_ORDER])
-    up = physical_maps(np.asarray(acq.upsample(stack), dtype=np.float32))
+    up = upsample_maps(lr, hr_shape, acq)
     lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
     return {
         "lr_file": lr_file,

@@ -18,13 +18,7 @@ from swigapp import kspace
 from swigapp.acquisition import Acquisition, from_metadata
 from swigapp.io.bids import SubjectBundle, layout, load_bundle
 from swigapp.masking import mask_from_maps
-from swigapp.models.features import (
-    MAP_ORDER,
-    SubjectTensors,
-    physical_maps,
-    prepare_subject,
-    upsample_maps,
-)
+from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
 from swigapp.registration import DEFAULT_SAMPLING, register_guide
 from swigapp.synthesis import synthesize
 
@@ -61,11 +55,7 @@ def prepare_bundle(
     lr_shape = next(iter(bundle.lr_maps.values())).shape
     acq = from_metadata(lr_shape, bundle.lr_affine, voxel_size, bundle.map_sidecar)
     hr_shape, hr_affine = acq.hr_shape, acq.hr_affine
-    if acq.describe()["model"] == "kspace":
-        up = upsample_maps(bundle.lr_maps, hr_shape)
-    else:
-        stack = np.stack([np.asarray(bundle.lr_maps[m], np.float64) for m in MAP_ORDER])
-        up = physical_maps(np.asarray(acq.upsample(stack), dtype=np.float32))
+    up = upsample_maps(bundle.lr_maps, hr_shape, acq)
     mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size))
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms, coverage = {}, {}, {}

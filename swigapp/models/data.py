@@ -18,8 +18,7 @@ from tqdm import tqdm
 
 from swigapp import kspace
 from swigapp.acquisition import from_description
-from swigapp.io.images import MAP_ORDER
-from swigapp.models.features import GUIDE_ORDER, SubjectTensors, physical_maps, prepare_subject
+from swigapp.models.features import GUIDE_ORDER, SubjectTensors, prepare_subject, upsample_maps
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 from swigapp.physics.protocol import Protocol
 
@@ -72,8 +71,7 @@ def phantom_pool(
             stack = from_description(subject.acquisition)  # 2D phantoms: their own operator
             lr_up = None
             if stack is not None:
-                lr = np.stack([subject.lr_maps[m].astype(np.float64) for m in MAP_ORDER])
-                lr_up = physical_maps(np.asarray(stack.upsample(lr), dtype=np.float32))
+                lr_up = upsample_maps(subject.lr_maps, stack.hr_shape, stack)
             pool.append(
                 prepare_subject(
                     subject.lr_maps,

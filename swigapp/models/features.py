@@ -19,7 +19,7 @@ from swigapp.io.bids import MAP_ORDER
 from swigapp.physics.protocol import Protocol
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import ThroughPlane
+    from swigapp.acquisition import Acquisition, ThroughPlane
 
 #: Guide slots of the network, in channel order; absent guides are zero with presence 0.
 GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw")
@@ -107,11 +107,17 @@ def physical_maps(maps: np.ndarray) -> np.ndarray:
     return out
 
 
-def upsample_maps(lr_maps: Mapping[str, np.ndarray], hr_shape: Sequence[int]) -> np.ndarray:
-    """LR maps (PD, T1 s, T2 s) -> (3, *hr_shape) by zero-filled k-space upsampling, clipped
-    to physical ranges (:func:`physical_maps`)."""
+def upsample_maps(
+    lr_maps: Mapping[str, np.ndarray],
+    hr_shape: Sequence[int],
+    acquisition: Acquisition | None = None,
+) -> np.ndarray:
+    """LR maps (PD, T1 s, T2 s) -> (3, *hr_shape) by the initial upsampling of
+    ``acquisition`` (zero-filled k-space when None, as :class:`~swigapp.acquisition.KSpace3D`
+    does, bit for bit), clipped to physical ranges (:func:`physical_maps`)."""
     lr = np.stack([np.asarray(lr_maps[m], dtype=np.float64) for m in MAP_ORDER])
-    return physical_maps(np.asarray(kspace.upsample(lr, tuple(hr_shape)), dtype=np.float32))
+    up = kspace.upsample(lr, tuple(hr_shape)) if acquisition is None else acquisition.upsample(lr)
+    return physical_maps(np.asarray(up, dtype=np.float32))
 
 
 def prepare_subject(
