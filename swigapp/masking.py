@@ -20,7 +20,8 @@ BRAIN_T1 = (0.45, 5.0)
 OPENING_MM = 4.0
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of a boolean mask (the mask itself when empty)."""
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -58,10 +59,10 @@ def mask_from_maps(
     vox = float(np.mean(voxel_size)) if voxel_size is not None else 1.0
     steps = max(1, round(OPENING_MM / vox))
     core = ndimage.binary_erosion(candidate, iterations=steps)
-    core = _largest(core if core.any() else candidate)
+    core = largest_component(core if core.any() else candidate)
     mask = ndimage.binary_dilation(core, iterations=steps + 1, mask=candidate)
     mask = ndimage.binary_fill_holes(mask)
-    closed = ndimage.binary_closing(_largest(mask), iterations=1)
+    closed = ndimage.binary_closing(largest_component(mask), iterations=1)
     return ndimage.binary_fill_holes(closed)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from swigapp.io.images import MAP_ORDER, InputError, load_image
+from swigapp.masking import largest_component
 from swigapp.physics.units import convert
 
 #: A map with more than this fraction of its head voxels invalid is refused.
@@ -102,12 +103,9 @@ def head_region(pd: np.ndarray, t1: np.ndarray) -> np.ndarray:
             continue
         thr = 0.1 * float(np.percentile(data[pos], 99))
         cand |= where & pos & (np.where(pos, data, 0) > thr)
-    labels, n = ndimage.label(cand)
-    if n == 0:
+    if not cand.any():
         return cand
-    sizes = np.bincount(labels.ravel())[1:]
-    largest = labels == (int(np.argmax(sizes)) + 1)
-    return ndimage.binary_fill_holes(largest)
+    return ndimage.binary_fill_holes(largest_component(cand))
 
 
 def fill_invalid(
@@ -289,10 +287,10 @@ def prepare_lr_maps(
     )
     support = ndimage.binary_dilation(head, iterations=HEAD_MARGIN)
     background = ~support
-    noisy = {m: bool((~valid[m][background]).mean() > NOISY_BACKGROUND) for m in MAP_ORDER}
     for name in MAP_ORDER:
         maps[name] = fill_invalid(maps[name], valid[name], head)
-        if noisy[name] and background.any():  # fitted noise beyond the head is not data: 0
+        noisy = background.any() and (~valid[name][background]).mean() > NOISY_BACKGROUND
+        if noisy:  # fitted noise beyond the head is not data: 0
             maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
     if scale["factor"] != 1.0:
         maps["PD"] = (maps["PD"] * np.float32(scale["factor"])).astype(np.float32)
