@@ -49,7 +49,7 @@ HEAD_TISSUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "muscle": {"PD": (0.70, 0.78), "T1": (1.30, 1.50), "T2": (0.030, 0.050)},
     "fat": {"PD": (0.85, 0.95), "T1": (0.35, 0.42), "T2": (0.07, 0.13)},
 }
-HEAD_TISSUES = ("bone", "marrow", "muscle", "fat")
+HEAD_TISSUES = tuple(HEAD_TISSUE_RANGES)
 
 
 def head_fractions(anatomy: Anatomy, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -74,14 +74,6 @@ def head_fractions(anatomy: Anatomy, rng: np.random.Generator) -> dict[str, np.n
         out[name] = out.get(name, 0.0) + layer
         inner = ramp
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
-
-
-def sample_head_values(rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    """PD, T1 (s), T2 (s) of each head tissue, uniform within :data:`HEAD_TISSUE_RANGES`."""
-    return {
-        tissue: {m: float(rng.uniform(*bounds)) for m, bounds in ranges.items()}
-        for tissue, ranges in HEAD_TISSUE_RANGES.items()
-    }
 
 
 def background_noise(

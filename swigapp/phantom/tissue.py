@@ -49,11 +49,14 @@ class TruthMaps:
         return {name: frac >= threshold for name, frac in self.fractions.items()}
 
 
-def sample_tissue_values(rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    """Draw PD, T1 (s), T2 (s) for each tissue uniformly within its literature range."""
+def sample_tissue_values(
+    rng: np.random.Generator,
+    ranges: dict[str, dict[str, tuple[float, float]]] = TISSUE_RANGES,
+) -> dict[str, dict[str, float]]:
+    """Draw PD, T1 (s), T2 (s) for each tissue of ``ranges`` uniformly within its range."""
     return {
-        tissue: {m: float(rng.uniform(*bounds)) for m, bounds in ranges.items()}
-        for tissue, ranges in TISSUE_RANGES.items()
+        tissue: {m: float(rng.uniform(*bounds)) for m, bounds in values.items()}
+        for tissue, values in ranges.items()
     }
 
 
@@ -101,9 +104,9 @@ def make_truth(
     }
     tissues = TISSUES
     if head:
-        from swigapp.phantom.head import HEAD_TISSUES, head_fractions, sample_head_values
+        from swigapp.phantom.head import HEAD_TISSUE_RANGES, HEAD_TISSUES, head_fractions
 
-        values = values | sample_head_values(rng)
+        values = values | sample_tissue_values(rng, HEAD_TISSUE_RANGES)
         layers = head_fractions(anatomy, rng)
         fractions["CSF"] = fractions["CSF"] + layers.pop("CSF")
         fractions |= layers
