@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -41,7 +41,7 @@ from swigapp.io.bids import layout, load_bundle
 from swigapp.models.cohort import PreparedSubject, prepare_bundle
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import adapt, predict_volume
-from swigapp.models.inr import INRConfig, fit_inr, render_volume
+from swigapp.models.inr import STOP_RULES, INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
@@ -181,10 +181,13 @@ def method_table(
             return run
         return lambda: weight * run() + (1.0 - weight) * fallback()
 
-    def inr() -> np.ndarray:
-        fit = fit_inr(both, voxel, INRConfig(max_steps=args.inr_max_steps, seed=args.seed))
-        print(f"  INR: {fit.steps} steps, stopped by {fit.stopped_by}", flush=True)
-        return render_volume(fit, both, voxel)
+    def inr(config: INRConfig, base: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        fit = fit_inr(both, voxel, config, base=None if base is None else base())
+        print(f"  INR: {fit.steps} steps, kept {fit.kept_step}, {fit.stopped_by}", flush=True)
+        return render_volume(fit, both)
+
+    def swig_both() -> np.ndarray:  # SWIG's prediction, the base of "INR from SWIG"
+        return predict_volume(models["swig"], both)
 
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)
@@ -202,7 +205,13 @@ def method_table(
     }
     if "nolr" in models:
         methods["SWIG no LR input (T1w+T2w)"] = guided(lambda: predict_volume(models["nolr"], both))
-    methods["INR (T1w+T2w)"] = guided(inr)
+    grid = INRConfig(seed=args.seed, max_steps=args.inr_max_steps, stop=args.inr_stop)
+    methods["INR grid (T1w+T2w)"] = guided(lambda: inr(grid))
+    # as in the app, every INR falls back to the upsampled LR maps where no guide saw
+    methods["INR grid from SWIG (T1w+T2w)"] = guided(
+        lambda: inr(replace(grid, init="swig", stop=args.inr_stop), swig_both)
+    )
+    methods["INR Fourier (T1w+T2w)"] = guided(lambda: inr(INRConfig.fourier(seed=args.seed)))
     for key, label in (("wmri2q_supervised", "supervised-only"), ("wmri2q_hybrid", "hybrid")):
         if key in models:
             model = models[key]
@@ -405,6 +414,28 @@ def targets(table: dict) -> list[str]:
             ok = value >= goal if goal > 0 else value <= -goal
             parts.append(f"{label}: {fmt.format(value)} {'met' if ok else 'MISSED'}")
         out.append(f"- {name}: " + "; ".join(parts))
+    out += inr_targets(table)
+    return out
+
+
+def inr_targets(table: dict) -> list[str]:
+    """The INR issue's targets: every INR row against cubic spline (T1/T2 SSIM higher, GM
+    T1/T2 MAE lower), and the INR from SWIG against SWIG (no score worse)."""
+    cubic, swig = table.get("cubic spline"), table.get("SWIG T1w+T2w")
+    keys = (("T1_SSIM", 1), ("T2_SSIM", 1), ("GM_T1_MAE_ms", -1), ("GM_T2_MAE_ms", -1))
+    out = []
+    for name, row in table.items():
+        if not name.startswith("INR"):
+            continue
+        for label, ref in (("cubic spline", cubic), ("SWIG", swig)):
+            if ref is None or (label == "SWIG" and "from SWIG" not in name):
+                continue
+            verdicts = [
+                f"{k} {row[k]:.4g} vs {ref[k]:.4g} "
+                + ("met" if sign * (row[k] - ref[k]) >= 0 else "MISSED")
+                for k, sign in keys
+            ]
+            out.append(f"- {name} vs {label}: " + "; ".join(verdicts))
     return out
 
 
@@ -415,6 +446,7 @@ def main() -> None:
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
     p.add_argument("--adapt-steps", type=int, default=30)
     p.add_argument("--inr-max-steps", type=int, default=INRConfig().max_steps)
+    p.add_argument("--inr-stop", choices=STOP_RULES, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--out", default="benchmarks/results")
@@ -467,6 +499,8 @@ def main() -> None:
         extra += " --methods " + " ".join(repr(m) for m in args.methods)
     if args.registration_sampling != DEFAULT_SAMPLING:
         extra += f" --registration-sampling {args.registration_sampling}"
+    if args.inr_stop != "auto":
+        extra += f" --inr-stop {args.inr_stop}"
     if args.settings != list(SETTINGS):
         extra += " --settings " + " ".join(args.settings)
     role = "held out" if args.phantom_seed == HELD_OUT_SEED else "validation, not held out"

@@ -239,6 +239,8 @@ def super_resolve(
     n_threads: int | None = None,
     method: str = "swig",
     inr_max_steps: int | None = None,
+    inr_init: str = "lr",
+    inr_stop: str = "auto",
     single_orientation: bool = False,
     lr_valid_file: str | None = None,
     acquisition: Mapping[str, Any] | None = None,
@@ -248,7 +250,8 @@ def super_resolve(
 
     ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation; ``wmri2q``:
     the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
-    ``inr_max_steps`` steps). The networks average their predictions along every
+    ``inr_max_steps`` steps, over the LR maps or with ``inr_init="swig"`` over the SWIG
+    prediction, stopped by ``inr_stop``). The networks average their predictions along every
     least-downsampled slice axis unless ``single_orientation``. ``guide_files``: registered
     guides on the HR grid; ``model_path``: a model.pt or a shipped model's name, or None for
     the method's default weights; ``lr_valid_file``: the LR validity mask of
@@ -294,6 +297,8 @@ def super_resolve(
         adapt_steps=int(adapt_steps),
         seed=seed,
         inr_max_steps=inr_max_steps,
+        inr_init=inr_init,
+        inr_stop=inr_stop,
         single_orientation=single_orientation,
         voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
     )

@@ -447,5 +447,5 @@ def test_adaptation_and_inr_leave_out_invalid_lr_voxels(tiny_subject):
     torch.manual_seed(0)
     losses = adapt(SwigNet(NetConfig(width=8, blocks=1)), marked, 2, crop=(32, 32, 8))[1]
     assert len(losses) == 2 and np.isfinite(losses).all()
-    cfg = INRConfig(max_steps=2, min_steps=1, crops_per_step=2, mi_voxels=500)
+    cfg = INRConfig(max_steps=2, min_steps=1, crops_per_step=2, check_voxels=500)
     assert np.isfinite(fit_inr(marked, (2.0, 2.0, 2.0), cfg).losses).all()

@@ -11,10 +11,20 @@ import torch
 
 from swigapp import metrics
 from swigapp.cli import run as cli
+from swigapp.interp import upsample_interp
 from swigapp.models.data import collate, random_crop
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import predict_volume
-from swigapp.models.inr import INR_WEIGHTS, INRConfig, _plateau, fit_inr, render_volume, voxel_grid
+from swigapp.models.inr import (
+    INR_WEIGHTS,
+    GridINR,
+    INRConfig,
+    NodeAdam,
+    _plateau,
+    fit_inr,
+    render_volume,
+    voxel_grid,
+)
 from swigapp.models.losses import LossWeights, total_loss
 from swigapp.models.network import NetConfig, WmriUNet, build_network
 from swigapp.models.shipped import load_shipped, model_card
@@ -60,17 +70,63 @@ def test_voxel_grid_is_centred_in_mm():
 
 
 def test_plateau_rule():
-    cfg = INRConfig(mi_patience=2, mi_tol=0.01)
+    cfg = INRConfig(patience=2, tol=0.01)
     assert not _plateau([0.1, 0.2], cfg)  # too few measurements
     assert not _plateau([0.1, 0.2, 0.3, 0.4], cfg)  # still rising
     assert _plateau([0.1, 0.3, 0.301, 0.299], cfg)  # < 1 % above the earlier best
     assert _plateau([0.1, 0.3, 0.25, 0.2], cfg)  # falling
 
 
+def test_inr_config_rejects_unknown_choices():
+    for field, value in (("encoding", "hash"), ("stop", "loss"), ("init", "cubic")):
+        with pytest.raises(ValueError, match=field):
+            INRConfig(**{field: value})
+
+
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (0.8, 1.0, 2.5)])
+def test_grid_boxes_agree_with_pointwise_trilinear(voxel):
+    """The crop path (separable weights on cut-out nodes) and the rendering path (8-corner
+    gather) give the same features and maps, for aligned and non-aligned node spacings."""
+    torch.manual_seed(0)
+    cfg = INRConfig(grid_spacings_mm=(6.0, 2.2, 1.0), grid_features=3)
+    model = GridINR(cfg, (20, 17, 9), voxel)
+    for grid in model.grids:  # features with structure, not the near-zero start
+        grid.normal_()
+    assert model.strides[-1] == tuple(max(1.0 / v, 1.0) for v in voxel)
+    box = (slice(3, 15), slice(0, 17), slice(2, 9))
+    out, reg, leaves = model.boxes([box], tv=1.0)
+    axes = [torch.arange(s.start, s.stop, dtype=torch.float32) for s in box]
+    idx = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(out[0].reshape(-1, 3), model(idx), atol=1e-5, rtol=1e-4)
+    assert len(leaves) == len(model.grids) and float(reg.detach()) > 0.5  # features vary
+    for grid in model.grids:
+        grid.fill_(0.3)
+    assert float(model.boxes([box], tv=1.0)[1]) == 0.0  # constant grids: no variation
+
+
+def test_node_adam_moves_only_the_nodes_under_the_crops():
+    cfg = INRConfig(grid_spacings_mm=(4.0, 1.0), grid_features=2)
+    model = GridINR(cfg, (24, 24, 24), (1.0, 1.0, 1.0))
+    before = [g.clone() for g in model.grids]
+    adam = NodeAdam(model, lr=0.1)
+    box = (slice(0, 8), slice(8, 16), slice(16, 24))
+    out, _, leaves = model.boxes([box])
+    out.square().sum().backward()
+    adam.step(leaves)
+    fine_before, fine = before[1], model.grids[1]
+    changed = (fine != fine_before).any(dim=0)
+    assert changed[0:8, 8:16, 16:24].all()
+    changed[0:8, 8:16, 16:24] = False
+    assert not changed.any()  # nothing else moved
+    coarse = (model.grids[0] != before[0]).any(dim=0)
+    assert coarse[0:3, 2:5, 4:7].all() and coarse.sum() == 27  # the 3x3x3 nodes under it
+
+
 @pytest.fixture(scope="module")
 def inr_fit(aligned):
     torch.manual_seed(0)
-    config = INRConfig(max_steps=300, min_steps=300, mi_every=60, seed=0)
+    config = INRConfig(stop="steps", max_steps=300, check_every=60, seed=0)
     return fit_inr(aligned, VOXEL, config)
 
 
@@ -86,41 +142,92 @@ def _unsupervised_loss(volume: np.ndarray, subject) -> float:
     return float(np.mean(totals))
 
 
-def test_inr_loss_decreases_and_beats_the_lr_input(inr_fit, aligned):
+def test_inr_loss_decreases_and_beats_the_lr_input_and_cubic(inr_fit, aligned):
     assert len(inr_fit.losses) == 300 and inr_fit.stopped_by == "max_steps"
-    pred = render_volume(inr_fit, aligned, VOXEL)
+    pred = render_volume(inr_fit, aligned)
     # the fit starts at the LR input (residual representation): its objective fell
     before = _unsupervised_loss(aligned.lr_up.numpy(), aligned)
     after = _unsupervised_loss(pred, aligned)
-    assert after < 0.9 * before, (before, after)
+    assert after < 0.8 * before, (before, after)
     assert pred.shape == (3, *aligned.hr_shape) and pred.dtype == np.float32
     assert pred[0].min() >= 0 and pred[1:].min() > 0 and pred[1].max() <= 6.0
     outside = ~aligned.mask.numpy()
     np.testing.assert_array_equal(pred[:, outside], aligned.lr_up.numpy()[:, outside])
-    lr, inr = _scores(aligned.lr_up.numpy(), aligned), _scores(pred, aligned)
-    # closer to the truth than the LR input in T1 (NRMSE and SSIM) and T2 (SSIM); PD is
-    # not: without a trained prior the guides' noise and bias leak into PD
-    assert inr["T1"][0] < lr["T1"][0], (inr["T1"], lr["T1"])
+    lr = _scores(aligned.lr_up.numpy(), aligned)
+    cubic = np.stack([upsample_interp(v, aligned.hr_shape, 3) for v in aligned.lr.numpy()])
+    spline, inr = _scores(cubic, aligned), _scores(pred, aligned)
+    # closer to the truth than the LR input and cubic spline in T1 and T2 (NRMSE and SSIM)
     for m in ("T1", "T2"):
-        assert inr[m][1] > lr[m][1] + 0.003, (m, inr[m], lr[m])
+        assert inr[m][0] < min(lr[m][0], spline[m][0]), (m, inr[m], lr[m], spline[m])
+        assert inr[m][1] > max(lr[m][1], spline[m][1]) + 0.003, (m, inr[m], lr[m], spline[m])
     summary = inr_fit.summary()
-    assert summary["steps"] == 300 and len(summary["mi_curve"]) == 5
+    assert summary["steps"] == 300 and len(summary["mi_curve"]) == 6
+    assert summary["config"]["encoding"] == "grid"
     json.dumps(summary)  # provenance-ready
 
 
-def test_inr_early_stopping_triggers(aligned):
+def test_inr_early_stopping_keeps_the_best_check(aligned):
     """With a tolerance no rise can pass, the fit stops at the first check that has
-    ``mi_patience`` measurements after the first; with a negative one it never stops early."""
-    base = INRConfig(max_steps=60, min_steps=10, mi_every=10, mi_patience=2, crop=(8, 8, 8))
-    stopped = fit_inr(aligned, VOXEL, replace(base, mi_tol=10.0))
-    assert stopped.stopped_by == "mi_plateau" and stopped.steps == 30
-    assert [s for s, _ in stopped.mi_curve] == [10, 20, 30]
+    ``patience`` measurements after the start's and keeps the state of the best check (the
+    start included); with a negative one it never stops early."""
+    base = INRConfig(
+        stop="mi", max_steps=60, min_steps=10, check_every=10, patience=2, crop=(8, 8, 8)
+    )
+    stopped = fit_inr(aligned, VOXEL, replace(base, tol=10.0))
+    assert stopped.stopped_by == "mi_plateau" and stopped.steps == 20
+    assert [s for s, _ in stopped.mi_curve] == [0, 10, 20]  # check 0: the start
     assert all(v > 0 for _, v in stopped.mi_curve)
-    full = fit_inr(aligned, VOXEL, replace(base, mi_tol=-2.0))
-    assert full.stopped_by == "max_steps" and full.steps == 60
+    best = max(stopped.mi_curve, key=lambda c: c[1])[0]
+    assert stopped.kept_step == best
+    # the kept state is the best check's: the same fit run on records that state's maps
+    volumes: list[np.ndarray] = []
+    full = fit_inr(
+        aligned, VOXEL, replace(base, tol=-2.0), monitor=lambda v: volumes.append(v) or 0.0
+    )
+    assert full.stopped_by == "max_steps" and full.steps == 60 and len(volumes) == 7
+    np.testing.assert_array_equal(render_volume(stopped, aligned), volumes[best // 10])
     # the same seed gives the same fit
-    again = fit_inr(aligned, VOXEL, replace(base, mi_tol=10.0))
+    again = fit_inr(aligned, VOXEL, replace(base, tol=10.0))
     assert again.losses == stopped.losses
+
+
+def test_inr_refines_a_given_base(aligned):
+    """init "swig" corrects the given maps: before any learning the render is that base
+    (inside the mask; the LR input outside), and without a base the fit refuses."""
+    base = aligned.truth.numpy() * 1.1  # any maps other than the LR input
+    cfg = INRConfig(init="swig", stop="steps", max_steps=1, learning_rate=0.0)
+    fit = fit_inr(aligned, VOXEL, cfg, base=base)
+    pred = render_volume(fit, aligned)
+    mask = aligned.mask.numpy()
+    np.testing.assert_allclose(pred[1:, mask], base[1:, mask], rtol=2e-3)
+    np.testing.assert_allclose(pred[0, mask], base[0, mask], atol=2e-2)
+    np.testing.assert_array_equal(pred[:, ~mask], aligned.lr_up.numpy()[:, ~mask])
+    with pytest.raises(ValueError, match="SWIG prediction"):
+        fit_inr(aligned, VOXEL, cfg)
+
+
+def test_inr_ignores_guides_outside_their_field_of_view(aligned):
+    """Where a guide has no data (0 after resampling: outside its field of view) the guide
+    term leaves the maps alone instead of pulling PD towards 0."""
+    raw = aligned.raw_guides.clone()
+    x = aligned.hr_shape[0] // 2
+    raw[0, x:] = 0.0  # the T1w saw only half the brain
+    blind = replace(aligned, raw_guides=raw)
+    fit = fit_inr(blind, VOXEL, INRConfig(stop="steps", max_steps=120, check_every=60))
+    pred, lr_up = render_volume(fit, blind), aligned.lr_up.numpy()
+    half = aligned.mask.numpy().copy()
+    half[:x] = False
+    ratio = pred[0][half].mean() / lr_up[0][half].mean()
+    assert 0.95 < ratio < 1.05, ratio
+
+
+def test_fourier_encoding_still_fits(aligned):
+    """The paper's Fourier-feature MLP, kept for comparison, runs through the same loop."""
+    cfg = INRConfig.fourier(stop="steps", max_steps=20, check_every=10, crop=(8, 8, 8))
+    fit = fit_inr(aligned, VOXEL, cfg)
+    assert fit.summary()["config"]["encoding"] == "fourier" and len(fit.losses) == 20
+    pred = render_volume(fit, aligned)
+    assert np.isfinite(pred).all() and not np.array_equal(pred, aligned.lr_up.numpy())
 
 
 # -------------------------------------------------------------------------- wmri2q
@@ -202,7 +309,11 @@ def _run(bids, out, *extra):
 
 @pytest.mark.parametrize(
     "extra",
-    [("--method", "inr", "--inr-max-steps", "60"), ("--method", "wmri2q", "--single-orientation")],
+    [
+        ("--method", "inr", "--inr-max-steps", "60"),
+        ("--method", "inr", "--inr-max-steps", "60", "--inr-init", "swig"),
+        ("--method", "wmri2q", "--single-orientation"),
+    ],
 )
 def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
     method = extra[1]
@@ -218,12 +329,14 @@ def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
     sidecar = json.loads((anat / f"sub-01_res-hi_desc-{method}_T1map.json").read_text())
     assert sidecar["Method"] == method
     if method == "inr":
-        assert sidecar["Model"] is None
+        swig_init = "swig" in extra
+        assert (sidecar["Model"] or {}).get("name") == ("swig_default" if swig_init else None)
+        assert sidecar["INRFit"]["config"]["init"] == ("swig" if swig_init else "lr")
         assert sidecar["INRFit"]["steps"] <= 60
         assert sidecar["INRFit"]["stopped_by"] in ("mi_plateau", "max_steps")
         assert sidecar["INRFit"]["config"]["max_steps"] == 60
         assert "implicit neural representation" in sidecar["EstimationAlgorithm"]
-        assert "SliceAxes" not in sidecar
+        assert ("SliceAxes" in sidecar) == swig_init  # the SWIG base ran its ensemble
     else:
         assert sidecar["Model"]["name"] == "wmri2q_hybrid"
         assert sidecar["Model"]["sha256"] == model_card("wmri2q_hybrid")["sha256"]
@@ -254,13 +367,11 @@ def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
         # its weak side, README), measured here as SSIM to the truth
         assert ssim_gain["PD"] > 0.05 and ssim_gain["T1"] > 0.03, scores
     else:
-        # 60 steps move the INR only a little from its start and gain nothing measurable
-        # (T1 SSIM +0.001 in two runs, NRMSE either way; issue 20), but it is no
-        # pass-through: its maps differ from the LR input, and no map is harmed
-        moved = np.abs(np.asarray(nib.load(anat / "sub-01_res-hi_desc-inr_T1map.nii.gz").dataobj)
-                       - lr_up[..., 1])[mask]  # fmt: skip
-        assert moved.mean() > 1e-3, moved.mean()  # seconds
-        assert min(ssim_gain.values()) > -0.002, scores
+        # 60 steps of the grid INR already sharpen T1 and T2 beyond the LR input (T1 SSIM
+        # +0.04, T2 +0.025 when this was written) and lower their NRMSE; PD is not harmed
+        for m in ("T1", "T2"):
+            assert ssim_gain[m] > 0.01 and scores[m][2] < scores[m][3], (m, scores)
+        assert ssim_gain["PD"] > -0.005, scores
 
 
 def _expect_error(capsys, bids, out, needle, *extra):
@@ -279,6 +390,8 @@ def test_method_option_errors(tiny_dataset, tmp_path, capsys):
     swig = weights_dir() / "swig_default.pt"
     _expect_error(capsys, tiny_dataset, out, "does not apply to --method inr", "--method",
                   "inr", "--model", str(swig))  # fmt: skip
+    _expect_error(capsys, tiny_dataset, out, "--inr-init, --inr-stop: only for --method inr",
+                  "--inr-init", "swig", "--inr-stop", "steps")  # fmt: skip
     _expect_error(capsys, tiny_dataset, out, "needs a unet", "--method", "wmri2q",
                   "--model", str(swig))  # fmt: skip
 
@@ -334,6 +447,6 @@ def test_crops_and_inr_on_a_fractional_grid():
     crop = random_crop(subject, rng, (13, 13, 7), perm=(0, 1, 2))
     assert crop["lr_up"].shape == (3, 12, 12, 6) and crop["lr"].shape == (3, 8, 8, 3)
     assert all(s.start % p == 0 for s, p in zip(crop["box"], (3, 3, 2), strict=True))
-    config = INRConfig(max_steps=3, min_steps=3, mi_every=1, crop=(12, 12, 6), crops_per_step=2)
+    config = INRConfig(max_steps=3, min_steps=3, check_every=1, crop=(12, 12, 6), crops_per_step=2)
     fit = fit_inr(subject, (1.0, 1.0, 1.0), config)
     assert fit.steps == 3 and np.isfinite(fit.losses).all()

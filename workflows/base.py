@@ -38,6 +38,8 @@ class WorkflowOptions:
     model_path: str = ""
     adapt_steps: int = 0
     inr_max_steps: int = 0
+    inr_init: str = "lr"
+    inr_stop: str = "auto"
     single_orientation: bool = False
     seed: int = 0
     device: str = "auto"
@@ -112,6 +114,8 @@ def init_single_subject_wf(
             model_path=options.model_path,
             adapt_steps=options.adapt_steps,
             inr_max_steps=options.inr_max_steps,
+            inr_init=options.inr_init,
+            inr_stop=options.inr_stop,
             single_orientation=options.single_orientation,
             seed=options.seed,
             device=options.device,

@@ -146,6 +146,8 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
     adapt_steps = traits.Int(0, usedefault=True)
     inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")
+    inr_init = traits.Enum("lr", "swig", usedefault=True, desc="what the INR corrects")
+    inr_stop = traits.Enum("auto", "mi", "steps", usedefault=True, desc="INR stopping rule")
     single_orientation = traits.Bool(
         False, usedefault=True, desc="one slice axis instead of the orientation ensemble"
     )
@@ -183,6 +185,8 @@ class SuperResolve(SimpleInterface):
             n_threads=self.inputs.n_threads or None,
             method=self.inputs.method,
             inr_max_steps=self.inputs.inr_max_steps or None,
+            inr_init=self.inputs.inr_init,
+            inr_stop=self.inputs.inr_stop,
             single_orientation=self.inputs.single_orientation,
             lr_valid_file=(
                 self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None

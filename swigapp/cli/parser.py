@@ -143,8 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=0,
         metavar="N",
-        help="--method inr: most fitting steps; fitting stops earlier when the mutual "
-        "information between maps and guides levels off (default 0: 1500)",
+        help="--method inr: most fitting steps; fitting may stop earlier by --inr-stop "
+        "(default 0: 600)",
+    )
+    model.add_argument(
+        "--inr-init",
+        choices=("lr", "swig"),
+        default="lr",
+        help="--method inr: what the representation corrects: the upsampled LR maps, or "
+        "the SWIG prediction (the INR then refines SWIG for this subject) (default lr)",
+    )
+    model.add_argument(
+        "--inr-stop",
+        choices=("auto", "mi", "steps"),
+        default="auto",
+        help="--method inr: stop when the mutual information between maps and guides stops "
+        "rising, keeping the best state, the start included (mi, McGinnis et al.), or after "
+        "--inr-max-steps (steps); auto: steps with --inr-init lr, mi with --inr-init swig "
+        "(default auto)",
     )
     model.add_argument(
         "--single-orientation",

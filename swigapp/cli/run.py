@@ -234,6 +234,17 @@ def run_participant(args: Any) -> int:
     model_path = check_model(args.model, args.method)
     if args.adapt_steps and args.method != "swig":
         raise InputError(f"--adapt-steps applies to --method swig, not {args.method}")
+    changed = [
+        f
+        for f, v in (
+            ("--inr-init", args.inr_init != "lr"),
+            ("--inr-stop", args.inr_stop != "auto"),
+            ("--inr-max-steps", bool(args.inr_max_steps)),
+        )
+        if v
+    ]
+    if changed and args.method != "inr":
+        raise InputError(f"{', '.join(changed)}: only for --method inr, not {args.method}")
     try:
         resolve_device(args.device)
     except RuntimeError as err:
@@ -251,6 +262,8 @@ def run_participant(args: Any) -> int:
         model_path=model_path,
         adapt_steps=args.adapt_steps,
         inr_max_steps=args.inr_max_steps,
+        inr_init=args.inr_init,
+        inr_stop=args.inr_stop,
         single_orientation=args.single_orientation,
         seed=args.seed,
         device=args.device,

@@ -45,6 +45,8 @@ class Request:
     adapt_steps: int = 0
     seed: int = 0
     inr_max_steps: int | None = None
+    inr_init: str = "lr"
+    inr_stop: str = "auto"
     single_orientation: bool = False
     voxel_size: tuple[float, ...] = (1.0, 1.0, 1.0)
 
@@ -60,10 +62,10 @@ REGISTRY: dict[str, MethodInfo] = {
     ),
     "inr": MethodInfo(
         "swigapp.methods.inr",
-        "Subject-specific implicit neural representation (coordinate MLP with Fourier "
-        "features, one head per map; after McGinnis et al., MICCAI 2023) fitted to this subject "
-        "by guide consistency through the signal equations and LR consistency through the "
-        "acquisition model (swigapp)",
+        "Subject-specific implicit neural representation (multi-resolution feature grids "
+        "and a shared network with one head per map; after McGinnis et al., MICCAI 2023) "
+        "fitted to this subject by guide consistency through the signal equations and LR "
+        "consistency through the acquisition model (swigapp)",
     ),
     "wmri2q": MethodInfo(
         "swigapp.methods.wmri2q",

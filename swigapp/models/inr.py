@@ -2,22 +2,37 @@
 
 After McGinnis et al., "Single-subject multi-contrast MRI super-resolution via implicit
 neural representations" (MICCAI 2023), written here from the paper's description and fitted
-with this package's physics: a coordinate MLP over position (mm) with Gaussian random
-Fourier features, a shared trunk and one head per map (PD, ln T1, ln T2), fitted to one
-subject by the same unsupervised terms as the SWIG model (guide consistency through the
-signal equations, LR consistency through k-space truncation). No training cohort: only the
-representation differs from SWIG.
+with this package's physics: a coordinate network over position with a shared trunk and one
+head per map (PD, ln T1, ln T2), fitted to one subject by the same unsupervised terms as the
+SWIG model (guide consistency through the signal equations, LR consistency through the
+acquisition operator: k-space truncation, or the slice profile of a 2D stack). No training
+cohort: only the representation differs from SWIG.
 
-Each step evaluates the MLP on every voxel of a few random HR crops aligned to the LR grid
-(so the k-space truncation of each crop lines up with the acquired LR box, as in SWIG's
-training). Fitting stops when the mutual information between the predicted maps and the
-guides stops rising (the paper's early-stopping criterion), or at ``max_steps``.
+Two position encodings:
+
+- ``grid`` (default): multi-resolution dense feature grids (the Instant-NGP / Plenoxels
+  family, without hashing), interpolated trilinearly, in plain torch. Each level is an
+  ``nn.Embedding`` updated sparsely (only the nodes a step touched), so a step costs the
+  same for any brain size. A total-variation term on the grid nodes under each crop keeps
+  the finest levels from fitting noise.
+- ``fourier``: Gaussian random Fourier features (the paper's), kept for comparison.
+
+The network represents the correction to a base: the LR maps' upsampling (``init="lr"``)
+or the SWIG prediction (``init="swig"``: the INR then refines SWIG for this subject).
+
+Each step evaluates the network on every voxel of a few random HR crops aligned to the LR
+grid, so the acquisition operator of each crop lines up with the acquired LR box, as in
+SWIG's training. Fitting stops when the paper's criterion, the mutual information between
+the predicted maps and the guides, stops rising (``stop="mi"``), keeping the state of its
+best check (the start included), or after ``max_steps`` (``stop="steps"``). By default the
+fit over the LR maps runs its steps and the fit over SWIG follows the MI (docs/methods.md).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -33,101 +48,330 @@ from swigapp.models.losses import LossWeights, total_loss
 
 #: The SWIG adaptation's unsupervised terms: there is no HR truth for a real subject.
 INR_WEIGHTS = ADAPT_WEIGHTS
+#: Position encodings, stopping rules and bases (``INRConfig.encoding/stop/init``).
+ENCODINGS = ("grid", "fourier")
+STOP_RULES = ("auto", "mi", "steps")
+INITS = ("lr", "swig")
 
 
 @dataclass(frozen=True)
 class INRConfig:
     """Representation and fitting settings (recorded in the provenance sidecars).
 
-    ``sigma``: standard deviation of the Fourier feature frequencies in cycles/mm;
+    Grid encoding: one dense grid of ``grid_features`` features per node spacing in
+    ``grid_spacings_mm`` (never finer than the HR voxel); ``tv``: weight of the grids'
+    total variation (mean |difference| of neighbouring nodes, per level, under the crops).
+    Fourier encoding: ``features`` frequencies of standard deviation ``sigma`` cycles/mm.
+    Both: a ReLU trunk of ``trunk_layers`` x ``width`` and one head per map.
     ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its crop
-    unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain: a few
-    small crops fit faster than one big one (the MLP is shared by the whole brain);
-    early stopping: every ``mi_every`` steps the MI (nats) between maps and guides is
-    measured on a fixed sample of ``mi_voxels`` brain voxels, and fitting stops after
-    ``min_steps`` once the best MI has not risen by more than ``mi_tol`` (relative) over
-    the last ``mi_patience`` measurements.
+    unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain.
+    Every ``check_every`` steps the mean mutual information (nats) between the maps and the
+    guides is measured on ``check_voxels`` fixed brain voxels. ``stop="auto"`` (the default)
+    becomes ``"steps"`` over the LR maps and ``"mi"`` over the SWIG prediction. With
+    ``stop="mi"``, after
+    ``min_steps`` the fit stops once the best MI has not risen by more than ``tol``
+    (relative) over the last ``patience`` checks, and the state of the best check is kept.
     """
 
+    encoding: str = "grid"
+    init: str = "lr"
+    stop: str = "auto"
+    grid_spacings_mm: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0)
+    grid_features: int = 4
+    tv: float = 0.0
     features: int = 128
     sigma: float = 0.15
-    width: int = 128
-    trunk_layers: int = 3
+    width: int = 64
+    trunk_layers: int = 2
     head_layers: int = 1
-    learning_rate: float = 5e-3
-    crop: tuple[int, int, int] = (12, 12, 12)
+    learning_rate: float = 1e-2
+    crop: tuple[int, int, int] = (24, 24, 24)
     crops_per_step: int = 8
-    max_steps: int = 1500
-    min_steps: int = 500
-    mi_every: int = 50
-    mi_patience: int = 3
-    mi_tol: float = 0.005
-    mi_voxels: int = 20000
+    max_steps: int = 600
+    min_steps: int = 300
+    check_every: int = 50
+    patience: int = 3
+    tol: float = 0.0
+    check_voxels: int = 20000
     seed: int = 0
-    #: represent the correction to the LR maps' zero-filled upsampling (a global skip, as
-    #: in SWIG) instead of the maps themselves: the fit starts at the LR input
-    residual: bool = True
     weights: LossWeights = field(default_factory=lambda: INR_WEIGHTS)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("encoding", self.encoding, ENCODINGS),
+            ("stop", self.stop, STOP_RULES),
+            ("init", self.init, INITS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"INR {name} must be one of {allowed}, got {value!r}")
+        if self.stop == "auto":  # fixed steps over the LR maps, the MI over SWIG
+            object.__setattr__(self, "stop", "steps" if self.init == "lr" else "mi")
+
+    @classmethod
+    def fourier(cls, **changes) -> INRConfig:
+        """The paper's Fourier-feature MLP as first shipped (3 x 128 trunk, lr 5e-3,
+        8 crops of 12^3, MI stopping after 500 steps)."""
+        old = dict(
+            encoding="fourier",
+            stop="mi",
+            width=128,
+            trunk_layers=3,
+            learning_rate=5e-3,
+            crop=(12, 12, 12),
+            max_steps=1500,
+            min_steps=500,
+            check_every=50,
+            tol=0.005,
+        )
+        return cls(**(old | changes))
 
     def as_dict(self) -> dict:
         """JSON-ready dict of the settings."""
         out = asdict(self)
         out["crop"] = list(self.crop)
+        out["grid_spacings_mm"] = list(self.grid_spacings_mm)
         return out
 
 
-class FourierMLP(nn.Module):
-    """Coordinates (N, 3) in mm -> maps in the network domain (N, 3): PD, ln T1, ln T2.
+def _trunk_and_heads(model: nn.Module, c_in: int, config: INRConfig) -> None:
+    """Give ``model`` a ReLU trunk and one head per map whose last layer starts near 0 (the
+    fit starts at its base)."""
+    layers: list[nn.Module] = []
+    for _ in range(config.trunk_layers):
+        layers += [nn.Linear(c_in, config.width), nn.ReLU()]
+        c_in = config.width
+    model.trunk = nn.Sequential(*layers)
+    model.heads = nn.ModuleList()
+    for _ in range(3):
+        head: list[nn.Module] = []
+        for _ in range(config.head_layers):
+            head += [nn.Linear(c_in, config.width // 2), nn.ReLU()]
+        last = nn.Linear(config.width // 2 if config.head_layers else c_in, 1)
+        nn.init.normal_(last.weight, std=1e-3)
+        nn.init.zeros_(last.bias)
+        model.heads.append(nn.Sequential(*head, last))
 
-    gamma(x) = [sin 2 pi B x, cos 2 pi B x], B ~ N(0, sigma^2) (fixed), then a ReLU trunk
-    shared by the maps and one small head per map.
+
+def _decode_heads(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    h = model.trunk(features)
+    return torch.cat([head(h) for head in model.heads], dim=-1)
+
+
+class FourierMLP(nn.Module):
+    """Voxel indices (N, 3) -> corrections (N, 3) in the network domain (PD, ln T1, ln T2).
+
+    gamma(x) = [sin 2 pi B x, cos 2 pi B x] of the position x in mm (centred on the grid),
+    B ~ N(0, sigma^2) fixed, then the trunk and heads.
     """
 
-    def __init__(self, config: INRConfig, base: Sequence[float]) -> None:
+    def __init__(
+        self, config: INRConfig, shape: Sequence[int], voxel_size: Sequence[float]
+    ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(config.seed)
         freqs = torch.randn(3, config.features, generator=gen) * config.sigma
         self.register_buffer("freqs", freqs)
-        layers: list[nn.Module] = []
-        c_in = 2 * config.features
-        for _ in range(config.trunk_layers):
-            layers += [nn.Linear(c_in, config.width), nn.ReLU()]
-            c_in = config.width
-        self.trunk = nn.Sequential(*layers)
-        self.heads = nn.ModuleList()
-        for value in base:
-            head: list[nn.Module] = []
-            for _ in range(config.head_layers):
-                head += [nn.Linear(config.width, config.width // 2), nn.ReLU()]
-            last = nn.Linear(config.width // 2 if config.head_layers else config.width, 1)
-            nn.init.normal_(last.weight, std=1e-3)
-            nn.init.constant_(last.bias, float(value))
-            self.heads.append(nn.Sequential(*head, last))
+        self.register_buffer("centre", (torch.tensor(shape, dtype=torch.float32) - 1) / 2)
+        self.register_buffer("voxel", torch.tensor(voxel_size, dtype=torch.float32))
+        _trunk_and_heads(self, 2 * config.features, config)
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """(N, 3) mm -> (N, 3) network-domain values."""
-        phase = 2 * np.pi * coords @ self.freqs
-        h = self.trunk(torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
-        return torch.cat([head(h) for head in self.heads], dim=-1)
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(N, 3) voxel indices -> (N, 3)."""
+        phase = 2 * np.pi * ((idx - self.centre) * self.voxel) @ self.freqs
+        return _decode_heads(self, torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
+
+    def boxes(
+        self, boxes: Sequence[tuple[slice, ...]], tv: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Corrections (B, x, y, z, 3) on HR boxes of equal size; no grid: no regulariser
+        and no leaves."""
+        device = self.freqs.device
+        idx = torch.stack([_box_indices(box) for box in boxes]).to(device)
+        out = self(idx.reshape(-1, 3)).reshape(*idx.shape[:4], 3)
+        return out, out.new_zeros(()), []
+
+
+class GridINR(nn.Module):
+    """Voxel indices (N, 3) -> corrections (N, 3): multi-resolution dense feature grids,
+    trilinear interpolation, then the trunk and heads.
+
+    Level l has nodes every ``stride_l`` voxels per axis (its spacing in mm over the voxel
+    size, at least 1), covering the HR grid; its features (F, nx, ny, nz) are a buffer, not
+    a parameter: a fitting step cuts out the nodes under each crop as leaves
+    (:meth:`boxes`) and :class:`NodeAdam` updates only those, so a step costs the same for
+    any brain size.
+    """
+
+    def __init__(
+        self, config: INRConfig, shape: Sequence[int], voxel_size: Sequence[float]
+    ) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(config.seed)
+        strides: list[tuple[float, ...]] = []
+        for spacing in config.grid_spacings_mm:
+            stride = tuple(max(spacing / float(v), 1.0) for v in voxel_size)
+            if stride not in strides:  # levels finer than the voxel collapse onto it
+                strides.append(stride)
+        self.strides = strides
+        self.sizes = [
+            tuple(math.floor((n - 1) / s) + 2 for n, s in zip(shape, st, strict=True))
+            for st in strides
+        ]
+        for level, size in enumerate(self.sizes):
+            grid = torch.empty(config.grid_features, *size).uniform_(-1e-4, 1e-4, generator=gen)
+            self.register_buffer(f"grid{level}", grid)
+        _trunk_and_heads(self, len(self.sizes) * config.grid_features, config)
+
+    @property
+    def grids(self) -> list[torch.Tensor]:
+        """The feature grids, coarse to fine, (F, nx, ny, nz) each."""
+        return [getattr(self, f"grid{level}") for level in range(len(self.sizes))]
+
+    def _points(self, level: int, idx: torch.Tensor) -> torch.Tensor:
+        """(N, F) trilinear features of level ``level`` at voxel indices (N, 3)."""
+        grid = self.grids[level]
+        flat = grid.reshape(grid.shape[0], -1)
+        _, sy, sz = self.sizes[level]
+        pos = idx / idx.new_tensor(self.strides[level])
+        base = torch.minimum(torch.floor(pos).clamp_min(0), idx.new_tensor(self.sizes[level]) - 2)
+        frac = (pos - base).clamp(0.0, 1.0)
+        base = base.long()
+        acc = idx.new_zeros((len(idx), grid.shape[0]))
+        for corner in range(8):
+            bits = [(corner >> a) & 1 for a in range(3)]
+            w = torch.ones_like(frac[:, 0])
+            for a, bit in enumerate(bits):
+                w = w * (frac[:, a] if bit else 1 - frac[:, a])
+            node = ((base[:, 0] + bits[0]) * sy + base[:, 1] + bits[1]) * sz + base[:, 2] + bits[2]
+            acc = acc + w[:, None] * flat[:, node].T
+        return acc
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(N, 3) voxel indices -> (N, 3) (the grids are constants here: rendering)."""
+        feats = torch.cat([self._points(level, idx) for level in range(len(self.sizes))], -1)
+        return _decode_heads(self, feats)
+
+    def _axis(self, level: int, axis: int, sl: slice) -> tuple[slice, torch.Tensor]:
+        """Nodes under HR voxels ``sl`` along ``axis`` and the (voxels, nodes) trilinear
+        weights."""
+        stride, size = self.strides[level][axis], self.sizes[level][axis]
+        pos = torch.arange(sl.start, sl.stop, dtype=torch.float32) / stride
+        base = torch.floor(pos).clamp(0, size - 2)
+        frac = (pos - base).clamp(0.0, 1.0)
+        lo, hi = int(base[0]), int(base[-1]) + 1
+        weights = torch.zeros(len(pos), hi - lo + 1)
+        rows = torch.arange(len(pos))
+        weights[rows, base.long() - lo] += 1 - frac
+        weights[rows, base.long() - lo + 1] += frac
+        return slice(lo, hi + 1), weights
+
+    def boxes(
+        self, boxes: Sequence[tuple[slice, ...]], tv: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, tuple[slice, ...], torch.Tensor]]]:
+        """Corrections (B, x, y, z, 3) on HR boxes of equal size, the grids' total variation
+        under them (mean |difference| of neighbouring nodes, averaged over levels and
+        boxes; 0 when ``tv`` is 0) and the leaves (level, node box, tensor) whose gradients
+        :class:`NodeAdam` applies."""
+        device = self.grids[0].device
+        leaves, feats, tv_terms = [], [], []
+        for box in boxes:
+            per_level = []
+            for level, grid in enumerate(self.grids):
+                axes = [self._axis(level, a, sl) for a, sl in enumerate(box)]
+                cuts, mats = zip(*axes, strict=True)
+                leaf = grid[(slice(None), *cuts)].detach().requires_grad_(True)
+                leaves.append((level, cuts, leaf))
+                wx, wy, wz = (m.to(device) for m in mats)
+                per_level.append(torch.einsum("fabc,xa,yb,zc->xyzf", leaf, wx, wy, wz))
+                if tv:
+                    diffs = [leaf.diff(dim=a).abs().mean() for a in (1, 2, 3) if leaf.shape[a] > 1]
+                    if diffs:
+                        tv_terms.append(torch.stack(diffs).sum())
+            feats.append(torch.cat(per_level, dim=-1))
+        out = _decode_heads(self, torch.stack(feats))
+        reg = torch.stack(tv_terms).mean() if tv_terms else out.new_zeros(())
+        return out, reg, leaves
+
+
+class NodeAdam:
+    """Adam on the grid nodes a step touched (lazy, as sparse Adam): the gradients of the
+    leaves of :meth:`GridINR.boxes` are summed per node, then only those nodes move; the
+    bias correction counts global steps."""
+
+    def __init__(
+        self,
+        model: GridINR,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.model, self.lr, self.betas, self.eps, self.t = model, lr, betas, eps, 0
+        self.m = [torch.zeros_like(g) for g in model.grids]
+        self.v = [torch.zeros_like(g) for g in model.grids]
+        self.acc = [torch.zeros_like(g) for g in model.grids]
+
+    @torch.no_grad()
+    def step(self, leaves: Sequence[tuple[int, tuple[slice, ...], torch.Tensor]]) -> None:
+        """Apply the leaves' gradients."""
+        self.t += 1
+        b1, b2 = self.betas
+        touched: dict[int, list[torch.Tensor]] = {}
+        for level, cuts, leaf in leaves:
+            if leaf.grad is None:
+                continue
+            self.acc[level][(slice(None), *cuts)] += leaf.grad
+            _, sy, sz = self.model.sizes[level]
+            ax = [torch.arange(c.start, c.stop) for c in cuts]
+            touched.setdefault(level, []).append(
+                ((ax[0][:, None, None] * sy + ax[1][None, :, None]) * sz + ax[2]).reshape(-1)
+            )
+        for level, parts in touched.items():
+            nodes = torch.unique(torch.cat(parts)).to(self.acc[level].device)
+            grid, m, v, acc = (
+                t.view(t.shape[0], -1)
+                for t in (self.model.grids[level], self.m[level], self.v[level], self.acc[level])
+            )
+            g = acc[:, nodes]
+            acc[:, nodes] = 0
+            m[:, nodes] = b1 * m[:, nodes] + (1 - b1) * g
+            v[:, nodes] = b2 * v[:, nodes] + (1 - b2) * g * g
+            m_hat = m[:, nodes] / (1 - b1**self.t)
+            v_hat = v[:, nodes] / (1 - b2**self.t)
+            grid[:, nodes] -= self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
+def build_representation(
+    config: INRConfig, shape: Sequence[int], voxel_size: Sequence[float]
+) -> nn.Module:
+    """The encoding of ``config`` for an HR grid of ``shape`` voxels of ``voxel_size`` mm."""
+    cls = GridINR if config.encoding == "grid" else FourierMLP
+    return cls(config, shape, voxel_size)
 
 
 @dataclass
 class INRFit:
-    """A fitted representation and how the fit went."""
+    """A fitted representation, its base and how the fit went."""
 
-    model: FourierMLP
+    model: nn.Module
     steps: int
     stopped_by: str  # "mi_plateau" or "max_steps"
     losses: list[float]
     mi_curve: list[tuple[int, float]]
     seconds: float
     config: INRConfig
+    #: the base the representation corrects (3, X, Y, Z), physical units
+    base: torch.Tensor | None = None
+    #: step whose state was kept (the best check when stopping early)
+    kept_step: int = 0
+    #: values of the fit's ``monitor`` per check (not recorded in the summary)
+    monitor_curve: list[tuple[int, float]] = field(default_factory=list)
 
     def summary(self) -> dict:
         """JSON-ready record of the fit (for provenance)."""
         return {
             "config": self.config.as_dict(),
             "steps": self.steps,
+            "kept_step": self.kept_step,
             "stopped_by": self.stopped_by,
             "final_loss": round(self.losses[-1], 6) if self.losses else None,
             "mi_curve": [[s, round(v, 5)] for s, v in self.mi_curve],
@@ -144,18 +388,22 @@ def voxel_grid(shape: Sequence[int], voxel_size: Sequence[float]) -> torch.Tenso
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
 
 
+def _box_indices(box: Sequence[slice]) -> torch.Tensor:
+    """(x, y, z, 3) float voxel indices of an HR box."""
+    axes = [torch.arange(s.start, s.stop, dtype=torch.float32) for s in box]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
 def _render(
-    model: FourierMLP, coords: torch.Tensor, z_base: torch.Tensor | None, chunk: int = 65536
+    model: nn.Module, idx: torch.Tensor, z_base: torch.Tensor, chunk: int = 65536
 ) -> torch.Tensor:
-    """Maps (N, 3) in physical units at coordinates (N, 3), ``chunk`` points at a time;
-    ``z_base`` (N, 3): network-domain values the MLP output is added to (residual mode)."""
-    out = []
-    for i in range(0, len(coords), chunk):
-        z = model(coords[i : i + chunk])
-        if z_base is not None:
-            z = z + z_base[i : i + chunk].to(z.device)
-        out.append(decode(z, dim=-1))
-    return torch.cat(out) if out else coords.new_zeros((0, 3))
+    """Maps (N, 3) in physical units at voxel indices (N, 3): ``z_base`` (N, 3, the base in
+    the network domain) plus the representation, ``chunk`` points at a time."""
+    out = [
+        decode(model(idx[i : i + chunk]) + z_base[i : i + chunk].to(idx.device), dim=-1)
+        for i in range(0, len(idx), chunk)
+    ]
+    return torch.cat(out) if out else idx.new_zeros((0, 3))
 
 
 def maps_guides_mi(maps: np.ndarray, guides: np.ndarray, bins: int = 32) -> float:
@@ -166,98 +414,161 @@ def maps_guides_mi(maps: np.ndarray, guides: np.ndarray, bins: int = 32) -> floa
     return float(np.mean(values)) if values else 0.0
 
 
+def still_improving(values: Sequence[float], patience: int, tol: float, larger: bool) -> bool:
+    """True while the best of the last ``patience`` values beats the best before them by
+    more than ``tol`` (relative); ``larger``: higher is better."""
+    if len(values) <= patience:
+        return True
+    before, recent = values[:-patience], values[-patience:]
+    if larger:
+        return max(recent) > max(before) * (1 + tol)
+    return min(recent) < min(before) * (1 - tol)
+
+
+def _plateau(values: Sequence[float], cfg: INRConfig) -> bool:
+    """True when the MI (higher is better) has stopped rising (see :class:`INRConfig`)."""
+    return not still_improving(values, cfg.patience, cfg.tol, larger=True)
+
+
+def _optimisers(model: nn.Module, lr: float) -> tuple[torch.optim.Adam, NodeAdam | None]:
+    """Adam for the network, :class:`NodeAdam` for the grids (only touched nodes move)."""
+    nodes = NodeAdam(model, lr) if isinstance(model, GridINR) else None
+    return torch.optim.Adam(model.parameters(), lr=lr), nodes
+
+
 def fit_inr(
     subject: SubjectTensors,
     voxel_size: Sequence[float],
     config: INRConfig | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    base: np.ndarray | torch.Tensor | None = None,
+    monitor: Callable[[np.ndarray], float] | None = None,
 ) -> INRFit:
     """Fit the representation to one subject (guides registered to the HR grid).
 
-    ``voxel_size``: HR voxel edge lengths in mm.
+    ``voxel_size``: HR voxel edge lengths in mm; ``base``: maps (3, X, Y, Z; PD, T1 s,
+    T2 s) the representation corrects (``config.init="swig"``: the SWIG prediction), by
+    default the LR maps' upsampling. ``monitor``: called at every check with the maps
+    rendered so far (3, X, Y, Z); its values make ``monitor_curve`` (benchmarks: the true
+    error against the stopping measures).
     """
     cfg = config or INRConfig()
+    if cfg.init == "swig" and base is None:
+        raise ValueError("INR init 'swig' needs the SWIG prediction as its base")
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 1])
-    mask = subject.mask
-    z_lr = encode(subject.lr_up, dim=0).permute(1, 2, 3, 0)  # (X, Y, Z, 3)
-    base = [0.0] * 3 if cfg.residual else z_lr[mask].median(dim=0).values.tolist()
-    model = FourierMLP(cfg, base).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    grid = voxel_grid(subject.hr_shape, voxel_size)
-    # fixed MI sample: brain voxels, with the guides that are present
-    brain = subject.brain_voxels
-    pick = brain[rng.permutation(len(brain))[: cfg.mi_voxels]]
-    mi_coords = grid[tuple(pick.T)].to(device)
-    mi_base = z_lr[tuple(pick.T)] if cfg.residual else None
+    base_maps = subject.lr_up if base is None else torch.as_tensor(base, dtype=torch.float32)
+    z_base = encode(base_maps, dim=0).permute(1, 2, 3, 0)  # (X, Y, Z, 3)
+    model = build_representation(cfg, subject.hr_shape, voxel_size).to(device)
+    adam, node_adam = _optimisers(model, cfg.learning_rate)
     present = [g for g in range(len(subject.present)) if subject.present[g] > 0]
-    mi_guides = subject.raw_guides[present][:, pick[:, 0], pick[:, 1], pick[:, 2]].numpy()
+    # the guide term and the MI see only voxels every present guide has data for: outside a
+    # guide's field of view (0 after resampling) the guide term would pull the maps to 0
+    seen = subject.mask & (subject.raw_guides[present] > 0).all(dim=0)
+    candidates = torch.nonzero(seen) if seen.any() else subject.brain_voxels
+    check = candidates[rng.permutation(len(candidates))[: cfg.check_voxels]]
+    check_idx = check.float().to(device)
+    check_base = z_base[tuple(check.T)]
+    check_guides = subject.raw_guides[present][:, check[:, 0], check[:, 1], check[:, 2]]
     losses: list[float] = []
-    curve: list[tuple[int, float]] = []
+    mi_curve: list[tuple[int, float]] = []
+    monitor_curve: list[tuple[int, float]] = []
+    best: tuple[float, int, dict] | None = None
+    # check 0 is the start, the base itself: with stop="mi" it is a candidate for the kept
+    # state (the fit may not help)
+    with torch.no_grad():
+        pred = _render(model, check_idx, check_base).T.cpu()
+    mi_curve.append((0, maps_guides_mi(pred.numpy(), check_guides.numpy())))
+    if cfg.stop == "mi":
+        best = (mi_curve[0][1], 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    if monitor is not None:
+        monitor_curve.append((0, float(monitor(_render_volume(model, subject, base_maps, device)))))
     stopped_by, step = "max_steps", 0
     bar = tqdm(total=cfg.max_steps, desc="INR fit", disable=not progress)
     for step in range(1, cfg.max_steps + 1):
         decay = 0.1 + 0.45 * (1 + np.cos(np.pi * step / cfg.max_steps))  # cosine to 10 %
-        for group in optimiser.param_groups:
+        for group in adam.param_groups:
             group["lr"] = cfg.learning_rate * decay
+        if node_adam is not None:
+            node_adam.lr = cfg.learning_rate * decay
         crops = [
             random_crop(subject, rng, cfg.crop, perm=(0, 1, 2), guide_keep=1.0)
             for _ in range(cfg.crops_per_step)
         ]
         batch = collate(crops, device)
         batch["truth"] = None
-        coords = torch.stack([grid[c["box"]] for c in crops]).to(device)  # (B, x, y, z, 3)
-        z = model(coords.reshape(-1, 3))
-        if cfg.residual:
-            z = z + torch.stack([z_lr[c["box"]] for c in crops]).reshape(-1, 3).to(device)
-        maps = decode(z, dim=-1).T.reshape(3, *coords.shape[:4]).transpose(0, 1)
+        batch["guide_mask"] = torch.stack([seen[c["box"]] for c in crops]).to(device)
+        out, reg, leaves = model.boxes([c["box"] for c in crops], cfg.tv)
+        zb = torch.stack([z_base[c["box"]] for c in crops]).to(device)
+        maps = decode(out + zb, dim=-1).permute(0, 4, 1, 2, 3)  # (B, 3, x, y, z)
         loss, _ = total_loss(cfg.weights, maps, batch)
-        optimiser.zero_grad()
+        loss = loss + cfg.tv * reg
+        adam.zero_grad()
         loss.backward()
-        optimiser.step()
+        adam.step()
+        if node_adam is not None:
+            node_adam.step(leaves)
         losses.append(float(loss.detach()))
         bar.update()
-        if step % cfg.mi_every == 0:
-            with torch.no_grad():
-                pred = _render(model, mi_coords, mi_base).T.cpu().numpy()
-            curve.append((step, maps_guides_mi(pred, mi_guides)))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", mi=f"{curve[-1][1]:.4f}")
-            if step >= cfg.min_steps and _plateau([v for _, v in curve], cfg):
-                stopped_by = "mi_plateau"
-                break
+        if step % cfg.check_every:
+            continue
+        with torch.no_grad():
+            pred = _render(model, check_idx, check_base).T.cpu()
+        mi_curve.append((step, maps_guides_mi(pred.numpy(), check_guides.numpy())))
+        if cfg.stop == "mi" and (best is None or mi_curve[-1][1] > best[0]):
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (mi_curve[-1][1], step, state)
+        if monitor is not None:
+            volume = _render_volume(model, subject, base_maps, device)
+            monitor_curve.append((step, float(monitor(volume))))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", mi=f"{mi_curve[-1][1]:.4f}")
+        if cfg.stop == "mi" and step >= cfg.min_steps and _plateau([v for _, v in mi_curve], cfg):
+            stopped_by = "mi_plateau"
+            break
     bar.close()
+    kept = step
+    if best is not None:
+        model.load_state_dict(best[2])
+        kept = best[1]
     seconds = time.perf_counter() - start
-    return INRFit(model.eval(), step, stopped_by, losses, curve, seconds, cfg)
-
-
-def _plateau(values: Sequence[float], cfg: INRConfig) -> bool:
-    """True when the best of the last ``mi_patience`` values is not ``mi_tol`` above the best
-    value before them."""
-    if len(values) <= cfg.mi_patience:
-        return False
-    before = max(values[: -cfg.mi_patience])
-    recent = max(values[-cfg.mi_patience :])
-    return recent <= before * (1 + cfg.mi_tol)
+    return INRFit(
+        model.eval(),
+        step,
+        stopped_by,
+        losses,
+        mi_curve,
+        seconds,
+        cfg,
+        base=base_maps,
+        kept_step=kept,
+        monitor_curve=monitor_curve,
+    )
 
 
 @torch.inference_mode()
+def _render_volume(
+    model: nn.Module, subject: SubjectTensors, base: torch.Tensor, device: torch.device | str
+) -> np.ndarray:
+    """(3, X, Y, Z) maps: the representation over ``base`` inside the brain mask, the LR
+    input outside it."""
+    out = subject.lr_up.clone()
+    inside = subject.brain_voxels
+    z_base = encode(base, dim=0).permute(1, 2, 3, 0)[tuple(inside.T)]
+    values = _render(model, inside.float().to(device), z_base).cpu()
+    out[:, inside[:, 0], inside[:, 1], inside[:, 2]] = values.T
+    return out.numpy()
+
+
 def render_volume(
     fit: INRFit,
     subject: SubjectTensors,
-    voxel_size: Sequence[float],
+    voxel_size: Sequence[float] | None = None,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """HR maps (3, X, Y, Z) float32 (PD a.u., T1 and T2 in s): the representation inside the
-    brain mask, the LR input (zero-filled upsampling) outside it."""
-    model = fit.model.to(device).eval()
-    grid = voxel_grid(subject.hr_shape, voxel_size)
-    out = subject.lr_up.clone()
-    inside = subject.brain_voxels
-    z_base = None
-    if fit.config.residual:
-        z_base = encode(subject.lr_up, dim=0).permute(1, 2, 3, 0)[tuple(inside.T)]
-    values = _render(model, grid[tuple(inside.T)].to(device), z_base).cpu()
-    out[:, inside[:, 0], inside[:, 1], inside[:, 2]] = values.T
-    return out.numpy()
+    brain mask, the LR input (its upsampling) outside it. ``voxel_size`` is unused (kept
+    for callers of the first release: the representation knows its grid)."""
+    base = subject.lr_up if fit.base is None else fit.base
+    return _render_volume(fit.model.to(device).eval(), subject, base, device)

@@ -229,11 +229,14 @@ def total_loss(
     maps: torch.Tensor,
     batch: dict,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the active terms for a batch dict (see models.data.Batch.as_dict)."""
+    """Weighted sum of the active terms for a batch dict (see models.data.collate); an
+    optional ``guide_mask`` (B, X, Y, Z) restricts the guide term (e.g. to where the guides
+    have data)."""
     parts: dict[str, torch.Tensor] = {}
     mask = batch["mask"]
     if weights.guide:
-        parts["guide"] = guide_loss(maps, batch["raw_guides"], batch["protocols"], mask)
+        guide_mask = mask if batch.get("guide_mask") is None else batch["guide_mask"]
+        parts["guide"] = guide_loss(maps, batch["raw_guides"], batch["protocols"], guide_mask)
     if weights.lr:
         parts["lr"] = lr_loss(
             maps, batch["lr_up"], batch["lr"], mask, batch.get("lr_valid"), batch.get("stack")

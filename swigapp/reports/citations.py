@@ -78,6 +78,20 @@ REFERENCES: dict[str, tuple[str, dict[str, str]]] = {
             "archiveprefix": "arXiv",
         },
     ),
+    "muller2022instant": (
+        "article",
+        {
+            "author": 'M{\\"u}ller, Thomas and Evans, Alex and Schied, Christoph and Keller, '
+            "Alexander",
+            "title": "Instant Neural Graphics Primitives with a Multiresolution Hash Encoding",
+            "journal": "ACM Transactions on Graphics",
+            "volume": "41",
+            "number": "4",
+            "pages": "102:1--102:15",
+            "year": "2022",
+            "doi": "10.1145/3528223.3530127",
+        },
+    ),
     "avants2011ants": (
         "article",
         {
