@@ -40,7 +40,7 @@ from swigapp.interp import upsample_interp
 from swigapp.io.bids import layout, load_bundle
 from swigapp.models.cohort import PreparedSubject, prepare_bundle
 from swigapp.models.features import MAP_ORDER
-from swigapp.models.inference import adapt, predict_volume
+from swigapp.models.inference import adapt, predict_ensemble, predict_volume
 from swigapp.models.inr import STOP_RULES, INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
@@ -146,9 +146,17 @@ def as_maps(volume: np.ndarray) -> dict:
 
 
 def method_table(
-    tensors, models: dict, args, voxel: tuple[float, ...], prepared: PreparedSubject | None = None
+    tensors,
+    models: dict,
+    args,
+    voxel: tuple[float, ...],
+    prepared: PreparedSubject | None = None,
+    spreads: dict | None = None,
 ) -> dict:
     """Every method as a callable returning (3, X, Y, Z) maps (``voxel``: HR voxel size, mm).
+
+    ``spreads``: receives the orientation ensemble's spread (3, X, Y, Z; map units) of the
+    "SWIG T1w+T2w" row, the uncertainty the app writes, where the guides saw the voxel.
 
     With ``prepared``, the guided methods fall back where no guide saw the voxel
     (:func:`swigapp.participant.guide_weight`) as the app does: SWIG to SWIG with no guide
@@ -189,6 +197,12 @@ def method_table(
     def swig_both() -> np.ndarray:  # SWIG's prediction, the base of "INR from SWIG"
         return predict_volume(models["swig"], both)
 
+    def swig_spread() -> np.ndarray:  # the same, keeping its uncertainty
+        maps, spread = predict_ensemble(models["swig"], both)
+        if spreads is not None and spread is not None:
+            spreads["SWIG T1w+T2w"] = spread
+        return maps
+
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)
         return predict_volume(tuned, both)
@@ -197,7 +211,7 @@ def method_table(
         LR_ROW[stack]: lambda: up,
         "trilinear": lambda: np.stack([upsample_interp(v, hr_shape, 1) for v in lr]),
         "cubic spline": lambda: np.stack([upsample_interp(v, hr_shape, 3) for v in lr]),
-        "SWIG T1w+T2w": guided(lambda: predict_volume(models["swig"], both), swig_alone),
+        "SWIG T1w+T2w": guided(swig_spread, swig_alone),
         "SWIG T1w+T2w + adapt": guided(adapted, swig_alone),
         "SWIG no guides": lambda: predict_volume(models["swig"], tensors.with_guides(())),
         "SWIG T1w only": lambda: predict_volume(models["swig"], tensors.with_guides(("T1w",))),

@@ -45,7 +45,10 @@ def _row(qc: dict[str, Any]) -> dict[str, Any]:
         row[f"guide_ssim_{g}"] = value
     for g, value in qc["RegistrationMI"].items():
         row[f"registration_mi_{g}"] = value
+    for m, value in qc.get("UncertaintyRelativeMedian", {}).items():
+        row[f"uncertainty_rel_{m}"] = value
     row["run_time_s"] = sum(qc["Seconds"].values())
+    row["warnings"] = len(qc.get("Warnings", []))
     return row
 
 
@@ -91,7 +94,7 @@ def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> li
             f"{out}: no participant results (sub-*/log/*_qc.json); run the participant level first"
         )
     rows = [_row(json.loads(p.read_text())) for p in paths]
-    columns = [k for k in rows[0] if k not in ("participant_id", "session_id")]
+    columns = [k for k in rows[0] if k not in ("participant_id", "session_id", "warnings")]
     flags: list[list[str]] = [[] for _ in rows]
     for column in columns:
         z = robust_z([float(r.get(column, float("nan"))) for r in rows])
@@ -99,6 +102,8 @@ def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> li
             if abs(value) > OUTLIER_Z:
                 flags[i].append(column)
     for row, flag in zip(rows, flags, strict=True):
+        if row["warnings"]:
+            flag.append("warnings")
         row["outliers"] = ",".join(flag) if flag else "n/a"
     return rows
 
@@ -110,8 +115,10 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
 
     keys = [k for k in rows[0] if k not in ("participant_id", "session_id", "outliers")]
     parts = [
-        f"<p>{len(rows)} participant run(s); outliers: robust z-score above {OUTLIER_Z} "
-        "(median / MAD), in red.</p>"
+        f"<p>{len(rows)} participant run(s); flagged in red: robust z-score above "
+        f"{OUTLIER_Z} (median / MAD), or the participant's own QC warnings (data "
+        "consistency, guide agreement, guide coverage, imperfect input; listed in its "
+        "report and QC JSON).</p>"
     ]
     for start in range(0, len(keys), 6):
         uri = distributions(rows, keys[start : start + 6])

@@ -254,7 +254,9 @@ def super_resolve(
     prediction, stopped by ``inr_stop``). The networks average their predictions along every
     least-downsampled slice axis unless ``single_orientation``. ``guide_files``: registered
     guides on the HR grid; ``model_path``: a model.pt or a shipped model's name, or None for
-    the method's default weights; ``lr_valid_file``: the LR validity mask of
+    the method's default weights (the network methods also write their orientation
+    ensemble's spread, ``uncertainty_file``: 4D, PD a.u., T1 and T2 in s; 0 outside the
+    brain mask; None with a single slice axis); ``lr_valid_file``: the LR validity mask of
     :func:`conform_maps` (invalid input voxels are left out of the LR terms of adaptation,
     of the INR fit and of the residual); ``acquisition``: conform's record of the
     acquisition model (the residual's forward model); ``coverage_files``: the guides' field
@@ -303,6 +305,7 @@ def super_resolve(
         voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
     )
     sr, record = run_method(method, subject, request)
+    spread = record.pop("uncertainty", None)
     fallback, fallback_kind = 0.0, ""
     if coverage_files:
         weight = guide_weight([load_image(f)[0] for f in coverage_files])
@@ -312,19 +315,27 @@ def super_resolve(
                 plain = replace(request, adapt_steps=0)
                 blind = torch.from_numpy((weight < 1.0) & mask)
                 where = replace(subject.with_guides(()), mask=blind)
-                alone, _ = run_method(method, where, plain) if blind.any() else (up, None)
+                alone, blind_record = run_method(method, where, plain) if blind.any() else (up, {})
+                alone_spread = blind_record.get("uncertainty")
                 fallback_kind = f"the {method.upper()} maps run with no guide"
             else:
-                alone, fallback_kind = up, "the upsampled LR maps"
+                alone, fallback_kind, alone_spread = up, "the upsampled LR maps", None
             sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
+            if spread is not None and alone_spread is not None:
+                spread = (weight * spread + (1.0 - weight) * alone_spread).astype(np.float32)
             fallback = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
     head = upsample_interp((lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
     sr = np.where(head, sr, np.float32(0.0))
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
     extra |= record
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
+    uncertainty_file = None
+    if spread is not None:
+        spread = np.where(head & mask, spread, np.float32(0.0)).astype(np.float32)
+        uncertainty_file = save_maps(Path(out_dir) / "uncertainty.nii.gz", spread, hr_affine)
     return {
         "sr_file": sr_file,
+        "uncertainty_file": uncertainty_file,
         "method": method,
         **extra,
         "device": str(request.device),
@@ -391,7 +402,7 @@ def write_outputs(
     Returns the written paths (relative to ``out_dir``) and the QC figures.
     """
     from swigapp.io import derivatives
-    from swigapp.reports.boilerplate import methods_boilerplate
+    from swigapp.reports.boilerplate import methods_boilerplate, warnings
     from swigapp.reports.subject import (
         load_result_maps,
         page,
@@ -410,6 +421,7 @@ def write_outputs(
     timings["synthesis"] = float(results["synthesis"]["seconds"])
     maps, mask, labels = load_result_maps(results)
     qc = participant_qc(results, timings, maps, mask, labels)
+    qc["Warnings"] = warnings(results)
     methods = methods_boilerplate(label, results, params)
     report = render_participant(label, results, params, qc, maps, mask, labels, methods.html)
     qc["Seconds"]["writing"] = time.perf_counter() - start

@@ -103,6 +103,41 @@ def test_sr_maps_are_physical_and_beat_the_lr_input(app_run):
     assert sr_error < 0.8 * float(np.mean(np.abs(lr_t1 - true_t1)[gm]))  # GM T1 error (s)
 
 
+def test_uncertainty_maps_are_written_shown_and_track_the_error(app_run):
+    """The orientation ensemble's spread: one map per map, in its units, 0 outside the brain,
+    in the QC JSON and the report, and larger where the error is (Spearman rho)."""
+    from scipy import stats
+
+    out, bids = app_run["out"], app_run["bids"]
+    anat, truth_dir = (
+        out / "sub-01" / "anat",
+        bids / "derivatives" / TRUTH_PIPELINE / "sub-01" / "anat",
+    )
+    mask = _load(truth_dir / "sub-01_desc-brain_mask.nii.gz")[0] > 0.5
+    for m, suffix in MAPS.items():
+        sd = _load(anat / f"sub-01_res-hi_desc-swigUncertainty_{suffix}.nii.gz")[0]
+        sr = _load(anat / f"sub-01_res-hi_desc-swig_{suffix}.nii.gz")[0]
+        side = json.loads((anat / f"sub-01_res-hi_desc-swigUncertainty_{suffix}.json").read_text())
+        assert side["Units"] == ("s" if m != "PD" else side["Units"]) and side["SliceAxes"]
+        assert side["Sources"] == [f"bids::sub-01/anat/sub-01_res-hi_desc-swig_{suffix}.nii.gz"]
+        assert sd.shape == sr.shape and (sd >= 0).all() and np.isfinite(sd).all()
+        assert (sd[sr == 0] == 0).all()
+        if m == "PD":
+            continue
+        truth = _load(truth_dir / f"sub-01_desc-truth_{suffix}.nii.gz")[0]
+        inside = mask & (sd > 0)
+        assert 0.001 < float(np.median(sd[inside] / sr[inside])) < 0.2  # relative spread
+        rho = stats.spearmanr(sd[inside], np.abs(sr - truth)[inside]).statistic
+        assert rho > 0.2, (m, rho)
+    qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
+    assert set(qc["UncertaintyMedian"]) == {"PD", "T1", "T2"}
+    assert 0 < qc["UncertaintyMedian"]["T1"] < 0.2  # seconds
+    assert "<h2>Uncertainty</h2>" in (out / "sub-01.html").read_text()
+    # the QC warnings travel with the QC JSON (the console prints them, the group flags them)
+    fallback = qc["GuideFallbackFraction"] > 0
+    assert any("field of view covers" in w for w in qc["Warnings"]) == fallback
+
+
 def test_sidecars_carry_units_sources_and_provenance(app_run):
     out, bids = app_run["out"], app_run["bids"]
     anat = out / "sub-01" / "anat"

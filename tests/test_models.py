@@ -12,8 +12,16 @@ from scipy import ndimage
 from swigapp import kspace
 from swigapp.models import train as train_mod
 from swigapp.models.data import phantom_pool, random_crop, sample_batch
-from swigapp.models.features import GUIDE_ORDER, decode, encode, prepare_subject
-from swigapp.models.inference import adapt, predict_volume, slice_axes
+from swigapp.models.features import (
+    GUIDE_ORDER,
+    T1_MAX,
+    T2_MAX,
+    T_FLOOR,
+    decode,
+    encode,
+    prepare_subject,
+)
+from swigapp.models.inference import adapt, predict_ensemble, predict_volume, slice_axes
 from swigapp.models.losses import (
     LR_SCALES,
     LossWeights,
@@ -138,6 +146,23 @@ def test_orientation_ensemble_averages_the_slice_axes(tiny_tensors):
     np.testing.assert_allclose(
         default, predict_volume(model, tiny_tensors, slice_axis=(0, 1, 2)), rtol=1e-6
     )
+
+
+def test_ensemble_spread_is_the_sd_of_the_orientations_in_map_units(tiny_tensors):
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=8, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    single = [predict_volume(model, tiny_tensors, slice_axis=a) for a in range(3)]
+    maps, spread = predict_ensemble(model, tiny_tensors)
+    np.testing.assert_array_equal(maps, predict_volume(model, tiny_tensors))
+    m = tiny_tensors.mask.numpy()
+    pd_sd = np.std(np.stack([s[0] for s in single]), axis=0)
+    np.testing.assert_allclose(spread[0][m], pd_sd[m], rtol=1e-3, atol=1e-5)
+    for i, top in ((1, T1_MAX), (2, T2_MAX)):  # SD of ln T times T (s), T as encoded
+        log_sd = np.std(np.log(np.clip(np.stack([s[i] for s in single]), T_FLOOR, top)), axis=0)
+        np.testing.assert_allclose(spread[i][m], (log_sd * maps[i])[m], rtol=1e-3, atol=1e-6)
+    assert spread[1][m].max() > 0 and (spread[:, ~m] == 0).all()
+    assert predict_ensemble(model, tiny_tensors, slice_axis=2)[1] is None
 
 
 def test_guide_loss_is_scale_invariant_and_prefers_truth(tiny_tensors):
@@ -368,9 +393,10 @@ def test_self_supervised_adaptation_moves_toward_truth(tiny_tensors):
     torch.manual_seed(0)
     model = SwigNet(NetConfig(width=16, blocks=2))
     before_weights = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned, losses = adapt(
-        model, tiny_tensors, steps=40, learning_rate=2e-3, crop=(32, 32, 8), seed=1
-    )
+    tuned, losses = adapt(  # the unsupervised terms alone: no anchor to the untrained start
+        model, tiny_tensors, steps=40, learning_rate=2e-3, crop=(32, 32, 8), seed=1,
+        anchor=0.0, warmup=0,
+    )  # fmt: skip
     assert np.mean(losses[-8:]) < np.mean(losses[:8])
     for name, value in model.state_dict().items():  # the input model is untouched
         torch.testing.assert_close(value, before_weights[name])
@@ -379,6 +405,29 @@ def test_self_supervised_adaptation_moves_toward_truth(tiny_tensors):
     before = map_error(predict_volume(model, tiny_tensors), truth, m)
     after = map_error(predict_volume(tuned, tiny_tensors), truth, m)
     assert after["T1"] < before["T1"]
+
+
+def test_anchored_adaptation_keeps_the_shipped_model_in_distribution(tiny_subject):
+    """In distribution, adapting the shipped SWIG with the default proximal term leaves its
+    GM T1 and T2 errors within 2 %; the same steps without the anchor do not."""
+    from swigapp.models.shipped import load_shipped
+
+    s = tiny_subject
+    guides = {g: s.guides[g] for g in ("T1w", "T2w")}
+    subject = prepare_subject(s.lr_maps, guides, s.protocols, s.truth.brain_mask)
+    model = load_shipped("swig_default")
+    gm = s.truth.tissue_masks()["GM"]
+    truth = s.truth.as_dict()
+
+    def gm_error(pred):  # mean absolute GM error of T1 and T2 (s)
+        return np.array([np.abs(pred[i] - truth[m])[gm].mean() for i, m in ((1, "T1"), (2, "T2"))])
+
+    before = gm_error(predict_volume(model, subject))
+    anchored, _ = adapt(model, subject, 10, seed=1)
+    free, _ = adapt(model, subject, 10, seed=1, anchor=0.0, warmup=0)  # 0.2.0's
+    after = gm_error(predict_volume(anchored, subject))
+    assert (after <= 1.02 * before).all(), (before, after)
+    assert (gm_error(predict_volume(free, subject)) > 1.05 * before).any()
 
 
 @pytest.mark.parametrize("guides", [(), ("T1w",), ("T2w",), ("T1w", "T2w")])

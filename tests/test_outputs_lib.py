@@ -94,6 +94,23 @@ def test_robust_z_flags_outliers(tmp_path):
     assert rows[5]["GM_T1_ms"] == pytest.approx(2500.0)
 
 
+def test_group_flags_participants_with_qc_warnings(tmp_path):
+    base = {"Session": None, "LRResidual": {"T1": 0.01}, "GuideSSIM": {"T1w": 0.9},
+            "RegistrationMI": {"T1w": -1.0}, "BrainVolume_ml": 1400.0,
+            "Seconds": {"inference": 10.0},
+            "TissueMedians": {t: {"T1": 1.3, "T2": 0.1, "PD": 0.8} for t in ("GM", "WM")},
+            "UncertaintyRelativeMedian": {"PD": 0.01, "T1": 0.012, "T2": 0.015}}  # fmt: skip
+    warned = ["the T1w synthesised from the super-resolved maps agrees poorly (SSIM 0.62)"]
+    for i, warnings in enumerate([[], [], warned]):
+        path = tmp_path / f"sub-{i:02d}" / "log" / f"sub-{i:02d}_qc.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({**base, "Subject": f"{i:02d}", "Warnings": warnings}))
+    rows = collect(tmp_path)
+    assert [r["warnings"] for r in rows] == [0, 0, 1]
+    assert [r["outliers"] for r in rows] == ["n/a", "n/a", "warnings"]
+    assert rows[0]["uncertainty_rel_T1"] == pytest.approx(0.012)
+
+
 def test_registration_sampling_is_a_fraction():
     from swigapp.registration import DEFAULT_SAMPLING, SAMPLING_0_1_0, register_guide
 

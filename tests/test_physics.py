@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,14 +30,15 @@ def tissues(dtype=torch.float64):
     return pd, t1, t2
 
 
-def bloch_mprage(t1, tr, ti, flip, tau, n, k, cycles=400):
-    """Step-by-step longitudinal recursion of an MPRAGE train, run to steady state."""
+def bloch_mprage(t1, tr, ti, flip, tau, n, k, cycles=400, efficiency=1.0):
+    """Step-by-step longitudinal recursion of an MPRAGE train, run to steady state
+    (``efficiency``: of the inversion, Mz -> -efficiency Mz)."""
     ta = ti - k * tau
     td = tr - ta - n * tau
     mz = 1.0
     signal = None
     for _ in range(cycles):
-        mz = -mz  # inversion
+        mz = -efficiency * mz  # inversion
         mz = mz * math.exp(-ta / t1) + 1 - math.exp(-ta / t1)
         for pulse in range(n):
             if pulse == k:
@@ -65,6 +67,37 @@ def test_mprage_matches_bloch_recursion(t1, flip_deg, n, k):
     )
     expected = bloch_mprage(t1, tr, ti, flip, tau, n, k)
     assert float(closed) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("t1", [0.6, 1.33, 4.2])
+@pytest.mark.parametrize("efficiency", [0.8, 0.93])
+def test_mprage_imperfect_inversion_matches_recursion(t1, efficiency):
+    tr, ti, tau, n, k, flip = 2.3, 0.9, 0.007, 176, 88, math.radians(9.0)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    params = {"tr": tr, "ti": ti, "flip": flip, "tau": tau, "n_pulses": n, "k_centre": k}
+    closed = mprage(one, one * t1, one, inversion_efficiency=efficiency, **params)
+    expected = bloch_mprage(t1, tr, ti, flip, tau, n, k, efficiency=efficiency)
+    assert float(closed) == pytest.approx(expected, rel=1e-9)
+    assert float(closed) != pytest.approx(float(mprage(one, one * t1, one, **params)), rel=1e-3)
+
+
+def test_per_voxel_flip_equals_scalar_flips():
+    """A B1+ map scales each voxel's flip: the same as the protocol with that flip."""
+    pd, t1, t2 = tissues()
+    b1 = torch.tensor([0.85, 1.0, 1.15], dtype=torch.float64)
+    for name in ("T1w",):
+        protocol = DEFAULT_PROTOCOLS[name]
+        mapped = protocol.signal(pd, t1, t2, b1=b1)
+        for i, scale in enumerate(b1.tolist()):
+            single = replace(protocol, flip_deg=protocol.flip_deg * scale)
+            expected = single.signal(pd[i], t1[i], t2[i])
+            assert float(mapped[i]) == pytest.approx(float(expected), rel=1e-12)
+    gre = Protocol(model="GRE", tr=0.02, te=0.004, flip_deg=15.0)
+    mapped = gre.signal(pd, t1, t2, b1=b1)
+    ernst = [spoiled_gre(pd[i], t1[i], t2[i], 0.02, 0.004, math.radians(15 * s)) for i, s in
+             enumerate(b1.tolist())]  # fmt: skip
+    assert torch.allclose(mapped, torch.stack(ernst), rtol=1e-12)
+    assert float(mapped[0]) != pytest.approx(float(gre.signal(pd, t1, t2)[0]), rel=1e-3)
 
 
 def test_mprage_impossible_timing_raises():

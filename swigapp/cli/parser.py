@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=0,
         metavar="N",
-        help="--method swig: per-subject self-supervised fine-tuning steps before inference "
-        "(default 0)",
+        help="--method swig: per-subject self-supervised fine-tuning steps before inference, "
+        "anchored to the pre-trained prediction (default 0)",
     )
     model.add_argument(
         "--inr-max-steps",

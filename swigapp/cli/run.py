@@ -320,28 +320,26 @@ def run_participant(args: Any) -> int:
         )
         return EXIT_FAILED
     for files, _ in subjects:
-        _warn_fallback(args.output_dir, files.subject, files.label)
+        _warn(args.output_dir, files.subject, files.label)
         print(f"swigapp: {files.label}: report {args.output_dir / (files.label + '.html')}")
     print(f"swigapp: derivatives in {args.output_dir}")
     return 0
 
 
-def _warn_fallback(output_dir: Path, subject: str, label: str) -> None:
-    """One warning line when no guide covered part of a participant's brain mask."""
+def _warn(output_dir: Path, subject: str, label: str) -> None:
+    """One warning line per QC warning of a participant (its QC JSON's ``Warnings``: data
+    consistency, guide agreement, guide coverage and fallback), but imperfect input, which
+    was reported when the inputs were checked."""
+    from swigapp.reports.boilerplate import IMPERFECT_INPUT
+
     qc_file = output_dir / f"sub-{subject}" / "log" / f"{label}_qc.json"
     try:
         qc = json.loads(qc_file.read_text())
-        fallback = float(qc.get("GuideFallbackFraction", 0.0))
     except (OSError, ValueError):
         return
-    if fallback > 0:
-        LOG.warning(
-            "%s: no guide covers %.1f %% of the brain mask (the guides' fields of view end "
-            "inside the maps'); there the maps are %s",
-            label,
-            100 * fallback,
-            qc.get("GuideFallback") or "unguided",
-        )
+    for warning in qc.get("Warnings", []):
+        if not warning.startswith(IMPERFECT_INPUT):
+            LOG.warning("%s: %s", label, warning)
 
 
 def run_group(args: Any) -> int:

@@ -488,6 +488,20 @@ def participant_outputs(
                 **provenance,
             },
         )
+    if sr.get("uncertainty_file"):
+        pd_scale = results["conform"].get("pd_scale")
+        for m, path in uncertainty_maps(sr, pd_scale, work).items():
+            units = (pd_scale or {}).get("output_units", MAP_UNITS[m]) if m == "PD" else None
+            add(
+                entity_name(label, MAP_SUFFIX[m], res="hi", desc=f"{sr['method']}Uncertainty"),
+                path,
+                {
+                    "Units": units or MAP_UNITS[m],
+                    "Description": UNCERTAINTY_DESCRIPTION,
+                    "Sources": [map_names[m]],
+                    "SliceAxes": sr.get("slice_axes", []),
+                },
+            )
     synth = results["synthesis"]
     jobs = [
         (guide, "synthguide", path, params["guide_protocols"][guide], {
@@ -505,3 +519,30 @@ def participant_outputs(
         sidecar |= {"Sources": list(map_names.values()), "Protocol": protocol, **extra}
         add(entity_name(label, contrast, res="hi", desc=desc), path, sidecar)
     return files
+
+
+#: What the uncertainty maps are, for their sidecars and the report.
+UNCERTAINTY_DESCRIPTION = (
+    "Uncertainty of the super-resolved map: the standard deviation over the orientation "
+    "ensemble (one 2.5D prediction per least-downsampled slice axis), taken in the "
+    "network's domain (PD, ln T1, ln T2) and converted to the map's units (for T1 and T2: "
+    "SD of ln T times T). 0 outside the brain mask. It is large where the predictions "
+    "along different axes disagree; it does not include the LR input's noise."
+)
+
+
+def uncertainty_maps(
+    sr: Mapping[str, Any], pd_scale: Mapping[str, Any] | None, work: Path
+) -> dict[str, Path]:
+    """The uncertainty of each map as its own NIfTI in ``work`` (PD in the input's scale,
+    as the PD map)."""
+    from swigapp.io.files import load_maps, save_nifti
+
+    spread, affine = load_maps(sr["uncertainty_file"])
+    out = {}
+    for i, m in enumerate(MAP_ORDER):
+        data = spread[i]
+        if m == "PD" and pd_scale and pd_scale["factor"] != 1.0:
+            data = (data / pd_scale["factor"]).astype(spread.dtype)
+        out[m] = Path(save_nifti(work / f"sr_{m}_uncertainty.nii.gz", data, affine))
+    return out

@@ -4,7 +4,9 @@ registry line each.
 A method module defines ``super_resolve(subject, request) -> (maps, record)``: ``subject``
 is the :class:`~swigapp.models.features.SubjectTensors` of one participant, ``request`` a
 :class:`Request`; it returns the HR maps (3, X, Y, Z: PD, T1 s, T2 s) and a JSON-ready
-record for the provenance (model, adaptation losses, slice axes or fit summary). This
+record for the provenance (model, adaptation losses, slice axes or fit summary). The record
+may hold one array, ``uncertainty`` (3, X, Y, Z, map units, or None): the caller writes it
+as the uncertainty maps and drops it from the record. This
 package imports nothing heavy, so that the command-line parser can list the methods.
 """
 

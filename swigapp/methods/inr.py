@@ -25,7 +25,7 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
         from swigapp.methods.network import load_network, predict
 
         model, model_record = load_network("swig", None)
-        base, axes = predict(model, subject, request)
+        base, axes, _ = predict(model, subject, request)
         record = {"model": model_record, "slice_axes": axes}
     fit = fit_inr(subject, request.voxel_size, config, device=request.device, base=base)
     maps = render_volume(fit, subject, device=request.device)

@@ -32,11 +32,13 @@ def load_network(method: str, model_path: str | None) -> tuple[nn.Module, dict[s
 
 def predict(
     model: nn.Module, subject: SubjectTensors, request: Request
-) -> tuple[np.ndarray, list[int]]:
+) -> tuple[np.ndarray, list[int], np.ndarray | None]:
     """HR maps averaged over the least-downsampled slice axes (the last one only with
-    ``request.single_orientation``), and those axes."""
-    from swigapp.models.inference import predict_volume, slice_axes
+    ``request.single_orientation``), those axes, and the spread of the per-axis predictions
+    (:func:`swigapp.models.inference.predict_ensemble`; None with one axis)."""
+    from swigapp.models.inference import predict_ensemble, slice_axes
 
     axes = slice_axes(subject)
     chosen = list(axes[-1:] if request.single_orientation else axes)
-    return predict_volume(model, subject, chosen, device=request.device), chosen
+    maps, spread = predict_ensemble(model, subject, chosen, device=request.device)
+    return maps, chosen, spread

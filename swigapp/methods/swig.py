@@ -22,5 +22,6 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
             model, subject, request.adapt_steps, seed=request.seed, device=request.device
         )
         losses = [round(v, 6) for v in raw]
-    maps, axes = predict(model, subject, request)
-    return maps, {"model": record, "adapt_losses": losses, "slice_axes": axes}
+    maps, axes, spread = predict(model, subject, request)
+    return maps, {"model": record, "adapt_losses": losses, "slice_axes": axes,
+                  "uncertainty": spread}  # fmt: skip

@@ -142,14 +142,20 @@ def simulate_guide(
     bias_strength: float = 0.15,
     snr: float = 40.0,
     scale: float = 1000.0,
+    b1: np.ndarray | None = None,
+    inversion_efficiency: float = 1.0,
 ) -> np.ndarray:
     """HR weighted image of ``protocol`` from HR maps, as a scanner would deliver it.
 
     ``bias_strength``: SD of the log receive bias (0.15 ~ +-30 % across the head); ``snr``:
     mean brain signal over the noise SD (Rician magnitude noise); ``scale``: arbitrary
-    intensity unit of the scanner.
+    intensity unit of the scanner. ``b1`` (relative B1+ per voxel) and
+    ``inversion_efficiency``: departures of the real acquisition from ``protocol``
+    (:meth:`swigapp.physics.protocol.Protocol.signal`).
     """
-    clean = protocol.signal_np(maps["PD"], maps["T1"], maps["T2"]).astype(np.float32)
+    clean = protocol.signal_np(
+        maps["PD"], maps["T1"], maps["T2"], b1=b1, inversion_efficiency=inversion_efficiency
+    ).astype(np.float32)
     if motion is not None:
         clean = np.clip(motion.apply(clean, voxel_size), 0.0, None)
     bias = np.exp(bias_strength * smooth_field(clean.shape, rng, nodes=3))

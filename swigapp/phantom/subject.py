@@ -12,7 +12,8 @@ import numpy as np
 
 from swigapp import kspace
 from swigapp.acquisition import SliceStack2D
-from swigapp.phantom.acquire import RigidMotion, simulate_guide, simulate_lr_maps
+from swigapp.phantom import shift as shifts
+from swigapp.phantom.acquire import LR_NOISE, RigidMotion, simulate_guide, simulate_lr_maps
 from swigapp.phantom.anatomy import Size, deform, load_anatomy
 from swigapp.phantom.head import HEAD_MARGIN_MM, background_noise
 from swigapp.phantom.tissue import TruthMaps, make_truth
@@ -24,7 +25,7 @@ LOG = logging.getLogger("swigapp.phantom")
 SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_profile")
 #: Fields recorded only when they differ from the default (phantoms made before they
 #: existed keep their records).
-OPTIONAL_FIELDS = {"head": False, "tilt_deg": 0.0}
+OPTIONAL_FIELDS = {"head": False, "tilt_deg": 0.0, "shift": None}
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class PhantomConfig:
     slice_profile: str = "gaussian"
     head: bool = False
     tilt_deg: float = 0.0
+    shift: shifts.Shift | None = None
 
     def record(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict; the 2D fields only for 2D phantoms (3D
@@ -73,6 +75,8 @@ class PhantomConfig:
         for name, default in OPTIONAL_FIELDS.items():
             if out[name] == default:
                 out.pop(name)
+        if self.shift is not None:
+            out["shift"] = self.shift.describe()
         return out
 
 
@@ -132,43 +136,60 @@ def make_subject(
             f"unknown guide contrast(s) {sorted(unknown)}; known: {sorted(DEFAULT_PROTOCOLS)}"
         )
     rng = np.random.default_rng([seed, index])
+    shift, srng = config.shift or shifts.Shift(), shifts.shift_rng(seed, index)
     margin = HEAD_MARGIN_MM if config.head else 0.0
     anatomy = deform(load_anatomy(config.size, margin), rng, config.deformation_mm)
+    anatomy = shifts.atrophy(anatomy, shift.atrophy_mm)
+    lesion = None
+    if shift.lesion_volume_ml is not None:
+        volume = shifts.draw(shift.lesion_volume_ml, srng)
+        lesion = shifts.lesion_load(anatomy, srng, volume, shift.lesion_sites)
     truth = make_truth(
         anatomy, rng, n_lesions=config.n_lesions, heterogeneity=config.heterogeneity,
-        head=config.head,
+        head=config.head, lesion=lesion,
+        adjust_values=lambda values: shifts.tissue_values(values, shift, srng),
     )  # fmt: skip
     # the truth lies on the maps' axes; the guides see it turned by the tilt (about the centre)
     tilt = RigidMotion((float(config.tilt_deg), 0.0, 0.0), (0.0, 0.0, 0.0))
     map_affine = anatomy.affine
     if config.tilt_deg:
         map_affine = anatomy.affine @ tilt.voxel_matrix(anatomy.shape, anatomy.voxel_size)
+    lr_snr = shifts.draw(shift.lr_snr, srng)
+    noise = LR_NOISE if lr_snr is None else dict.fromkeys(LR_NOISE, 1.0 / lr_snr)
     if config.acquisition == "3d":
         small = kspace.lr_shape(anatomy.shape, _factors(config.lr_factors))
-        lr_maps, described = simulate_lr_maps(truth.as_dict(), small, rng), None
+        lr_maps, described = simulate_lr_maps(truth.as_dict(), small, rng, noise), None
     elif config.acquisition == "2d":
         stack = slice_stack(anatomy.shape, map_affine, config)
         small, described = stack.lr_shape, stack.describe()
-        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, forward=stack.forward)
+        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise, forward=stack.forward)
     else:
         raise ValueError(f"unknown acquisition {config.acquisition!r} (3d or 2d)")
     guides, protocols, motion = {}, {}, {}
+    b1 = shifts.b1_field(anatomy.shape, shift, srng)
+    snr = shifts.draw(shift.guide_snr, srng) or config.guide_snr
+    bias = config.bias_strength if shift.bias_strength is None else shift.bias_strength
     for name in config.guides:
         protocol = jitter_protocol(DEFAULT_PROTOCOLS[name], rng, config.protocol_jitter)
+        protocol, real = shifts.guide_protocols(protocol, name, shift, srng)
         move = RigidMotion.random(rng, config.max_rotation_deg, config.max_translation_mm)
         content = move if not config.tilt_deg else RigidMotion.from_matrix(
             move.matrix() @ tilt.matrix()
         )  # fmt: skip
-        guides[name] = simulate_guide(
+        guide = simulate_guide(
             truth.as_dict(),
-            protocol,
+            real,
             rng,
             anatomy.voxel_size,
             motion=content,
-            bias_strength=config.bias_strength,
-            snr=config.guide_snr,
+            bias_strength=bias,
+            snr=snr,
             scale=float(1000.0 * rng.uniform(0.5, 2.0)),
+            b1=b1,
+            inversion_efficiency=shift.inversion_efficiency,
         )
+        resolution = shifts.draw(shift.guide_resolution_mm, srng)
+        guides[name] = shifts.coarser_guide(guide, anatomy.voxel_size, resolution)
         protocols[name], motion[name] = protocol, move
     if config.head:  # after every other draw: phantoms without a head are unchanged
         lr_maps = background_noise(lr_maps, rng)

@@ -10,6 +10,7 @@ R1 = 1/T1, R2 = 1/T2 weighted by each tissue's water (fast-exchange approximatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,16 +87,23 @@ def make_truth(
     lesion_radius_mm: tuple[float, float] = (2.0, 6.0),
     heterogeneity: float = 0.03,
     head: bool = False,
+    adjust_values: Callable[[dict], dict] | None = None,
+    lesion: np.ndarray | None = None,
 ) -> TruthMaps:
     """HR ground-truth maps with per-subject tissue values and smooth heterogeneity.
 
     ``heterogeneity`` is the SD of a smooth multiplicative random field applied to each map
     inside the brain (0.03 = 3 %). ``head``: add extra-cerebral CSF, skull and scalp around
     the brain (:mod:`swigapp.phantom.head`; its random draws happen only then, so phantoms
-    without a head are those of earlier versions).
+    without a head are those of earlier versions). ``adjust_values``: maps the drawn brain
+    tissue values to others (a shift); ``lesion``: a lesion fraction (0-1) to use instead of
+    ``n_lesions`` drawn ones.
     """
     values = sample_tissue_values(rng)
-    lesion = lesion_fraction(anatomy, rng, n_lesions, lesion_radius_mm)
+    if adjust_values is not None:
+        values = adjust_values(values)
+    if lesion is None:
+        lesion = lesion_fraction(anatomy, rng, n_lesions, lesion_radius_mm)
     fractions = {
         "WM": anatomy.wm * (1.0 - lesion),
         "GM": anatomy.gm,

@@ -83,31 +83,52 @@ class Protocol:
         """Flip angle in radians."""
         return math.radians(self.flip_deg) if self.flip_deg is not None else 0.0
 
-    def signal(self, pd: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
-        """Synthesise this protocol's image from maps (PD a.u., T1 and T2 in s), in torch."""
+    def signal(
+        self,
+        pd: torch.Tensor,
+        t1: torch.Tensor,
+        t2: torch.Tensor,
+        b1: torch.Tensor | None = None,
+        inversion_efficiency: float = 1.0,
+    ) -> torch.Tensor:
+        """Synthesise this protocol's image from maps (PD a.u., T1 and T2 in s), in torch.
+
+        ``b1``: relative B1+ per voxel, scaling the flip of GRE and MPRAGE (SE and IR are
+        taken as ideal); ``inversion_efficiency``: of the MPRAGE inversion (1: perfect).
+        """
+        flip = self.flip_rad if b1 is None else self.flip_rad * b1
         if self.model == "SE":
             return signal.spin_echo(pd, t1, t2, tr=self.tr, te=self.te)
         if self.model == "IR":
             return signal.inversion_recovery(pd, t1, t2, tr=self.tr, te=self.te, ti=self.ti)
         if self.model == "GRE":
-            return signal.spoiled_gre(pd, t1, t2, tr=self.tr, te=self.te, flip=self.flip_rad)
+            return signal.spoiled_gre(pd, t1, t2, tr=self.tr, te=self.te, flip=flip)
         return signal.mprage(
             pd,
             t1,
             t2,
             tr=self.tr,
             ti=self.ti,
-            flip=self.flip_rad,
+            flip=flip,
             tau=self.tau,
             n_pulses=self.n_pulses,
             te=self.te,
+            inversion_efficiency=inversion_efficiency,
         )
 
-    def signal_np(self, pd: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    def signal_np(
+        self,
+        pd: np.ndarray,
+        t1: np.ndarray,
+        t2: np.ndarray,
+        b1: np.ndarray | None = None,
+        inversion_efficiency: float = 1.0,
+    ) -> np.ndarray:
         """numpy convenience: same code as :meth:`signal`, computed in float64."""
         args = [torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (pd, t1, t2)]
+        b1_t = None if b1 is None else torch.as_tensor(np.asarray(b1, dtype=np.float64))
         with torch.no_grad():
-            return self.signal(*args).numpy()
+            return self.signal(*args, b1=b1_t, inversion_efficiency=inversion_efficiency).numpy()
 
     def to_sidecar(self) -> dict[str, Any]:
         """BIDS sidecar fields that describe this protocol (round-trips via from_sidecar)."""

@@ -21,6 +21,13 @@ MIN_RELAXATION = 1e-6
 Tensorish = torch.Tensor | float
 
 
+def _cos_sin(flip: Tensorish) -> tuple[Tensorish, Tensorish]:
+    """cos and sin of a flip angle (rad): a number, or a per-voxel tensor (B1+ errors)."""
+    if isinstance(flip, torch.Tensor):
+        return torch.cos(flip), torch.sin(flip)
+    return math.cos(flip), math.sin(flip)
+
+
 def _relax(t: Tensorish, T: torch.Tensor) -> torch.Tensor:
     """exp(-t / T) with T clamped at MIN_RELAXATION (t and T in seconds)."""
     return torch.exp(-t / torch.clamp_min(T, MIN_RELAXATION))
@@ -49,16 +56,17 @@ def inversion_recovery(
 
 
 def spoiled_gre(
-    pd: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, tr: float, te: float, flip: float
+    pd: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, tr: float, te: float, flip: Tensorish
 ) -> torch.Tensor:
-    """Spoiled gradient echo (Ernst equation), flip in radians.
+    """Spoiled gradient echo (Ernst equation), flip in radians (a number or per voxel).
 
     S = PD sin(a) (1 - E1) / (1 - cos(a) E1) exp(-TE/T2*), E1 = exp(-TR/T1).
     Approximation: T2* is taken equal to T2 (no T2' map is estimated), so the TE
     weighting is too weak where T2' matters (iron, air-tissue interfaces).
     """
     e1 = _relax(tr, t1)
-    return pd * math.sin(flip) * (1.0 - e1) / (1.0 - math.cos(flip) * e1) * _relax(te, t2)
+    cos, sin = _cos_sin(flip)
+    return pd * sin * (1.0 - e1) / (1.0 - cos * e1) * _relax(te, t2)
 
 
 def mprage(
@@ -67,11 +75,12 @@ def mprage(
     t2: torch.Tensor,
     tr: float,
     ti: float,
-    flip: float,
+    flip: Tensorish,
     tau: float,
     n_pulses: int,
     te: float = 0.0,
     k_centre: float | None = None,
+    inversion_efficiency: float = 1.0,
 ) -> torch.Tensor:
     """MPRAGE signal at the k-space centre, closed form of the steady-state recursion.
 
@@ -83,19 +92,23 @@ def mprage(
     ED = exp(-TD/T1), Mss = (1 - E)/(1 - q):
     Mpre = [(Mss (1 - q^N) + (1 - EA) q^N) ED + (1 - ED)] / (1 + EA q^N ED),
     MA = -Mpre EA + (1 - EA), S = PD sin(a) |Mss + (MA - Mss) q^k| exp(-TE/T2).
+    An imperfect inversion (``inversion_efficiency`` eta < 1: Mz -> -eta Mz) puts eta
+    before Mpre in MA and in the denominator of Mpre. ``flip`` may be per voxel (B1+).
     """
     k = n_pulses / 2.0 if k_centre is None else float(k_centre)
     ta, td = mprage_delays(tr, ti, tau, n_pulses, k)
     e = _relax(tau, t1)
-    q = math.cos(flip) * e
+    cos, sin = _cos_sin(flip)
+    eta = inversion_efficiency
+    q = cos * e
     ea = _relax(ta, t1)
     ed = _relax(td, t1)
     mss = (1.0 - e) / (1.0 - q)
     qn = q**n_pulses
-    m_pre = ((mss * (1.0 - qn) + (1.0 - ea) * qn) * ed + (1.0 - ed)) / (1.0 + ea * qn * ed)
-    m_a = -m_pre * ea + (1.0 - ea)
+    m_pre = ((mss * (1.0 - qn) + (1.0 - ea) * qn) * ed + (1.0 - ed)) / (1.0 + eta * ea * qn * ed)
+    m_a = -eta * m_pre * ea + (1.0 - ea)
     mz = mss + (m_a - mss) * q**k
-    return pd * math.sin(flip) * torch.abs(mz) * _relax(te, t2)
+    return pd * sin * torch.abs(mz) * _relax(te, t2)
 
 
 def mprage_delays(

@@ -39,6 +39,8 @@ LOSS_TERMS = {
 #: above and more than twice the zero-filled input's (held-out phantoms: guide SSIM
 #: 0.88-0.90, LR residual 0.02-0.06; see the README).
 GUIDE_SSIM_FLAG = 0.8
+#: How the warnings about accepted imperfect input begin.
+IMPERFECT_INPUT = "imperfect input accepted"
 LR_RESIDUAL_FLAG = 0.1
 
 CC0 = (
@@ -417,7 +419,9 @@ def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> 
             out.append(
                 (
                     f"Predictions slice by slice along each of the voxel axes {listed} (the "
-                    "least-downsampled axes) were averaged",
+                    "least-downsampled axes) were averaged (PD, ln T1, ln T2); their standard "
+                    "deviation, converted to the maps' units, is reported as a per-voxel "
+                    "uncertainty map",
                     (),
                 )
             )
@@ -517,7 +521,7 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
             f"no guide's field of view covers {100 * fallback:.1f} % of the brain mask; there "
             f"the maps are {results['superres'].get('guide_fallback') or 'unguided'}"
         )
-    out += [f"imperfect input accepted: {n}" for n in results["conform"].get("notes", [])]
+    out += [f"{IMPERFECT_INPUT}: {n}" for n in results["conform"].get("notes", [])]
     return out
 
 

@@ -52,10 +52,12 @@ def mosaic(
     shared: Sequence[str] = (),
     title: str = "",
     unit: str = "",
+    units: Mapping[str, str] | None = None,
 ) -> str:
     """One row per view (axial, coronal, sagittal middle slices: thick LR slices show in the
     views that contain the slice axis), one column per named volume, each column with a
-    colour bar; ``shared`` columns share a window, and their bars are labelled ``unit``."""
+    colour bar; ``shared`` columns share a window, and their bars are labelled ``unit``;
+    ``units`` labels the bars of other columns (default "a.u.")."""
     plt = _plt()
     names = list(columns)
     rows = len(VIEWS)
@@ -78,7 +80,8 @@ def mosaic(
                 ax.set_title(name, fontsize=9)
         bar = fig.colorbar(shown, ax=list(axes[:, c]), orientation="horizontal", shrink=0.8)
         bar.ax.tick_params(labelsize=7)
-        bar.set_label(unit if name in shared and unit else "a.u.", fontsize=8)
+        label = unit if name in shared and unit else (units or {}).get(name, "a.u.")
+        bar.set_label(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return to_data_uri(fig)

@@ -11,6 +11,7 @@ import numpy as np
 
 from swigapp import tissue
 from swigapp.io.bids import MAP_ORDER
+from swigapp.io.derivatives import UNCERTAINTY_DESCRIPTION
 from swigapp.io.files import load_maps
 from swigapp.metrics import ls_scale
 from swigapp.reports import figures
@@ -62,8 +63,25 @@ def participant_qc(
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
         "GuideFallback": results["superres"].get("guide_fallback", ""),
+        **uncertainty_qc(results["superres"].get("uncertainty_file"), maps, mask),
         "Seconds": dict(timings),
     }
+
+
+def uncertainty_qc(
+    path: str | None, maps: Mapping[str, np.ndarray], mask: np.ndarray
+) -> dict[str, Any]:
+    """Median uncertainty in the brain mask per map, in map units (PD a.u., T1 and T2 in
+    s) and relative to the map (spread / value); empty without uncertainty maps."""
+    if not path or not mask.any():
+        return {}
+    spread, _ = load_maps(path)
+    median = {m: float(np.median(spread[i][mask])) for i, m in enumerate(MAP_ORDER)}
+    relative = {
+        m: float(np.median(spread[i][mask] / np.maximum(maps[m][mask], 1e-6)))
+        for i, m in enumerate(MAP_ORDER)
+    }
+    return {"UncertaintyMedian": median, "UncertaintyRelativeMedian": relative}
 
 
 def _voxel_ml(path: str) -> float:
@@ -152,6 +170,8 @@ def render_participant(
             cols[f"{guide} (registered)"] = registered[guide]
         uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
         parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
+    if results["superres"].get("uncertainty_file"):
+        parts.append(_uncertainty_panel(results["superres"]["uncertainty_file"], qc, mask))
     parts.append(
         "<h2>Registration</h2><p>Each frame pair alternates the registration target (the "
         "guide's contrast synthesised from the LR maps) and the registered guide; the red "
@@ -189,6 +209,23 @@ def render_participant(
     return page(f"swigapp report: {label}", "\n".join(parts))
 
 
+#: Units of the uncertainty maps' colour bars.
+SD_UNITS = {"PD SD": "PD (water = 1)", "T1 SD": "T1 (s)", "T2 SD": "T2 (s)"}
+
+
+def _uncertainty_panel(path: str, qc: Mapping[str, Any], mask: np.ndarray) -> str:
+    """The uncertainty maps with their units and medians."""
+    spread, _ = load_maps(path)
+    cols = {f"{m} SD": spread[i] for i, m in enumerate(MAP_ORDER)}
+    rel = qc.get("UncertaintyRelativeMedian", {})
+    medians = ", ".join(f"{m} {100 * v:.1f} %" for m, v in rel.items())
+    uri = figures.mosaic(cols, mask, units=SD_UNITS, title="uncertainty (ensemble SD)")
+    return (
+        f"<h2>Uncertainty</h2><p>{html.escape(UNCERTAINTY_DESCRIPTION)} Median in the brain, "
+        f"relative to the map: {html.escape(medians)}.</p><img alt='uncertainty' src='{uri}'>"
+    )
+
+
 def _summary(
     qc: Mapping[str, Any], results: Mapping[str, Any], params: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -207,6 +244,11 @@ def _summary(
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
         "LR residual of the input": results["superres"]["lr_residual_input"],
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
+        **(
+            {"median uncertainty / map value": qc["UncertaintyRelativeMedian"]}
+            if "UncertaintyRelativeMedian" in qc
+            else {}
+        ),
         "brain mask covered by each guide": qc.get("GuideCoverage", {}),
         "registration metric (ANTs Mattes: -MI, lower is better)": qc["RegistrationMI"],
         "wall time per step (s)": qc["Seconds"],
