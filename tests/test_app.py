@@ -120,6 +120,7 @@ def test_uncertainty_maps_are_written_shown_and_track_the_error(app_run):
         side = json.loads((anat / f"sub-01_res-hi_desc-swigUncertainty_{suffix}.json").read_text())
         assert side["Units"] == ("s" if m != "PD" else side["Units"]) and side["SliceAxes"]
         assert side["Sources"] == [f"bids::sub-01/anat/sub-01_res-hi_desc-swig_{suffix}.nii.gz"]
+        assert side["SkullStripped"] is False and "mm voxels" in side["Resolution"]
         assert sd.shape == sr.shape and (sd >= 0).all() and np.isfinite(sd).all()
         assert (sd[sr == 0] == 0).all()
         if m == "PD":

@@ -497,6 +497,8 @@ def participant_outputs(
                 path,
                 {
                     "Units": units or MAP_UNITS[m],
+                    "Resolution": resolution,
+                    "SkullStripped": False,
                     "Description": UNCERTAINTY_DESCRIPTION,
                     "Sources": [map_names[m]],
                     "SliceAxes": sr.get("slice_axes", []),
