@@ -72,7 +72,8 @@ def main() -> None:
                 for name, run in variants(model, both, args.steps, args.runs).items():
                     volume, seconds, _ = measured(run)
                     row = {"case": case, "subject": subject.name, "run": name, "seconds": seconds}
-                    row |= {k: subject.score(volume)[k] for k in KEYS}
+                    scores = subject.score(volume)
+                    row |= {k: scores[k] for k in KEYS}
                     rows.append(row)
                     print(" ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
                                    for v in row.values()), flush=True)  # fmt: skip

@@ -419,11 +419,13 @@ def write_outputs(
     timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
     timings["inference"] = float(results["superres"]["seconds"])
     timings["synthesis"] = float(results["synthesis"]["seconds"])
-    maps, mask, labels = load_result_maps(results)
-    qc = participant_qc(results, timings, maps, mask, labels)
+    maps, mask, labels, spread = load_result_maps(results)
+    qc = participant_qc(results, timings, maps, mask, labels, spread)
     qc["Warnings"] = warnings(results)
     methods = methods_boilerplate(label, results, params)
-    report = render_participant(label, results, params, qc, maps, mask, labels, methods.html)
+    report = render_participant(
+        label, results, params, qc, maps, mask, labels, methods.html, spread
+    )
     qc["Seconds"]["writing"] = time.perf_counter() - start
     log = f"sub-{subject}/log/{label}"
     files[f"{log}_qc.json"] = derivatives.dumps({"Subject": subject, "Session": session, **qc})

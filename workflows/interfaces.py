@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from swigapp.methods import METHODS
+from swigapp.methods import INR_INITS, INR_STOP_RULES, METHODS
 
 
 class _ResultSpec(TraitedSpec):
@@ -146,8 +146,8 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
     adapt_steps = traits.Int(0, usedefault=True)
     inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")
-    inr_init = traits.Enum("lr", "swig", usedefault=True, desc="what the INR corrects")
-    inr_stop = traits.Enum("auto", "mi", "steps", usedefault=True, desc="INR stopping rule")
+    inr_init = traits.Enum(*INR_INITS, usedefault=True, desc="what the INR corrects")
+    inr_stop = traits.Enum(*INR_STOP_RULES, usedefault=True, desc="INR stopping rule")
     single_orientation = traits.Bool(
         False, usedefault=True, desc="one slice axis instead of the orientation ensemble"
     )

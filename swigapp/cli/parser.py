@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from swigapp._version import __version__
-from swigapp.methods import METHODS
+from swigapp.methods import INR_INITS, INR_STOP_RULES, METHODS
 from swigapp.models.shipped import available
 
 GUIDES = ("T1w", "T2w", "FLAIR", "PDw")
@@ -148,14 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--inr-init",
-        choices=("lr", "swig"),
+        choices=INR_INITS,
         default="lr",
         help="--method inr: what the representation corrects: the upsampled LR maps, or "
         "the SWIG prediction (the INR then refines SWIG for this subject) (default lr)",
     )
     model.add_argument(
         "--inr-stop",
-        choices=("auto", "mi", "steps"),
+        choices=INR_STOP_RULES,
         default="auto",
         help="--method inr: stop when the mutual information between maps and guides stops "
         "rising, keeping the best state, the start included (mi, McGinnis et al.), or after "

@@ -31,11 +31,14 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swigapp._version import __version__
 from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX
 from swigapp.io.files import atomic_write_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PIPELINE = "swigapp"
 BIDS_VERSION = "1.10.0"
@@ -452,12 +455,8 @@ def participant_outputs(
     }
     map_names = {}
     for i, m in enumerate(MAP_ORDER):
-        # PD back in the input's own scale (the network works on a water fraction)
         pd_scale = results["conform"].get("pd_scale") if m == "PD" else None
-        data = maps[i]
-        if pd_scale and pd_scale["factor"] != 1.0:
-            data = (data / pd_scale["factor"]).astype(maps.dtype)
-        path = save_nifti(work / f"sr_{m}.nii.gz", data, affine)
+        path = save_nifti(work / f"sr_{m}.nii.gz", in_input_scale(maps[i], pd_scale), affine)
         name = entity_name(label, MAP_SUFFIX[m], res="hi", desc=sr["method"])
         scaling = {}
         if pd_scale:
@@ -474,7 +473,7 @@ def participant_outputs(
             name,
             path,
             {
-                "Units": pd_scale.get("output_units", MAP_UNITS[m]) if pd_scale else MAP_UNITS[m],
+                "Units": output_units(m, pd_scale),
                 **scaling,
                 "Resolution": resolution,
                 "SkullStripped": False,
@@ -491,12 +490,11 @@ def participant_outputs(
     if sr.get("uncertainty_file"):
         pd_scale = results["conform"].get("pd_scale")
         for m, path in uncertainty_maps(sr, pd_scale, work).items():
-            units = (pd_scale or {}).get("output_units", MAP_UNITS[m]) if m == "PD" else None
             add(
                 entity_name(label, MAP_SUFFIX[m], res="hi", desc=f"{sr['method']}Uncertainty"),
                 path,
                 {
-                    "Units": units or MAP_UNITS[m],
+                    "Units": output_units(m, pd_scale if m == "PD" else None),
                     "Resolution": resolution,
                     "SkullStripped": False,
                     "Description": UNCERTAINTY_DESCRIPTION,
@@ -543,8 +541,19 @@ def uncertainty_maps(
     spread, affine = load_maps(sr["uncertainty_file"])
     out = {}
     for i, m in enumerate(MAP_ORDER):
-        data = spread[i]
-        if m == "PD" and pd_scale and pd_scale["factor"] != 1.0:
-            data = (data / pd_scale["factor"]).astype(spread.dtype)
+        data = in_input_scale(spread[i], pd_scale if m == "PD" else None)
         out[m] = Path(save_nifti(work / f"sr_{m}_uncertainty.nii.gz", data, affine))
     return out
+
+
+def in_input_scale(data: np.ndarray, pd_scale: Mapping[str, Any] | None) -> np.ndarray:
+    """A PD map (or its uncertainty) back in the input's own scale: divided by the factor
+    of ``pd_scale`` (the network works on a water fraction); other maps pass None."""
+    if pd_scale and pd_scale["factor"] != 1.0:
+        return (data / pd_scale["factor"]).astype(data.dtype)
+    return data
+
+
+def output_units(m: str, pd_scale: Mapping[str, Any] | None) -> str:
+    """Units of map ``m`` as written (PD: the input's units when it was rescaled)."""
+    return pd_scale.get("output_units", MAP_UNITS[m]) if pd_scale else MAP_UNITS[m]

@@ -38,6 +38,11 @@ class MethodInfo:
     guide_free: bool = False
 
 
+#: What ``--method inr`` corrects (``--inr-init``) and how it stops (``--inr-stop``).
+INR_INITS = ("lr", "swig")
+INR_STOP_RULES = ("auto", "mi", "steps")
+
+
 @dataclass(frozen=True)
 class Request:
     """What the participant level asks of a method (all methods get the same fields)."""

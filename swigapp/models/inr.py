@@ -41,6 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 from swigapp import metrics
+from swigapp.methods import INR_INITS, INR_STOP_RULES
 from swigapp.models.data import collate, random_crop
 from swigapp.models.features import SubjectTensors, decode, encode
 from swigapp.models.inference import ADAPT_WEIGHTS
@@ -50,8 +51,8 @@ from swigapp.models.losses import LossWeights, total_loss
 INR_WEIGHTS = ADAPT_WEIGHTS
 #: Position encodings, stopping rules and bases (``INRConfig.encoding/stop/init``).
 ENCODINGS = ("grid", "fourier")
-STOP_RULES = ("auto", "mi", "steps")
-INITS = ("lr", "swig")
+STOP_RULES = INR_STOP_RULES
+INITS = INR_INITS
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,16 @@ def _load(path: str) -> np.ndarray:
 
 def load_result_maps(
     results: Mapping[str, Any],
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """The SR maps (PD, T1 s, T2 s), the brain mask and the tissue labels, loaded once for
-    the QC figures and the report."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
+    """The SR maps (PD, T1 s, T2 s), the brain mask, the tissue labels and the uncertainty
+    maps (3, X, Y, Z, or None when the method wrote none), loaded once for the QC figures
+    and the report."""
     sr, _ = load_maps(results["superres"]["sr_file"])
     mask = _load(results["mask"]["mask_file"]) > 0
     maps = dict(zip(MAP_ORDER, sr, strict=True))
-    return maps, mask, tissue.classify(maps["T1"], mask)
+    path = results["superres"].get("uncertainty_file")
+    spread = load_maps(path)[0] if path else None
+    return maps, mask, tissue.classify(maps["T1"], mask), spread
 
 
 def participant_qc(
@@ -41,12 +44,14 @@ def participant_qc(
     maps: Mapping[str, np.ndarray],
     mask: np.ndarray,
     labels: np.ndarray,
+    spread: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
     registration MI, guide SSIM, invalid LR voxels per map, unit decisions, the PD scale
     factor (internal / input), the fraction of the brain mask each guide's field of view
     covers, the fraction where the maps fell back to the upsampled LR maps (no guide saw
-    it) and wall time per step (s)."""
+    it), the uncertainty medians (from ``spread``, the uncertainty maps, when given) and
+    wall time per step (s)."""
     return {
         "Method": results["superres"]["method"],
         "TissueMedians": tissue.tissue_medians(maps, labels),
@@ -63,19 +68,18 @@ def participant_qc(
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
         "GuideFallback": results["superres"].get("guide_fallback", ""),
-        **uncertainty_qc(results["superres"].get("uncertainty_file"), maps, mask),
+        **uncertainty_qc(spread, maps, mask),
         "Seconds": dict(timings),
     }
 
 
 def uncertainty_qc(
-    path: str | None, maps: Mapping[str, np.ndarray], mask: np.ndarray
+    spread: np.ndarray | None, maps: Mapping[str, np.ndarray], mask: np.ndarray
 ) -> dict[str, Any]:
     """Median uncertainty in the brain mask per map, in map units (PD a.u., T1 and T2 in
     s) and relative to the map (spread / value); empty without uncertainty maps."""
-    if not path or not mask.any():
+    if spread is None or not mask.any():
         return {}
-    spread, _ = load_maps(path)
     median = {m: float(np.median(spread[i][mask])) for i, m in enumerate(MAP_ORDER)}
     relative = {
         m: float(np.median(spread[i][mask] / np.maximum(maps[m][mask], 1e-6)))
@@ -139,11 +143,13 @@ def render_participant(
     mask: np.ndarray,
     labels: np.ndarray,
     methods_html: str = "",
+    spread: np.ndarray | None = None,
 ) -> str:
     """HTML report: LR vs SR vs guide mosaics, registration overlays, synthesised vs acquired
     guides with differences, T1/T2 histograms in GM/WM, provenance, and the methods
-    boilerplate (``methods_html``, an HTML fragment). ``maps``, ``mask`` and ``labels`` are
-    those of :func:`load_result_maps`."""
+    boilerplate (``methods_html``, an HTML fragment). ``maps``, ``mask``, ``labels`` and
+    ``spread`` (the uncertainty maps, shown when given) are those of
+    :func:`load_result_maps`."""
     from swigapp.interp import upsample_interp
 
     lr, _ = load_maps(results["conform"]["lr_file"])
@@ -170,8 +176,8 @@ def render_participant(
             cols[f"{guide} (registered)"] = registered[guide]
         uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
         parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
-    if results["superres"].get("uncertainty_file"):
-        parts.append(_uncertainty_panel(results["superres"]["uncertainty_file"], qc, mask))
+    if spread is not None:
+        parts.append(_uncertainty_panel(spread, qc, mask))
     parts.append(
         "<h2>Registration</h2><p>Each frame pair alternates the registration target (the "
         "guide's contrast synthesised from the LR maps) and the registered guide; the red "
@@ -209,17 +215,13 @@ def render_participant(
     return page(f"swigapp report: {label}", "\n".join(parts))
 
 
-#: Units of the uncertainty maps' colour bars.
-SD_UNITS = {"PD SD": "PD (water = 1)", "T1 SD": "T1 (s)", "T2 SD": "T2 (s)"}
-
-
-def _uncertainty_panel(path: str, qc: Mapping[str, Any], mask: np.ndarray) -> str:
-    """The uncertainty maps with their units and medians."""
-    spread, _ = load_maps(path)
+def _uncertainty_panel(spread: np.ndarray, qc: Mapping[str, Any], mask: np.ndarray) -> str:
+    """The uncertainty maps (3, X, Y, Z) with their units and medians."""
     cols = {f"{m} SD": spread[i] for i, m in enumerate(MAP_ORDER)}
+    units = {f"{m} SD": MAP_UNITS[m] for m in MAP_ORDER}
     rel = qc.get("UncertaintyRelativeMedian", {})
     medians = ", ".join(f"{m} {100 * v:.1f} %" for m, v in rel.items())
-    uri = figures.mosaic(cols, mask, units=SD_UNITS, title="uncertainty (ensemble SD)")
+    uri = figures.mosaic(cols, mask, units=units, title="uncertainty (ensemble SD)")
     return (
         f"<h2>Uncertainty</h2><p>{html.escape(UNCERTAINTY_DESCRIPTION)} Median in the brain, "
         f"relative to the map: {html.escape(medians)}.</p><img alt='uncertainty' src='{uri}'>"
