@@ -9,6 +9,12 @@ refused), so a model can be chosen without looking at the benchmark. Each subjec
 registered once and every model runs on the same inputs (T1w + T2w guides). Prints the
 mean per setting and model, and the lesion T1 error per subject; writes every row as CSV
 with ``--csv``.
+
+Settings are the quality benchmark's (in distribution) or the shift benchmark's axes
+(:data:`benchmarks.shift.AXES`), drawn here from the validation seed: its shift seed is
+refused like the held-out one.
+
+    python -m benchmarks.validate swig_default runs/x/model.pt --settings "combined 2 mm iso"
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 
 from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, EvalSubject, eval_subjects
+from benchmarks.shift import AXES, SHIFT_SEED
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
 from swigapp.models.shipped import load_shipped, shipped_name
@@ -35,6 +42,8 @@ COLUMNS = (
     ("lesion_T1_bias_ms", "lesion T1 bias ms", 1),
     ("GM_T2_MAE_ms", "GM T2 ms", 1),
     ("lesion_T2_MAE_ms", "lesion T2 ms", 1),
+    ("PD_SSIM", "PD SSIM", 4),
+    ("PD_HFEN", "PD HFEN", 3),
     ("T1_HFEN", "T1 HFEN", 3),
     ("T2_HFEN", "T2 HFEN", 3),
     ("T1_SSIM", "T1 SSIM", 4),
@@ -83,18 +92,25 @@ def main() -> None:
     p.add_argument("--subjects", type=int, default=6)
     p.add_argument("--phantom-seed", type=int, default=3000)
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(SETTINGS),
+        choices=list(SETTINGS | AXES),
+        metavar="SETTING",
+        help=f"quality settings ({', '.join(SETTINGS)}) or shift axes ({', '.join(AXES)})",
+    )
     p.add_argument("--seed", type=int, default=0, help="registration seed")
     p.add_argument("--csv", type=Path, help="write every (setting, subject, model) row here")
     args = p.parse_args()
-    if args.phantom_seed == HELD_OUT_SEED:
-        p.error(f"seed {HELD_OUT_SEED} is the held-out benchmark's: choose models on another")
+    if args.phantom_seed in (HELD_OUT_SEED, SHIFT_SEED):
+        p.error(f"seed {args.phantom_seed} is a reported benchmark's: choose models on another")
     networks = {m: load_candidate(m) for m in args.models}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
             subjects = eval_subjects(
-                SETTINGS[setting],
+                (SETTINGS | AXES)[setting],
                 args.subjects,
                 args.size,
                 args.phantom_seed,

@@ -10,12 +10,16 @@
 #                      (the guides resampled back, 0.3 deg / 0.3 mm residual), then
 #                      STAGE5_STEPS more at learning rate 1e-4 with the beyond-band
 #                      supervised term (--w-beyond 1), then STAGE6_STEPS more on phantoms
-#                      with 10 white-matter lesions each instead of 3 (--lesions 10)
+#                      with 10 white-matter lesions each instead of 3 (--lesions 10), then
+#                      STAGE7_STEPS more with domain randomisation (--randomise: each
+#                      subject its own tissue values, protocols, sidecar mismatch, noise,
+#                      guide resolution, deformation, atrophy and lesion load)
+#   swig_stage6        the SWIG model after stage 6 (the previous release's default)
 #   swig_stage4        the SWIG model after stage 4 (an earlier release's default)
 #   swig_nolr          the SWIG model's no-LR-input ablation
 #   wmri2q_supervised  wmri2q U-Net, low-resolution labels only
 #   wmri2q_hybrid      wmri2q U-Net, low-resolution labels + Sobel edge loss (Qiu et al.)
-# CPU, 2 cores: about 30 + 40 + 55 + 45 + 50 + 35 minutes for swig_default, 15 for
+# CPU, 2 cores: about 30 + 40 + 55 + 45 + 50 + 35 + 27 minutes for swig_default, 15 for
 # swig_nolr, then about 27 for the two U-Nets, trained side by side with one thread each (as
 # the shipped ones were).
 set -euo pipefail
@@ -26,6 +30,7 @@ STAGE3_STEPS=${STAGE3_STEPS:-1500}
 STAGE4_STEPS=${STAGE4_STEPS:-1500}
 STAGE5_STEPS=${STAGE5_STEPS:-1500}
 STAGE6_STEPS=${STAGE6_STEPS:-1000}
+STAGE7_STEPS=${STAGE7_STEPS:-700}
 LATE=(--w-guide 0.2 --max-rotation 0.3 --max-translation 0.3)
 "$BIN/swigapp-train" runs/swig_stage1 --steps 1500
 "$BIN/swigapp-train" runs/swig_stage2 --init runs/swig_stage1/model.pt --steps "$STAGE2_STEPS" \
@@ -40,8 +45,13 @@ LATE=(--w-guide 0.2 --max-rotation 0.3 --max-translation 0.3)
 "$BIN/swigapp-train" runs/swig_stage6 --init runs/swig_stage5/model.pt --steps "$STAGE6_STEPS" \
     --learning-rate 1e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3 \
     --w-beyond 1 --lesions 10
+# stage 7 was trained with one thread, side by side with a candidate (docs/model-card.md)
+"$BIN/swigapp-train" runs/swig_stage7 --init runs/swig_stage6/model.pt --steps "$STAGE7_STEPS" \
+    --learning-rate 1e-4 --batch-size 8 --subjects 16 "${LATE[@]}" --head-motion 3 3 \
+    --w-beyond 1 --lesions 10 --randomise --threads 1
 "$BIN/python" -m swigapp.models.shipped runs/swig_stage4 swig_stage4
-"$BIN/python" -m swigapp.models.shipped runs/swig_stage6 swig_default
+"$BIN/python" -m swigapp.models.shipped runs/swig_stage6 swig_stage6
+"$BIN/python" -m swigapp.models.shipped runs/swig_stage7 swig_default
 "$BIN/swigapp-train" runs/swig_nolr --steps 800 --no-lr-input
 "$BIN/python" -m swigapp.models.shipped runs/swig_nolr swig_nolr
 WMRI2Q=(--arch unet --width 16 --blocks 3 --steps 1200 --threads 1 -q

@@ -48,6 +48,8 @@ def _row(qc: dict[str, Any]) -> dict[str, Any]:
     for m, value in qc.get("UncertaintyRelativeMedian", {}).items():
         row[f"uncertainty_rel_{m}"] = value
     row["run_time_s"] = sum(qc["Seconds"].values())
+    fallen = qc.get("RegionalFallback", [])
+    row["fallback_fraction"] = sum(f["fraction_of_brain"] for f in fallen)
     row["warnings"] = len(qc.get("Warnings", []))
     return row
 

@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import kspace
+from swigapp.consistency import lr_residual
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
@@ -203,28 +204,6 @@ def guide_weight(coverages: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(weight > 0.999, np.float32(1.0), np.clip(weight, 0.0, 1.0))
 
 
-def lr_residual(
-    maps_hr: np.ndarray, lr: np.ndarray, valid: np.ndarray | None = None, acquisition: Any = None
-) -> dict[str, float]:
-    """Data consistency: ||D(x) - y|| / ||y|| per map (D: the acquisition's forward model,
-    k-space truncation to the LR grid when ``acquisition`` is None), over the LR voxels
-    where ``valid`` (3, x, y, z) is True (all when None: invalid input voxels were filled,
-    they are not data)."""
-    hr = np.asarray(maps_hr, np.float64)
-    if acquisition is None:
-        down = np.asarray(kspace.downsample(hr, lr.shape[1:]))
-    else:
-        down = np.asarray(acquisition.forward(hr))
-    out = {}
-    for i, name in enumerate(MAP_ORDER):
-        diff, ref = down[i] - lr[i], lr[i]
-        if valid is not None:
-            diff, ref = diff[valid[i]], ref[valid[i]]
-        denom = float(np.linalg.norm(ref))
-        out[name] = float(np.linalg.norm(diff) / denom) if denom > 0 else float("nan")
-    return out
-
-
 def super_resolve(
     lr_file: str,
     lr_up_file: str,
@@ -245,6 +224,7 @@ def super_resolve(
     lr_valid_file: str | None = None,
     acquisition: Mapping[str, Any] | None = None,
     coverage_files: Sequence[str] = (),
+    fallback: bool = True,
 ) -> dict[str, Any]:
     """HR maps by ``method`` -> ``sr_file``.
 
@@ -262,10 +242,13 @@ def super_resolve(
     acquisition model (the residual's forward model); ``coverage_files``: the guides' field
     of view on the HR grid (:func:`register`): where no guide saw anything, the maps are
     those of the method run with no guide (SWIG), else the upsampled LR maps
-    (:func:`guide_weight`), never detail drawn from empty guides. The
+    (:func:`guide_weight`), never detail drawn from empty guides. With ``fallback``, a
+    region that fails both data-consistency checks gets the upsampled LR maps
+    (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The
     maps are 0 outside the head (the LR maps' support). Returns the method, the model's name
     and sha256 (network methods), the slice axes, the adaptation losses or the INR fit
-    summary, and the LR data-consistency residual of the input and of the result.
+    summary, the regional checks and fallbacks, and the LR data-consistency residual of the
+    input and of the result.
     """
     import torch
 
@@ -280,7 +263,7 @@ def super_resolve(
     if n_threads:
         torch.set_num_threads(int(n_threads))
     torch.manual_seed(seed)
-    lr, _ = load_maps(lr_file)
+    lr, lr_affine = load_maps(lr_file)
     up, hr_affine = load_maps(lr_up_file)
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
     guides = {g: load_image(f)[0] for g, f in guide_files.items()}
@@ -306,7 +289,7 @@ def super_resolve(
     )
     sr, record = run_method(method, subject, request)
     spread = record.pop("uncertainty", None)
-    fallback, fallback_kind = 0.0, ""
+    blind_fraction, fallback_kind = 0.0, ""
     if coverage_files:
         weight = guide_weight([load_image(f)[0] for f in coverage_files])
         if (weight < 1.0).any():
@@ -323,9 +306,28 @@ def super_resolve(
             sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
             if spread is not None and alone_spread is not None:
                 spread = (weight * spread + (1.0 - weight) * alone_spread).astype(np.float32)
-            fallback = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
+            blind_fraction = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
     head = upsample_interp((lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
     sr = np.where(head, sr, np.float32(0.0))
+    regions, fell_back = {}, []
+    if guides and mask.any():
+        from swigapp.consistency import failures, fallback_weight, falls_back, regional_checks
+        from swigapp.synthesis import synthesize
+
+        synth = {g: synthesize(_as_dict(sr), protos[g]) for g in guides}
+        regions = regional_checks(sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acq)
+        fell_back = [
+            {
+                "region": name,
+                "fraction_of_brain": r["fraction_of_brain"],
+                "reasons": list(failures(r).values()),
+            }
+            for name, r in regions.items()
+            if falls_back(r)
+        ]
+        if fallback and fell_back:
+            w = fallback_weight([f["region"] for f in fell_back], mask.shape, hr_affine, mask)
+            sr = np.where(head, w * sr + (1.0 - w) * up, np.float32(0.0)).astype(np.float32)
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
     extra |= record
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
@@ -339,8 +341,10 @@ def super_resolve(
         "method": method,
         **extra,
         "device": str(request.device),
-        "guide_fallback_fraction": fallback,
+        "guide_fallback_fraction": blind_fraction,
         "guide_fallback": fallback_kind,
+        "regions": regions,
+        "regional_fallback": fell_back if fallback else [],
         "lr_residual_input": lr_residual(up, lr, valid, acq),
         "lr_residual": lr_residual(sr, lr, valid, acq),
         "seconds": time.perf_counter() - start,

@@ -97,6 +97,19 @@ def test_train_cli_records_head_motion_lesions_and_beyond_band_weight(tmp_path):
     assert data["phantom"]["max_rotation_deg"] == 0.3  # the residual after realignment
     assert data["phantom"]["max_translation_mm"] == 0.2
     assert data["phantom"]["n_lesions"] == 6
+    assert "randomisation" not in data
+
+
+def test_train_cli_records_domain_randomisation(tmp_path):
+    out = tmp_path / "randomised"
+    args = [str(out), "--size", "tiny", "--subjects", "2", "--steps", "2", "--batch-size", "1"]
+    args += ["--crop", "16,16,8", "--width", "8", "--blocks", "1", "-q", "--randomise"]
+    assert train_cli.main(args) == 0
+    data = json.loads((out / "model_card.json").read_text())["training"]["data"]
+    ranges = data["randomisation"]["ranges"]
+    assert ranges["t1_preset"] == ["3T", "3T", "1.5T", "7T"]
+    assert ranges["inversion_efficiency"] == [0.85, 1.0]
+    assert data["randomisation"]["probability_on"] == 0.5
 
 
 def test_fine_tuning_the_shipped_model_on_a_bids_cohort(tiny_dataset, tmp_path, capsys):

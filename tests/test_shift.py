@@ -137,3 +137,43 @@ def test_shifted_subject_records_its_shift_and_moves_its_data():
 
     assert lr_error(moved) > 2.0 * lr_error(plain)
     assert moved.truth.lesion_mask.sum() > 0
+
+
+def test_random_shifts_cover_their_ranges_half_the_time():
+    rng = np.random.default_rng(3)
+    draws = [shifts.random_shift(rng) for _ in range(400)]
+    for name, span in shifts.RANDOMISATION.items():
+        on = [getattr(d, name) for d in draws if name in d.describe()]
+        # RANDOM_ON = 0.5; the preset, when on, is 3T (no change) half the time
+        expected = 0.25 if name == "t1_preset" else 0.5
+        assert abs(len(on) / len(draws) - expected) < 0.1, name
+        if name == "t1_preset":
+            assert {"1.5T", "7T"} <= set(on)
+        elif name in ("tissue_scale", "sidecar_ti_error", "b1_error", "atrophy_mm",
+                      "inversion_efficiency", "bias_strength"):  # fmt: skip
+            assert span[0] <= min(on) and max(on) <= span[1], name
+        else:
+            assert set(on) == {span}, name
+    for d in draws:
+        lesions = d.lesion_volume_ml is not None
+        assert d.lesion_sites == (shifts.LESION_SITES if lesions else ("deep",))
+    again = shifts.random_shift(np.random.default_rng(3))
+    assert again == draws[0]
+
+
+def test_randomised_training_subjects_differ_and_are_reproducible():
+    from swigapp.models.data import RANDOM_DEFORMATION_MM, randomised
+
+    configs = [randomised(TINY, 1000, i) for i in range(6)]
+    assert randomised(TINY, 1000, 2) == configs[2]
+    assert len({c.shift for c in configs}) == 6
+    assert all(RANDOM_DEFORMATION_MM[0] <= c.deformation_mm <= RANDOM_DEFORMATION_MM[1]
+               for c in configs)  # fmt: skip
+    shifted = [randomised(TINY, 1000, i).shift for i in range(60)]
+    seven = next(i for i, d in enumerate(shifted) if d.t1_preset == "7T" and not d.tissue_scale)
+    subject = make_subject(seven, seed=1000, config=randomised(TINY, 1000, seven))
+    plain = make_subject(seven, seed=1000, config=TINY)
+    gm, plain_gm = (s.truth.tissue_masks()["GM"] for s in (subject, plain))
+    assert 1.85 <= subject.truth.t1[gm].mean() <= 2.15  # the 7T preset's GM T1 (s)
+    assert plain.truth.t1[plain_gm].mean() < 1.6
+    assert subject.config.record()["shift"]["t1_preset"] == "7T"

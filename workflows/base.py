@@ -41,6 +41,7 @@ class WorkflowOptions:
     inr_init: str = "lr"
     inr_stop: str = "auto"
     single_orientation: bool = False
+    fallback: bool = True
     seed: int = 0
     device: str = "auto"
     omp_nthreads: int = 0
@@ -117,6 +118,7 @@ def init_single_subject_wf(
             inr_init=options.inr_init,
             inr_stop=options.inr_stop,
             single_orientation=options.single_orientation,
+            fallback=options.fallback,
             seed=options.seed,
             device=options.device,
             n_threads=options.omp_nthreads,

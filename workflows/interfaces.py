@@ -151,6 +151,9 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     single_orientation = traits.Bool(
         False, usedefault=True, desc="one slice axis instead of the orientation ensemble"
     )
+    fallback = traits.Bool(
+        True, usedefault=True, desc="upsampled LR maps in regions failing both checks"
+    )
     seed = traits.Int(0, usedefault=True)
     device = traits.Str("auto", usedefault=True)
     n_threads = traits.Int(0, usedefault=True, desc="torch threads (0 = torch default)")
@@ -188,6 +191,7 @@ class SuperResolve(SimpleInterface):
             inr_init=self.inputs.inr_init,
             inr_stop=self.inputs.inr_stop,
             single_orientation=self.inputs.single_orientation,
+            fallback=self.inputs.fallback,
             lr_valid_file=(
                 self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
             ),

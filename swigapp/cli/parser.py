@@ -170,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         "2-3x faster inference, slightly less accurate",
     )
     model.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="keep the super-resolved maps in brain regions that fail both data-consistency "
+        "checks (LR residual and guide re-synthesis); by default such a region gets the "
+        "upsampled LR maps. Either way the report and QC JSON name the region and the reason",
+    )
+    model.add_argument(
         "--synthesize",
         type=comma_list(),
         default=["FLAIR"],

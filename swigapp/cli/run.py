@@ -265,6 +265,7 @@ def run_participant(args: Any) -> int:
         inr_init=args.inr_init,
         inr_stop=args.inr_stop,
         single_orientation=args.single_orientation,
+        fallback=not args.no_fallback,
         seed=args.seed,
         device=args.device,
         omp_nthreads=omp,

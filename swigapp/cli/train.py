@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="phantoms: white-matter lesions per subject",
     )
     src.add_argument(
+        "--randomise",
+        action="store_true",
+        help="phantoms: domain randomisation, each subject with its own random tissue values "
+        "(1.5T/3T/7T-like T1s), guide protocols, sidecar mismatch (TI, inversion efficiency, "
+        "B1+), noise, bias, guide resolution, deformation, atrophy and lesion load",
+    )
+    src.add_argument(
         "--lr-settings",
         type=parse_factors,
         nargs="+",
@@ -184,6 +191,7 @@ PHANTOM_ONLY = (
     "max_translation",
     "head_motion",
     "lesions",
+    "randomise",
     "lr_settings",
 )
 
@@ -222,8 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         head = None if args.head_motion is None else tuple(args.head_motion)
         pool = phantom_pool(
-            args.subjects, args.phantom_seed, settings, config, not args.quiet, head
-        )
+            args.subjects, args.phantom_seed, settings, config, not args.quiet, head,
+            randomise=args.randomise,
+        )  # fmt: skip
         data = {
             "source": "phantom",
             "subjects": args.subjects,
@@ -233,6 +242,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
             },
         }
+        if args.randomise:
+            from swigapp.models.data import RANDOM_DEFORMATION_MM
+            from swigapp.phantom.shift import RANDOM_ON, RANDOMISATION
+
+            data["randomisation"] = {
+                "probability_on": RANDOM_ON,
+                "ranges": {k: list(v) for k, v in RANDOMISATION.items()},
+                "deformation_mm": list(RANDOM_DEFORMATION_MM),
+            }
         if head is not None:
             data["head_motion"] = {"max_rotation_deg": head[0], "max_translation_mm": head[1]}
     truth = not args.bids  # the supervised terms need HR truth: recorded as 0 without it

@@ -228,3 +228,49 @@ def coarser_guide(
     small = kspace.lr_shape(guide.shape, factors)
     lowres = kspace.downsample(guide.astype(np.float64), small)
     return np.clip(kspace.upsample(lowres, guide.shape), 0.0, None).astype(np.float32)
+
+
+#: Domain randomisation of training phantoms (:func:`random_shift`): each knob is switched
+#: on for a subject with probability :data:`RANDOM_ON`, at a value drawn from these ranges
+#: (scalars uniformly; ranges are drawn per subject by the phantom itself). They cover the
+#: shift benchmark's tissue, protocol, mismatch, noise, guide and atrophy/lesion ranges;
+#: its 8 mm deformations, 1.5 and 3 mm factors and 2D heads stay beyond training.
+RANDOMISATION: dict[str, Any] = {
+    "tissue_scale": (0.0, 0.25),
+    "t1_preset": ("3T", "3T", "1.5T", "7T"),
+    "mprage_ti_s": (0.75, 1.25),
+    "mprage_flip_deg": (5.0, 11.0),
+    "tse_te_s": (0.07, 0.13),
+    "sidecar_ti_error": (0.0, 0.10),
+    "inversion_efficiency": (0.85, 1.0),
+    "b1_error": (0.0, 0.2),
+    "lr_snr": (15.0, 150.0),
+    "guide_snr": (12.0, 100.0),
+    "bias_strength": (0.05, 0.4),
+    "guide_resolution_mm": (0.8, 1.4),
+    "atrophy_mm": (0.0, 2.5),
+    "lesion_volume_ml": (0.0, 25.0),
+}
+#: Probability that a randomisation knob is on for a subject (off: the training default).
+RANDOM_ON = 0.5
+#: Knobs drawn here as one value (the others are ranges the phantom draws from).
+_SCALARS = ("tissue_scale", "sidecar_ti_error", "inversion_efficiency", "b1_error",
+            "bias_strength", "atrophy_mm")  # fmt: skip
+
+
+def random_shift(rng: np.random.Generator) -> Shift:
+    """A random training shift (domain randomisation, :data:`RANDOMISATION`): each knob is
+    on with probability :data:`RANDOM_ON`; lesions, when on, go to every site."""
+    fields: dict[str, Any] = {}
+    for name, span in RANDOMISATION.items():
+        if rng.random() >= RANDOM_ON:
+            continue
+        if name == "t1_preset":
+            fields[name] = str(span[rng.integers(len(span))])
+        elif name in _SCALARS:
+            fields[name] = float(rng.uniform(*span))
+        else:
+            fields[name] = span
+    if "lesion_volume_ml" in fields:
+        fields["lesion_sites"] = LESION_SITES
+    return Shift(**fields)

@@ -15,6 +15,7 @@ from swigapp.io.derivatives import UNCERTAINTY_DESCRIPTION
 from swigapp.io.files import load_maps
 from swigapp.metrics import ls_scale
 from swigapp.reports import figures
+from swigapp.reports.boilerplate import regional_warnings
 
 #: Which guide illustrates which map in the mosaics (first present wins).
 GUIDE_FOR_MAP = {"PD": ("PDw", "T1w", "T2w"), "T1": ("T1w", "FLAIR"), "T2": ("T2w", "FLAIR")}
@@ -50,8 +51,9 @@ def participant_qc(
     registration MI, guide SSIM, invalid LR voxels per map, unit decisions, the PD scale
     factor (internal / input), the fraction of the brain mask each guide's field of view
     covers, the fraction where the maps fell back to the upsampled LR maps (no guide saw
-    it), the uncertainty medians (from ``spread``, the uncertainty maps, when given) and
-    wall time per step (s)."""
+    it), the data-consistency checks per brain region and the regions that fell back to the
+    upsampled LR maps (:mod:`swigapp.consistency`), the uncertainty medians (from
+    ``spread``, the uncertainty maps, when given) and wall time per step (s)."""
     return {
         "Method": results["superres"]["method"],
         "TissueMedians": tissue.tissue_medians(maps, labels),
@@ -68,6 +70,8 @@ def participant_qc(
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
         "GuideFallback": results["superres"].get("guide_fallback", ""),
+        "RegionalChecks": results["superres"].get("regions", {}),
+        "RegionalFallback": results["superres"].get("regional_fallback", []),
         **uncertainty_qc(spread, maps, mask),
         "Seconds": dict(timings),
     }
@@ -164,6 +168,8 @@ def render_participant(
             f"{html.escape(results['superres'].get('guide_fallback') or 'unguided')}, with "
             "no guided detail.</p>"
         )
+    for warning in regional_warnings(results["superres"]):
+        parts.append(f"<p class='flag'>{html.escape(warning[0].upper() + warning[1:])}.</p>")
     parts.append(
         "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
         "acquired (nearest-neighbour on the output grid), with the registered guide.</p>"

@@ -1,0 +1,155 @@
+"""Regional data-consistency checks and fallback (swigapp.consistency): regions named in
+world coordinates, checks that find a corrupted region and only it, warnings that name it."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from swigapp import consistency as cons
+from swigapp import kspace
+from swigapp.reports.boilerplate import regional_warnings
+
+SHAPE = (32, 32, 32)
+
+
+def smooth_maps(rng: np.random.Generator) -> np.ndarray:
+    """PD (a.u.), T1 and T2 (s)-like positive maps, smooth enough to be nearly in band."""
+    base = ndimage.gaussian_filter(rng.standard_normal((3, *SHAPE)), (0, 3, 3, 3))
+    base /= np.abs(base).max()
+    return (np.array([0.8, 1.2, 0.09])[:, None, None, None] * (1 + 0.3 * base)).astype(np.float32)
+
+
+def test_octants_follow_world_axes_whatever_the_voxel_order():
+    ras = np.diag([1.0, 1.0, 1.0, 1.0])
+    labels = cons.octant_labels(SHAPE, ras, np.array([15.5, 15.5, 15.5]))
+    assert cons.octant_name(int(labels[31, 31, 31])) == "right anterior superior"
+    assert cons.octant_name(int(labels[0, 0, 0])) == "left posterior inferior"
+    las = np.diag([-1.0, 1.0, 1.0, 1.0])  # voxel x grows to the left
+    labels = cons.octant_labels(SHAPE, las, np.array([-15.5, 15.5, 15.5]))
+    assert cons.octant_name(int(labels[31, 31, 0])) == "left anterior inferior"
+    assert len({cons.octant_name(k) for k in range(8)}) == 8
+
+
+def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
+    rng = np.random.default_rng(0)
+    truth = smooth_maps(rng)
+    lr_shape = (16, 16, 16)
+    lr = np.asarray(kspace.downsample(truth.astype(np.float64), lr_shape), np.float32)
+    up = np.asarray(kspace.upsample(lr.astype(np.float64), SHAPE), np.float32)
+    hr_affine, lr_affine = np.eye(4), np.diag([2.0, 2.0, 2.0, 1.0])
+    lr_affine[:3, 3] = 0.5  # LR voxel centres of a 2x grid over the same field of view
+    mask = np.ones(SHAPE, bool)
+    guide = {"T1w": truth[1].copy()}
+    sr = truth.copy()
+    corner = (slice(20, 32),) * 3  # right anterior superior
+    sr[:, 20:32, 20:32, 20:32] *= 1.5  # maps that contradict the LR data there
+    checks = cons.regional_checks(sr, up, lr, lr_affine, hr_affine, mask, guide, guide)
+    assert len(checks) == 8
+    assert sum(c["fraction_of_brain"] for c in checks.values()) == pytest.approx(1.0)
+    failed = {name: cons.failures(c) for name, c in checks.items() if cons.failures(c)}
+    assert list(failed) == ["right anterior superior"]
+    assert set(failed["right anterior superior"]) == {"lr"}  # the guide is still explained
+    assert not any(cons.falls_back(c) for c in checks.values())
+    noise = guide["T1w"].copy()
+    noise[corner] = rng.uniform(0.5, 2.0, noise[corner].shape)  # nothing like the maps
+    checks = cons.regional_checks(sr, up, lr, lr_affine, hr_affine, mask, guide, {"T1w": noise})
+    fell = [name for name, c in checks.items() if cons.falls_back(c)]
+    assert fell == ["right anterior superior"]
+    assert checks[fell[0]]["guide_ssim"]["T1w"] < cons.GUIDE_SSIM_FLAG
+    others = [c["guide_ssim"]["T1w"] for n, c in checks.items() if n != fell[0]]
+    assert min(others) > 0.9
+    weight = cons.fallback_weight(fell, SHAPE, hr_affine, mask)
+    assert weight[28, 28, 28] < 0.01 and weight[4, 4, 4] > 0.99
+    assert weight.min() >= 0 and weight.max() <= 1
+
+
+def test_lr_residual_of_consistent_maps_is_zero_and_grows_with_departure():
+    rng = np.random.default_rng(1)
+    truth = smooth_maps(rng).astype(np.float64)
+    lr = np.asarray(kspace.downsample(truth, (16, 16, 16)))
+    up = np.asarray(kspace.upsample(lr, SHAPE))
+    assert max(cons.lr_residual(up, lr).values()) < 1e-5
+    assert min(cons.lr_residual(1.1 * up, lr).values()) == pytest.approx(0.1, rel=1e-3)
+
+
+def region(lr: float, lr_input: float, ssim: dict) -> dict:
+    return {
+        "fraction_of_brain": 0.125,
+        "lr_residual": {"PD": 0.02, "T1": lr, "T2": 0.03},
+        "lr_residual_input": {"PD": 0.01, "T1": lr_input, "T2": 0.02},
+        "guide_ssim": ssim,
+    }
+
+
+def test_warnings_name_the_region_and_the_reason():
+    superres = {
+        "regions": {
+            "left anterior superior": region(0.25, 0.03, {"T1w": 0.6, "T2w": 0.7}),
+            "right posterior inferior": region(0.25, 0.03, {"T1w": 0.9, "T2w": 0.9}),
+            "left posterior inferior": region(0.04, 0.03, {"T1w": 0.95, "T2w": 0.7}),
+            "right anterior inferior": region(0.04, 0.03, {"T1w": 0.95, "T2w": 0.9}),
+        },
+        "regional_fallback": [
+            {"region": "left anterior superior", "fraction_of_brain": 0.125, "reasons": []}
+        ],
+    }
+    warned = regional_warnings(superres)
+    assert len(warned) == 2
+    assert warned[0].startswith("in the left anterior superior region (12 % of the brain)")
+    assert "fell back" in warned[0] and "T1 0.250" in warned[0] and "T1w 0.600" in warned[0]
+    assert "right posterior inferior" in warned[1] and "one check of two failed" in warned[1]
+    # one guide's low SSIM alone is common in distribution: in the QC JSON, not warned about
+    assert not any("left posterior inferior" in w or "right anterior inferior" in w for w in warned)
+    superres["regional_fallback"] = []  # --no-fallback: the failing region is kept, and said
+    assert "kept (fallback off)" in regional_warnings(superres)[0]
+
+
+def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, caplog):
+    import json
+
+    import nibabel as nib
+
+    from swigapp.cli import phantom as phantom_cli
+    from swigapp.cli import run as cli
+
+    bids, out, work = tmp_path / "ds", tmp_path / "out", tmp_path / "work"
+    assert phantom_cli.main([str(bids), "-q", "--size", "tiny", "--seed", "5"]) == 0
+    rng = np.random.default_rng(0)
+    for g in ("T1w", "T2w"):  # noise in the upper half of every voxel axis of both guides
+        path = bids / "sub-01" / "anat" / f"sub-01_{g}.nii.gz"
+        img = nib.load(path)
+        data = np.asarray(img.dataobj, np.float32)
+        corner = tuple(slice(n // 2, None) for n in data.shape)
+        data[corner] = rng.uniform(0, 2 * np.median(data[data > 0]), data[corner].shape)
+        nib.Nifti1Image(data, img.affine, img.header).to_filename(path)
+    assert np.allclose(np.diag(img.affine)[:3], 2.0)  # RAS: that corner is right anterior superior
+    args = [str(bids), str(out), "participant", "--skip-bids-validation", "-w", str(work)]
+    args += ["--omp-nthreads", "1"]
+    assert cli.main(args) == 0
+    qc = json.loads((out / "sub-01/log/sub-01_qc.json").read_text())
+    assert [f["region"] for f in qc["RegionalFallback"]] == ["right anterior superior"]
+    region = qc["RegionalChecks"]["right anterior superior"]
+    assert max(region["guide_ssim"].values()) < cons.GUIDE_SSIM_FLAG
+    others = [r for name, r in qc["RegionalChecks"].items() if name != "right anterior superior"]
+    assert all(not cons.failures(r) for r in others)
+    assert any("right anterior superior region" in w and "fell back" in w for w in qc["Warnings"])
+    assert "right anterior superior region" in caplog.text
+    assert "fell back to the upsampled" in (out / "sub-01/log/sub-01_methods.md").read_text()
+    summary = (out / "sub-01.html").read_text().split("<h2>Low-resolution input")[0]
+    assert "<p class='flag'>In the right anterior superior region" in summary
+    # deep in the region the maps are the upsampled LR maps: nothing from the noise
+    sr = np.asarray(nib.load(out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.nii.gz").dataobj)
+    ups = list(work.rglob("conform_maps/lr_up_maps.nii.gz"))  # the app's upsampled LR maps
+    up = np.asarray(nib.load(ups[0]).dataobj)[..., 1]  # T1 (s)
+    deep = tuple(slice(n // 2 + 5, None) for n in sr.shape)  # 2.5 edge widths in
+    brain = nib.load(out / "sub-01/anat/sub-01_res-hi_desc-brain_mask.nii.gz").dataobj
+    inside = np.asarray(brain)[deep] > 0
+    assert inside.sum() > 100
+    fell = np.median(np.abs(sr[deep] - up[deep])[inside])
+    assert fell < 1e-4  # s
+    assert cli.main([*args, "--no-fallback"]) == 0  # kept, and said so
+    qc = json.loads((out / "sub-01/log/sub-01_qc.json").read_text())
+    assert qc["RegionalFallback"] == []
+    assert any("kept (fallback off)" in w for w in qc["Warnings"])
+    kept = np.asarray(nib.load(out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.nii.gz").dataobj)
+    assert np.median(np.abs(kept[deep] - up[deep])[inside]) > 0.005  # noise-guided
