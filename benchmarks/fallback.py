@@ -44,11 +44,10 @@ from swigapp.synthesis import synthesize
 WRONG_REGION = "right anterior superior"
 
 
-def smoothed_residual(sr, lr, acquisition, valid, where, sigma=1.0) -> dict[str, float]:
-    """LR residual after Gaussian smoothing of the difference by ``sigma`` LR voxels."""
-    diff = cons.forward(sr, lr.shape[1:], acquisition) - np.asarray(lr, np.float64)
-    diff = np.stack([ndimage.gaussian_filter(d, sigma) for d in diff])
-    return cons.relative_residual(diff, np.asarray(lr, np.float64), valid, where)
+def smoothed_diff(maps, lr, acquisition, sigma=1.0) -> np.ndarray:
+    """D(maps) - LR, Gaussian-smoothed by ``sigma`` LR voxels (systematic departures only)."""
+    diff = cons.forward(maps, lr.shape[1:], acquisition) - np.asarray(lr, np.float64)
+    return np.stack([ndimage.gaussian_filter(d, sigma) for d in diff])
 
 
 def foreign_guides(prepared, other, mask, hr_affine) -> dict[str, np.ndarray]:
@@ -93,6 +92,8 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
         for key, v in (("swig", sr), ("lr", up), ("after", after))
     }
     log_truth = [metrics._log(np.asarray(subject.truth[m], np.float64), 1.5) for m in MAP_ORDER]
+    lr64 = np.asarray(lr, np.float64)
+    smooth_sr, smooth_up = smoothed_diff(sr, lr, acq), smoothed_diff(up, lr, acq)
     rows = []
     for label in range(8):
         name = cons.octant_name(label)
@@ -104,13 +105,13 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
         row["fraction"] = region["fraction_of_brain"]
         row["falls_back"] = name in fell
         row["fails"] = ",".join(cons.failures(region)) or "-"
-        smooth = smoothed_residual(sr, lr, acq, None, lr_labels == label)
-        smooth_up = smoothed_residual(up, lr, acq, None, lr_labels == label)
+        smooth = cons.relative_residual(smooth_sr, lr64, None, lr_labels == label)
+        smooth_in = cons.relative_residual(smooth_up, lr64, None, lr_labels == label)
         for i, m in enumerate(MAP_ORDER):
             row[f"{m}_res"] = region["lr_residual"][m]
             row[f"{m}_res_input"] = region["lr_residual_input"][m]
             row[f"{m}_res_smooth"] = smooth[m]
-            row[f"{m}_res_smooth_input"] = smooth_up[m]
+            row[f"{m}_res_smooth_input"] = smooth_in[m]
             truth = subject.truth[m][inside]
             for key, vol in (("swig", sr), ("lr", up), ("after", after)):
                 row[f"{m}_mae_{key}"] = float(np.mean(np.abs(vol[i][inside] - truth)))

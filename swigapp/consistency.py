@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from swigapp import kspace
 from swigapp.io.bids import MAP_ORDER
-from swigapp.metrics import ls_scale, ssim
+from swigapp.metrics import guide_ssim_map
 
 #: Guide SSIM (re-synthesised vs acquired) below this is flagged.
 GUIDE_SSIM_FLAG = 0.8
@@ -118,11 +118,9 @@ def regional_checks(
     diff_sr = forward(sr, lr.shape[1:], acquisition) - lr64
     diff_up = forward(up, lr.shape[1:], acquisition) - lr64
     hr_labels = octant_labels(mask.shape, hr_affine, centre)
-    ssim_maps = {}
-    for name, acquired in guides.items():
-        data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
-        scaled = synth[name] * ls_scale(synth[name], acquired, mask)
-        ssim_maps[name] = ssim(scaled, acquired, data_range, mask=mask, full=True)[1]
+    ssim_maps = {
+        name: guide_ssim_map(synth[name], acquired, mask) for name, acquired in guides.items()
+    }
     total = int(mask.sum())
     out = {}
     for label in range(8):

@@ -389,8 +389,18 @@ def ls_scale(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float
     return float(s @ g / (s @ s)) if (s @ s) > 0 else 1.0
 
 
+def _guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> tuple:
+    data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
+    scaled = synth * ls_scale(synth, acquired, mask)
+    return ssim(scaled, acquired, data_range, mask=mask, full=True)
+
+
 def guide_ssim(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> float:
     """SSIM of a synthesised image (scaled by :func:`ls_scale`) vs the acquired guide, inside
     ``mask``; data range = 99.9th percentile of the guide in the mask."""
-    data_range = float(np.percentile(acquired[mask].astype(np.float64), 99.9)) or 1.0
-    return ssim(synth * ls_scale(synth, acquired, mask), acquired, data_range, mask=mask)
+    return float(_guide_ssim(synth, acquired, mask)[0])
+
+
+def guide_ssim_map(synth: np.ndarray, acquired: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The SSIM map of :func:`guide_ssim` (its mean over ``mask`` is the score)."""
+    return _guide_ssim(synth, acquired, mask)[1]

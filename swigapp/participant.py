@@ -19,7 +19,13 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import kspace
-from swigapp.consistency import lr_residual
+from swigapp.consistency import (
+    failures,
+    fallback_weight,
+    falls_back,
+    lr_residual,
+    regional_checks,
+)
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
@@ -311,7 +317,6 @@ def super_resolve(
     sr = np.where(head, sr, np.float32(0.0))
     regions, fell_back = {}, []
     if guides and mask.any():
-        from swigapp.consistency import failures, fallback_weight, falls_back, regional_checks
         from swigapp.synthesis import synthesize
 
         synth = {g: synthesize(_as_dict(sr), protos[g]) for g in guides}
