@@ -1,13 +1,17 @@
 """Per-subject adaptation on validation phantoms: how far the anchored fine-tuning moves
 SWIG, in distribution and under a distribution shift.
 
-    python -m benchmarks.adaptation [--subjects 2] [--steps 30] [--runs 1e-4:0:0 ...]
+    python -m benchmarks.adaptation [--subjects 2] [--steps 30] [--runs 1e-4:0:0 ...] [--auto]
 
 Validation subjects (seed 3000: never the held-out 5000 nor the shift benchmark's 7000)
 at 2 mm iso in distribution and under the shift benchmark's combined shift at 2 mm iso.
 Each row: SWIG without adaptation, and adapted for ``--steps`` steps with each learning
 rate, proximal weight and warm-up steps LR:ANCHOR:WARMUP (the arguments of
 ``swigapp.models.inference.adapt``; 1e-4:0:0 is the unanchored adaptation of 0.2.0).
+``--auto`` adds the run of ``--adapt-steps auto`` (:func:`swigapp.autoadapt.decide`, with
+its decision per subject) and a case where the checks fail: the in-distribution subjects
+with another validation subject's registered guides (scaled to the same median in the
+brain), as a guide from the wrong session would be.
 Writes benchmarks/results/adaptation.{md,csv}.
 """
 
@@ -23,12 +27,16 @@ import torch
 
 from benchmarks.quality import SETTINGS, eval_subjects, measured
 from benchmarks.shift import AXES
+from swigapp.autoadapt import check, decide
+from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import adapt, predict_volume
 from swigapp.models.shipped import load_shipped
 
 VALIDATION_SEED = 3000
 CASES = {"in distribution 2 mm iso": SETTINGS["2mm-iso"], "combined shift 2 mm iso": AXES[
     "combined 2 mm iso"]}  # fmt: skip
+WRONG = "another subject's guides 2 mm iso"
+GUIDES = ("T1w", "T2w")
 KEYS = ("PD_SSIM", "T1_SSIM", "T2_SSIM", "T1_HFEN", "GM_T1_MAE_ms", "GM_T2_MAE_ms", "PD_NRMSE")
 
 
@@ -47,6 +55,66 @@ def variants(model, subject, steps: int, settings: list[str]) -> dict:
     return runs
 
 
+def foreign(prepared, other, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """``other``'s registered guides scaled to ``prepared``'s median in the brain."""
+    out = {}
+    for g in GUIDES:
+        own, theirs = prepared.registered[g], other.registered[g]
+        scale = np.median(own[mask]) / max(float(np.median(theirs[mask])), 1e-6)
+        out[g] = (scale * theirs).astype(np.float32)
+    return out
+
+
+def auto_run(model, tensors, prepared, guides, protocols, decisions: list, label: str):
+    """``--adapt-steps auto`` on one subject as a callable; its decision goes to
+    ``decisions``."""
+    up, lr = tensors.lr_up.numpy(), tensors.lr.numpy()
+    mask = tensors.mask.numpy().astype(bool)
+
+    def run(steps: int) -> tuple[np.ndarray, dict]:
+        if not steps:
+            return predict_volume(model, tensors), {}
+        tuned, losses = adapt(model, tensors, steps)
+        return predict_volume(tuned, tensors), {"adapt_losses": losses}
+
+    def checks(maps: np.ndarray) -> dict:
+        return check(maps, up, lr, mask, guides, protocols, None, prepared.acquisition)
+
+    def go() -> np.ndarray:
+        maps, _, decision = decide(run, checks)
+        decisions.append(f"- {label}: {decision['reason']}")
+        return maps
+
+    return go
+
+
+def case_rows(case: str, subject, other, model, args, decisions: list) -> list[dict]:
+    """Every run of one subject (with ``other``'s guides when given)."""
+    prepared = subject.prepared
+    tensors = prepared.tensors.with_guides(GUIDES)
+    mask = tensors.mask.numpy().astype(bool)
+    guides = {g: prepared.registered[g] for g in GUIDES}
+    protocols = {g: subject.protocols[g] for g in GUIDES}
+    if other is not None:
+        guides = foreign(prepared, other.prepared, mask)
+        lr_maps = dict(zip(MAP_ORDER, tensors.lr.numpy(), strict=True))
+        tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=tensors.lr_up.numpy())
+    runs = variants(model, tensors, args.steps, args.runs)
+    if args.auto:
+        label = f"{case}, sub-{subject.name}"
+        runs["auto"] = auto_run(model, tensors, prepared, guides, protocols, decisions, label)
+    rows = []
+    for name, run in runs.items():
+        volume, seconds, _ = measured(run)
+        row = {"case": case, "subject": subject.name, "run": name, "seconds": seconds}
+        scores = subject.score(volume)
+        row |= {k: scores[k] for k in KEYS}
+        rows.append(row)
+        print(" ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
+                       for v in row.values()), flush=True)  # fmt: skip
+    return rows
+
+
 def main() -> None:
     """Run the sweep and write the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -57,40 +125,42 @@ def main() -> None:
         "--runs", nargs="+", default=["1e-4:0:0", "1e-4:5:0", "1e-4:5:10", "1e-4:20:10"],
         metavar="LR:ANCHOR:WARMUP",
     )  # fmt: skip
+    p.add_argument("--auto", action="store_true", help="add auto's run and the wrong-guide case")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     model = load_shipped("swig_default")
-    rows = []
+    rows: list[dict] = []
+    decisions: list[str] = []
+    cases = list(CASES) + [WRONG] * args.auto
     with tempfile.TemporaryDirectory() as tmp:
         for case, fields in CASES.items():
-            subjects = eval_subjects(
+            subjects = list(eval_subjects(
                 fields, args.subjects, args.size, VALIDATION_SEED, 0, Path(tmp) / case[:8]
-            )
-            for subject in subjects:
-                both = subject.prepared.tensors.with_guides(("T1w", "T2w"))
-                for name, run in variants(model, both, args.steps, args.runs).items():
-                    volume, seconds, _ = measured(run)
-                    row = {"case": case, "subject": subject.name, "run": name, "seconds": seconds}
-                    scores = subject.score(volume)
-                    row |= {k: scores[k] for k in KEYS}
-                    rows.append(row)
-                    print(" ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
-                                   for v in row.values()), flush=True)  # fmt: skip
+            ))  # fmt: skip
+            for k, subject in enumerate(subjects):
+                pairs = [(case, None)]
+                if args.auto and case == "in distribution 2 mm iso" and len(subjects) > 1:
+                    pairs.append((WRONG, subjects[(k + 1) % len(subjects)]))
+                for name, other in pairs:
+                    rows += case_rows(name, subject, other, model, args, decisions)
     lines = [
         f"Command: `python -m benchmarks.adaptation --subjects {args.subjects} --size "
-        f"{args.size} --steps {args.steps} --runs {' '.join(args.runs)}`"
+        f"{args.size} --steps {args.steps} --runs {' '.join(args.runs)}"
+        f"{' --auto' if args.auto else ''}`"
         f"; validation phantoms (seed {VALIDATION_SEED}), means over subjects.",
         "",
         "| case | run | " + " | ".join(KEYS) + " | s |",
         "|---|---|" + "---|" * (len(KEYS) + 1),
     ]
-    for case in CASES:
+    for case in cases:
         for name in dict.fromkeys(r["run"] for r in rows):
             sub = [r for r in rows if r["case"] == case and r["run"] == name]
             if sub:
                 cells = [f"{np.mean([r[k] for r in sub]):.4g}" for k in (*KEYS, "seconds")]
                 lines.append(f"| {case} | {name} | " + " | ".join(cells) + " |")
+    if decisions:
+        lines += ["", "Decisions of `--adapt-steps auto`:", "", *decisions]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "adaptation.md").write_text("\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
 """Participant-level wall time and peak memory on one full 1 mm phantom subject.
 
     python -m benchmarks.app [--repeats 1] [--nprocs 2] [--size full]
+        [--compare-registration] [--single-orientation]
 
 Generates a phantom BIDS dataset (one subject, 1 mm guides, 2 mm LR maps), runs
 ``swigapp BIDS OUT participant`` in a subprocess (default MultiProc plugin), samples the
@@ -93,22 +94,33 @@ def main() -> None:
     parser.add_argument(
         "--compare-registration",
         action="store_true",
-        help="also time --registration-sampling 0.2 (0.1.0's setting), alternating the two "
-        "settings run by run",
+        help="also time --registration-full-resolution (0.2.0's registration), the settings "
+        "alternating run by run",
+    )
+    parser.add_argument(
+        "--single-orientation",
+        action="store_true",
+        help="also time the default with --single-orientation (one slice axis)",
     )
     args = parser.parse_args()
-    settings = ["0.1", "0.2"] if args.compare_registration else ["0.1"]
+    choices = {
+        "default": [],
+        "--registration-full-resolution (0.2.0's registration)": ["--registration-full-resolution"],
+        "--single-orientation": ["--single-orientation"],
+    }
+    wanted = [True, args.compare_registration, args.single_orientation]
+    settings = [name for name, on in zip(choices, wanted, strict=True) if on]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="swigapp-bench-") as tmp:
         bids = write_dataset(Path(tmp) / "bids", 1, seed=9000, config=PhantomConfig(size=args.size))
         for i in range(args.repeats):
-            for setting in settings:
-                extra = ["--registration-sampling", setting]
+            for k, setting in enumerate(settings):
                 runs[setting].append(
-                    run_once(bids, Path(tmp) / f"run{i}-{setting}", args.nprocs, extra)
+                    run_once(bids, Path(tmp) / f"run{i}-{k}", args.nprocs, choices[setting])
                 )
                 print(setting, json.dumps(runs[setting][-1]), flush=True)
-    flag = " --compare-registration" if args.compare_registration else ""
+    flag = " --compare-registration" * args.compare_registration
+    flag += " --single-orientation" * args.single_orientation
     lines = [
         "# Participant level, one phantom subject",
         "",
@@ -118,7 +130,7 @@ def main() -> None:
         + (", the settings alternating run by run." if len(settings) > 1 else "."),
     ]
     for setting in settings:
-        lines += ["", f"## --registration-sampling {setting}", "", *_table(runs[setting])]
+        lines += ["", f"## {setting}", "", *_table(runs[setting])]
     lines += ["", "Registration is the sum over guides (they run side by side, one thread each)."]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "app.md").write_text("\n".join(lines) + "\n")

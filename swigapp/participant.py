@@ -140,27 +140,36 @@ def register(
     transform: str = "rigid",
     seed: int = 0,
     sampling: float = 0.1,
+    lr_file: str | None = None,
+    full_resolution: bool = False,
 ) -> dict[str, Any]:
     """Register one guide to its own contrast synthesised from the upsampled LR maps.
 
     ``sampling``: the fraction of the target's voxels the metric samples (0.1 the app's
-    default, 0.2 swigapp 0.1.0's). Returns ``registered_file`` (the guide on the
-    HR grid), ``coverage_file`` (0-1: the part of each HR voxel inside the guide's field of
-    view), ``fixed_file`` (the synthesised target), ``transform_files`` (ANTs, guide ->
-    qMRI space), the MI ``metric`` and ``coverage`` (the covered fraction of the brain mask).
+    default, 0.2 swigapp 0.1.0's). The last level runs at the resolution the target holds,
+    that of the LR maps ``lr_file`` (:func:`swigapp.registration.final_shrink`), unless
+    ``full_resolution`` or no ``lr_file`` (full resolution, as swigapp 0.2.0). Returns
+    ``registered_file`` (the guide on the HR grid), ``coverage_file`` (0-1: the part of
+    each HR voxel inside the guide's field of view), ``fixed_file`` (the synthesised
+    target), ``transform_files`` (ANTs, guide -> qMRI space), the MI ``metric``,
+    ``coverage`` (the covered fraction of the brain mask) and the last level's ``shrink``.
     """
-    from swigapp.registration import register_guide
+    from swigapp.registration import final_shrink, register_guide
     from swigapp.synthesis import synthesize
 
     start = time.perf_counter()
     up, hr_affine = load_maps(lr_up_file)
+    shrink = 1
+    if lr_file is not None and not full_resolution:
+        lr_zooms = kspace.voxel_sizes(nib.load(lr_file).affine)
+        shrink = final_shrink(lr_zooms, kspace.voxel_sizes(hr_affine))
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
     fixed = synthesize(_as_dict(up), Protocol(**protocol)) * mask
     moving, moving_affine = load_image(guide_file)
     out = Path(out_dir)
     result = register_guide(
         fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm",
-        sampling=sampling,
+        sampling=sampling, shrink=shrink,
     )  # fmt: skip
     return {
         "registered_file": str(
@@ -173,6 +182,7 @@ def register(
         "transform_files": list(result.transforms),
         "metric": result.metric,
         "coverage": float((result.coverage[mask] > SEEN).mean()) if mask.any() else 1.0,
+        "shrink": shrink,
         "seconds": time.perf_counter() - start,
     }
 
@@ -218,7 +228,7 @@ def super_resolve(
     protocols: Mapping[str, Mapping[str, Any]],
     out_dir: str | Path,
     model_path: str | None = None,
-    adapt_steps: int = 0,
+    adapt_steps: int | str = 0,
     seed: int = 0,
     device: str = "auto",
     n_threads: int | None = None,
@@ -234,7 +244,9 @@ def super_resolve(
 ) -> dict[str, Any]:
     """HR maps by ``method`` -> ``sr_file``.
 
-    ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation; ``wmri2q``:
+    ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation (``"auto"``:
+    only where the pre-trained maps fail a data-consistency check, kept where it mends
+    them, :func:`swigapp.autoadapt.decide`); ``wmri2q``:
     the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
     ``inr_max_steps`` steps, over the LR maps or with ``inr_init="swig"`` over the SWIG
     prediction, stopped by ``inr_stop``). The networks average their predictions along every
@@ -253,8 +265,9 @@ def super_resolve(
     (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The
     maps are 0 outside the head (the LR maps' support). Returns the method, the model's name
     and sha256 (network methods), the slice axes, the adaptation losses or the INR fit
-    summary, the regional checks and fallbacks, and the LR data-consistency residual of the
-    input and of the result.
+    summary, the adaptation (mode, steps and, for ``auto``, its decision with the checks
+    before and after), the regional checks and fallbacks, and the LR data-consistency
+    residual of the input and of the result.
     """
     import torch
 
@@ -282,10 +295,11 @@ def super_resolve(
     subject = prepare_subject(
         _as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid, stack=stack
     )
+    auto = adapt_steps == "auto"
     request = Request(
         device=resolve_device(device),
         model_path=model_path,
-        adapt_steps=int(adapt_steps),
+        adapt_steps=0 if auto else int(adapt_steps),
         seed=seed,
         inr_max_steps=inr_max_steps,
         inr_init=inr_init,
@@ -293,7 +307,16 @@ def super_resolve(
         single_orientation=single_orientation,
         voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
     )
-    sr, record = run_method(method, subject, request)
+    adaptation: dict[str, Any] = {"mode": "fixed", "steps": request.adapt_steps}
+    if auto:
+        from swigapp.autoadapt import check, decide
+
+        sr, record, adaptation = decide(
+            lambda steps: run_method(method, subject, replace(request, adapt_steps=steps)),
+            lambda maps: check(maps, up, lr, mask, guides, protos, valid, acq),
+        )
+    else:
+        sr, record = run_method(method, subject, request)
     spread = record.pop("uncertainty", None)
     blind_fraction, fallback_kind = 0.0, ""
     if coverage_files:
@@ -350,6 +373,7 @@ def super_resolve(
         "guide_fallback": fallback_kind,
         "regions": regions,
         "regional_fallback": fell_back if fallback else [],
+        "adaptation": adaptation,
         "lr_residual_input": lr_residual(up, lr, valid, acq),
         "lr_residual": lr_residual(sr, lr, valid, acq),
         "seconds": time.perf_counter() - start,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def _to_ants(data: np.ndarray, affine: np.ndarray):
 DEFAULT_SAMPLING, SAMPLING_0_1_0 = 0.1, 0.2
 
 
+def final_shrink(detail_mm: Sequence[float], voxel_mm: Sequence[float]) -> int:
+    """Shrink factor of the registration pyramid's last level: 2 where the fixed image holds
+    nothing finer than twice its voxel (the LR maps' voxels, ``detail_mm``, at least twice
+    the HR grid's, ``voxel_mm``, along every axis), else 1 (full resolution)."""
+    return 2 if min(detail_mm) >= 2.0 * max(voxel_mm) - 1e-3 else 1
+
+
 def register_guide(
     fixed: np.ndarray,
     fixed_affine: np.ndarray,
@@ -73,12 +81,14 @@ def register_guide(
     seed: int = 0,
     save_prefix: str | Path | None = None,
     sampling: float = SAMPLING_0_1_0,
+    shrink: int = 1,
 ) -> Registered:
     """Register ``moving`` (an acquired guide) to ``fixed`` (its contrast synthesised from maps).
 
     Mattes mutual information, 3-level pyramid; ``transform`` is 'rigid' or 'affine';
     ``sampling``: the fraction of the fixed grid's voxels the metric samples (0 < f <= 1;
-    :data:`DEFAULT_SAMPLING` is the app's). Returns the moving
+    :data:`DEFAULT_SAMPLING` is the app's); ``shrink``: the last level's shrink factor
+    (:func:`final_shrink`; levels 4, 2, 1 at 1, else 2s, s, s). Returns the moving
     image resampled on the fixed grid (B-spline, clipped at 0), its field-of-view coverage
     there (0-1, linear: where the guide saw nothing, its resampled value is 0, not tissue)
     and the transform files
@@ -93,13 +103,15 @@ def register_guide(
     moving_img = _to_ants(moving, moving_affine)
     if not 0 < sampling <= 1:
         raise ValueError(f"metric sampling {sampling} must be a fraction in (0, 1]")
+    if shrink < 1:
+        raise ValueError(f"shrink factor {shrink} must be >= 1")
     result = ants.registration(
         fixed_img,
         moving_img,
         type_of_transform=TRANSFORMS[transform],
         aff_metric="mattes",
         aff_iterations=(200, 100, 50),
-        aff_shrink_factors=(4, 2, 1),
+        aff_shrink_factors=(4, 2, 1) if shrink == 1 else (2 * shrink, shrink, shrink),
         aff_smoothing_sigmas=(2, 1, 0),
         aff_random_sampling_rate=float(sampling),
     )

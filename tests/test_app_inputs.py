@@ -208,8 +208,11 @@ def test_help_and_version(capsys):
 
 
 def test_bad_option_values_exit_2(tmp_path, capsys):
-    for extra in (["--guides", "T1w,T3w"], ["--adapt-steps", "-1"], ["--plugin", "Nope"]):
+    bad = (["--guides", "T1w,T3w"], ["--adapt-steps", "-1"], ["--adapt-steps", "often"],
+           ["--plugin", "Nope"])  # fmt: skip
+    for extra in bad:
         with pytest.raises(SystemExit) as exc:
             cli.main([str(tmp_path), str(tmp_path / "o"), "participant", *extra])
         assert exc.value.code == 2
-    assert "T3w" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "T3w" in err and "must be 'auto' or a step count, got 'often'" in err

@@ -28,7 +28,9 @@ def test_every_cli_flag_is_described_and_vice_versa():
     by_id = {i["id"]: i for i in descriptor()["inputs"]}
     assert by_id["plugin"]["value-choices"][0] == "MultiProc"
     assert by_id["participant_label"]["list"] is True
-    assert by_id["adapt_steps"]["type"] == "Number" and by_id["adapt_steps"]["integer"]
+    # a step count or "auto": a string, whose default is the string of no adaptation
+    assert by_id["adapt_steps"]["type"] == "String" and by_id["adapt_steps"]["default-value"] == "0"
+    assert by_id["inr_max_steps"]["type"] == "Number" and by_id["inr_max_steps"]["integer"]
     assert by_id["skip_bids_validation"]["type"] == "Flag"
     assert by_id["bids_dir"]["optional"] is False and by_id["seed"]["optional"] is True
     # a shipped model's name is no path: bosh would refuse to mount it as a File

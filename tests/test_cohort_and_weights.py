@@ -173,3 +173,34 @@ def test_train_cli_names_a_bad_cohort(tmp_path, capsys):
     assert train_cli.main([str(tmp_path / "run"), "--bids", str(tmp_path / "nothing"), "-q"]) == 1
     assert "not a BIDS dataset" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_anchored_fine_tune_stays_nearer_its_start(tiny_dataset, tmp_path):
+    """--w-anchor: the proximal term is logged (0 at the first step, where the model is its
+    start) and keeps a self-supervised fine-tune's predictions nearer the start's."""
+    from swigapp.models.inference import predict_volume
+    from swigapp.models.train import load_model
+
+    base = [str(tmp_path / "start"), "--bids", str(tiny_dataset), "--batch-size", "1"]
+    base += ["--crop", "16,16,8", "--width", "8", "--blocks", "1", "-q"]
+    assert train_cli.main([*base, "--steps", "2"]) == 0
+    start = tmp_path / "start" / "model.pt"
+    with pytest.raises(SystemExit):  # nothing to stay near
+        train_cli.main([str(tmp_path / "x"), "--bids", str(tiny_dataset), "--w-anchor", "1"])
+    pool = bids_pool(tiny_dataset, progress=False)
+    reference = predict_volume(load_model(start), pool[0])
+    moved = {}
+    for anchor in ("0", "50"):
+        out = tmp_path / f"anchor{anchor}"
+        args = [str(out), *base[1:], "--steps", "8", "--learning-rate", "1e-2"]
+        assert train_cli.main([*args, "--init", str(start), "--w-anchor", anchor]) == 0
+        lines = (out / "losses.tsv").read_text().splitlines()
+        header = lines[0].split("\t")
+        anchors = [float(line.split("\t")[header.index("anchor")]) for line in lines[1:]]
+        if anchor == "50":
+            assert anchors[0] == pytest.approx(0.0, abs=1e-6) and max(anchors[1:]) > 0
+            card = json.loads((out / "model_card.json").read_text())
+            assert card["training"]["weights"]["anchor"] == 50.0
+        pred = predict_volume(load_model(out / "model.pt"), pool[0])
+        moved[anchor] = float(np.abs(np.log(pred[1]) - np.log(reference[1]))[pool[0].mask].mean())
+    assert moved["50"] < 0.7 * moved["0"], moved

@@ -147,8 +147,15 @@ def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, capl
     assert inside.sum() > 100
     fell = np.median(np.abs(sr[deep] - up[deep])[inside])
     assert fell < 1e-4  # s
-    assert cli.main([*args, "--no-fallback"]) == 0  # kept, and said so
+    # kept, and said so; adaptation left to auto, which records its decision
+    assert cli.main([*args, "--no-fallback", "--adapt-steps", "auto"]) == 0
     qc = json.loads((out / "sub-01/log/sub-01_qc.json").read_text())
+    assert qc["Adaptation"]["mode"] == "auto" and qc["Adaptation"]["reason"]
+    assert qc["Adaptation"]["steps"] in (0, 30) and "guide_ssim" in qc["Adaptation"]["before"]
+    side = json.loads((out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.json").read_text())
+    assert side["AdaptSteps"] == "auto" and side["AdaptDecision"] == qc["Adaptation"]["reason"]
+    methods = (out / "sub-01/log/sub-01_methods.md").read_text()
+    assert "Adaptation to this participant was decided automatically" in methods
     assert qc["RegionalFallback"] == []
     assert any("kept (fallback off)" in w for w in qc["Warnings"])
     kept = np.asarray(nib.load(out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.nii.gz").dataobj)

@@ -119,3 +119,18 @@ def test_registration_sampling_is_a_fraction():
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="must be a fraction in"):
             register_guide(image, affine, image, affine, sampling=bad)
+
+
+def test_registration_last_level_follows_the_lr_resolution():
+    """The last pyramid level runs at the LR maps' resolution where it is at least twice the
+    HR grid's on every axis (the detail the synthesised target holds), else at full."""
+    from swigapp.registration import final_shrink, register_guide
+
+    assert final_shrink((2.0, 2.0, 2.0), (1.0, 1.0, 1.0)) == 2
+    assert final_shrink((3.0, 3.0, 3.0), (1.0, 1.0, 1.0)) == 2
+    assert final_shrink((1.0, 1.0, 4.0), (1.0, 1.0, 1.0)) == 1  # in-plane detail at 1 mm
+    assert final_shrink((1.5, 1.5, 1.5), (1.0, 1.0, 1.0)) == 1
+    assert final_shrink((2.0, 2.0, 5.0), (1.0, 1.0, 1.0)) == 2  # a 2D stack, 2 mm in-plane
+    image, affine = np.ones((8, 8, 8), np.float32), np.eye(4)
+    with pytest.raises(ValueError, match="shrink factor 0"):
+        register_guide(image, affine, image, affine, shrink=0)

@@ -36,7 +36,7 @@ class WorkflowOptions:
     work_dir: Path
     method: str = "swig"
     model_path: str = ""
-    adapt_steps: int = 0
+    adapt_steps: int | str = 0
     inr_max_steps: int = 0
     inr_init: str = "lr"
     inr_stop: str = "auto"
@@ -47,6 +47,7 @@ class WorkflowOptions:
     omp_nthreads: int = 0
     transform: str = "rigid"
     registration_sampling: float = 0.1
+    registration_full_resolution: bool = False
     lr_model: str = "auto"
     voxel_size: tuple[float, ...] = ()
     template_mask: bool = True
@@ -107,6 +108,7 @@ def init_single_subject_wf(
         transform=options.transform,
         seed=options.seed,
         sampling=options.registration_sampling,
+        full_resolution=options.registration_full_resolution,
     )
     superres = pe.Node(
         SuperResolve(
@@ -139,6 +141,7 @@ def init_single_subject_wf(
         "seed": options.seed,
         "transform": options.transform,
         "registration_sampling": options.registration_sampling,
+        "registration_full_resolution": options.registration_full_resolution,
         "lr_model": options.lr_model,
         "versions": dict(options.versions),
     }
@@ -159,7 +162,8 @@ def init_single_subject_wf(
                               ("map_metadata", "map_metadata"),
                               ("reference_guide", "reference_guide")]),
         (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
-        (conform, register_wf, [("lr_up_file", "inputnode.lr_up_file")]),
+        (conform, register_wf, [("lr_file", "inputnode.lr_file"),
+                                ("lr_up_file", "inputnode.lr_up_file")]),
         (mask, register_wf, [("mask_file", "inputnode.mask_file")]),
         (inputnode, register_wf, [("guide_files", "inputnode.guide_files")]),
         (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file"),

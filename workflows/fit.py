@@ -16,16 +16,19 @@ def init_register_guides_wf(
     transform: str = "rigid",
     seed: int = 0,
     sampling: float = 0.1,
+    full_resolution: bool = False,
     name: str = "register_guides_wf",
 ) -> pe.Workflow:
     """Register each guide (one node per guide, run in parallel) to the qMRI space.
 
-    inputnode: ``lr_up_file``, ``mask_file``, ``guide_files`` (dict name -> path);
+    inputnode: ``lr_file``, ``lr_up_file``, ``mask_file``, ``guide_files`` (dict name ->
+    path);
     outputnode: ``registrations`` (list of RegisterGuide results, in ``guides`` order).
     """
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=["lr_up_file", "mask_file", "guide_files"]), name="inputnode"
+        niu.IdentityInterface(fields=["lr_file", "lr_up_file", "mask_file", "guide_files"]),
+        name="inputnode",
     )
     outputnode = pe.Node(niu.IdentityInterface(fields=["registrations"]), name="outputnode")
     merge = pe.Node(niu.Merge(len(guides)), name="merge_registrations")
@@ -36,6 +39,7 @@ def init_register_guides_wf(
                 protocol=dict(protocols[guide]),
                 transform=transform,
                 sampling=sampling,
+                full_resolution=full_resolution,
                 seed=seed,
             ),
             name=f"register_{guide}",
@@ -44,7 +48,8 @@ def init_register_guides_wf(
         )
         workflow.connect(
             [
-                (inputnode, node, [("lr_up_file", "lr_up_file"), ("mask_file", "mask_file")]),
+                (inputnode, node, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
+                (inputnode, node, [("mask_file", "mask_file")]),
                 (inputnode, node, [(("guide_files", _pick, guide), "guide_file")]),
                 (node, merge, [("result", f"in{i}")]),
             ]

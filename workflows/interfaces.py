@@ -107,6 +107,8 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     protocol = traits.Dict(mandatory=True, desc="the guide's protocol (Protocol.as_dict)")
     transform = traits.Enum("rigid", "affine", usedefault=True)
     sampling = traits.Float(0.1, usedefault=True, desc="fraction of voxels the metric samples")
+    lr_file = File(exists=True, desc="the LR maps: the resolution the target holds")
+    full_resolution = traits.Bool(False, usedefault=True, desc="last level at full resolution")
     seed = traits.Int(0, usedefault=True)
 
 
@@ -129,6 +131,8 @@ class RegisterGuide(SimpleInterface):
             transform=self.inputs.transform,
             seed=self.inputs.seed,
             sampling=self.inputs.sampling,
+            lr_file=self.inputs.lr_file or None,
+            full_resolution=self.inputs.full_resolution,
         )
         self._results["result"] = {"name": self.inputs.guide_name, **result}
         return runtime
@@ -144,7 +148,9 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
     protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
     method = traits.Enum(*METHODS, usedefault=True, desc="SR method")
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
-    adapt_steps = traits.Int(0, usedefault=True)
+    adapt_steps = traits.Either(
+        traits.Int(), traits.Enum("auto"), default=0, usedefault=True, desc="steps or auto"
+    )
     inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")
     inr_init = traits.Enum(*INR_INITS, usedefault=True, desc="what the INR corrects")
     inr_stop = traits.Enum(*INR_STOP_RULES, usedefault=True, desc="INR stopping rule")

@@ -63,7 +63,8 @@ def _input(action: argparse.Action) -> dict[str, Any]:
     if isinstance(default, list):
         default = ",".join(default)
     if default not in (None, argparse.SUPPRESS) and not isinstance(default, bool):
-        item["default-value"] = str(default) if isinstance(default, Path) else default
+        text = isinstance(default, Path) or item["type"] == "String"
+        item["default-value"] = str(default) if text else default
     return item
 
 

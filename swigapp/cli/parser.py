@@ -41,6 +41,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _adapt_steps(text: str) -> int | str:
+    """``auto`` or a step count >= 0."""
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a step count, got {text!r}") from None
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
@@ -132,11 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--adapt-steps",
-        type=_positive_int,
+        type=_adapt_steps,
         default=0,
-        metavar="N",
+        metavar="N|auto",
         help="--method swig: per-subject self-supervised fine-tuning steps before inference, "
-        "anchored to the pre-trained prediction (default 0)",
+        "anchored to the pre-trained prediction; auto: 30 steps only where the pre-trained "
+        "maps fail a data-consistency check, kept only if the adapted maps pass it (default 0)",
     )
     model.add_argument(
         "--inr-max-steps",
@@ -220,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="fraction of the target's voxels the registration metric samples (default 0.1; "
         "0.2 reproduces swigapp 0.1.0's registration)",
+    )
+    model.add_argument(
+        "--registration-full-resolution",
+        action="store_true",
+        help="run the registration's last level on the full HR grid, as swigapp 0.2.0 did "
+        "(default: at the LR maps' resolution where it is at least twice as coarse, the "
+        "finest detail of the target synthesised from them)",
     )
     model.add_argument(
         "--no-template-mask",

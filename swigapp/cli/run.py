@@ -271,6 +271,7 @@ def run_participant(args: Any) -> int:
         omp_nthreads=omp,
         transform=args.registration,
         registration_sampling=args.registration_sampling,
+        registration_full_resolution=args.registration_full_resolution,
         lr_model=args.lr_model,
         voxel_size=tuple(args.output_resolution or ()),
         template_mask=not args.no_template_mask,

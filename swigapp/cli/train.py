@@ -174,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="supervised L1 of the error outside the LR k-space band (the detail the LR "
         "maps lack); ignored without HR truth",
     )
+    loss.add_argument(
+        "--w-anchor",
+        type=float,
+        default=0.0,
+        help="with --init: L1 (PD, ln T1, ln T2, in the brain) to the starting model's "
+        "predictions, which keeps a self-supervised fine-tune near the model it refines",
+    )
     run = p.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -262,7 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lowres=args.w_lowres,
         linear=args.w_linear if truth else 0.0,
         beyond=args.w_beyond if truth else 0.0,
+        anchor=args.w_anchor,
     )
+    if args.w_anchor and not args.init:
+        parser.error("--w-anchor needs --init (the model to stay near)")
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,

@@ -446,6 +446,11 @@ def participant_outputs(
         "Guides": guides,
         "GuideProtocols": params["guide_protocols"],
         "AdaptSteps": params["adapt_steps"],
+        **(
+            {"AdaptDecision": sr["adaptation"]["reason"]}
+            if (sr.get("adaptation") or {}).get("mode") == "auto"
+            else {}
+        ),
         "AdaptLosses": sr["adapt_losses"],
         **({"SliceAxes": sr["slice_axes"]} if sr.get("slice_axes") else {}),
         **({"INRFit": sr["inr"]} if sr.get("inr") else {}),

@@ -19,7 +19,7 @@ from swigapp.acquisition import Acquisition, from_metadata
 from swigapp.io.bids import SubjectBundle, layout, load_bundle
 from swigapp.masking import mask_from_maps
 from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
-from swigapp.registration import DEFAULT_SAMPLING, register_guide
+from swigapp.registration import DEFAULT_SAMPLING, final_shrink, register_guide
 from swigapp.synthesis import synthesize
 
 
@@ -59,6 +59,7 @@ def prepare_bundle(
     mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size))
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms, coverage = {}, {}, {}
+    shrink = final_shrink(kspace.voxel_sizes(bundle.lr_affine), voxel_size)
     for name, (data, affine) in bundle.guides.items():
         fixed = synthesize(up_maps, bundle.protocols[name]) * mask
         prefix = None
@@ -67,8 +68,9 @@ def prepare_bundle(
                 Path(transform_dir) / f"sub-{bundle.subject}_from-{name}_to-qmri_mode-image_xfm"
             )
         result = register_guide(
-            fixed, hr_affine, data, affine, transform, seed, prefix, sampling=sampling
-        )
+            fixed, hr_affine, data, affine, transform, seed, prefix, sampling=sampling,
+            shrink=shrink,
+        )  # fmt: skip
         registered[name] = result.image
         transforms[name] = result.transforms
         coverage[name] = result.coverage

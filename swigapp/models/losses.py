@@ -42,6 +42,10 @@ class LossWeights:
     #: supervised L1 of the error outside the LR k-space band: weighs the detail the LR
     #: maps lack, which the plain term lets the LR input's band dominate
     beyond: float = 0.0
+    #: proximal L1, in the network domain inside the mask, to the predictions of the
+    #: weights training started from (fine-tuning with ``--init``): keeps a self-supervised
+    #: fine-tune near the model it refines
+    anchor: float = 0.0
 
     def as_dict(self) -> dict:
         """Plain dict of the weights."""

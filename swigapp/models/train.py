@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -22,14 +23,14 @@ from swigapp._version import __version__
 from swigapp.models.data import sample_batch
 from swigapp.models.features import SubjectTensors
 from swigapp.models.inference import resolve_device
-from swigapp.models.losses import LossWeights, total_loss
+from swigapp.models.losses import LossWeights, supervised_loss, total_loss
 from swigapp.models.network import NetConfig, build_network, widen_context
 
 LOG = logging.getLogger("swigapp.models")
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOSSES = "losses.tsv"
-LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres", "linear", "beyond")
+LOSS_COLUMNS = ("guide", "lr", "supervised", "edge", "lowres", "linear", "beyond", "anchor")
 #: losses.tsv names of the LOSS_COLUMNS ("lr" would clash with the learning-rate column)
 TSV_LOSS_NAMES = tuple("lr_consistency" if c == "lr" else c for c in LOSS_COLUMNS)
 ARCH_NAMES = {
@@ -115,6 +116,11 @@ def train(
                 f"one to train ({config.net})"
             )
         model.load_state_dict(start_from.state_dict())
+    elif config.weights.anchor:
+        raise ValueError("the anchor term needs the weights to start from (init)")
+    reference = None
+    if config.weights.anchor:  # the starting model, frozen, for the proximal term
+        reference = copy.deepcopy(model).to(dev).eval().requires_grad_(False)
     model = model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.learning_rate)
@@ -142,6 +148,14 @@ def train(
             group["lr"] = _lr_at(config, step)
         maps = model(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
         loss, parts = total_loss(config.weights, maps, batch)
+        if reference is not None:
+            with torch.no_grad():
+                start_maps = reference(
+                    batch["lr_up"], batch["guides"], batch["synth"], batch["present"]
+                )
+            anchor = supervised_loss(maps, start_maps, batch["mask"])
+            parts["anchor"] = float(anchor.detach())
+            loss = loss + config.weights.anchor * anchor
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

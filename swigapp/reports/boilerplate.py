@@ -253,13 +253,20 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
     mi = {g: r["metric"] for g, r in results["registration"].items()}
     sampling = float(params.get("registration_sampling", 0.2))
     where = f"sampled at {100 * sampling:.3g} % of the target's voxels"
+    shrink = max((int(r.get("shrink", 1)) for r in results["registration"].values()), default=1)
+    pyramid = (
+        f"three-level pyramid, shrink factors {2 * shrink}, {shrink}, {shrink}: the last "
+        "level at the resolution of the low-resolution maps, the finest the target holds"
+        if shrink > 1
+        else "three-level pyramid, shrink factors 4, 2, 1"
+    )
     return [
         (f"The weighted images used as guides were {described}", refs),
         (
             "Each guide was registered to an image of its own contrast synthesised from the "
             "upsampled low-resolution maps through its signal equation, with a "
             f"{transform} transform{f' ({dof} degrees of freedom)' if dof else ''} maximising "
-            f"Mattes mutual information ({where}; three-level pyramid) in ANTs through ANTsPy "
+            f"Mattes mutual information ({where}; {pyramid}) in ANTs through ANTsPy "
             f"{params.get('versions', {}).get('antspyx', '')}, single-threaded with a fixed "
             f"seed ({params['seed']})",
             ("mattes2003mi", "avants2011ants", "tustison2021antsx"),
@@ -436,8 +443,20 @@ def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> 
             )
         elif axes:
             out.append((f"The network ran slice by slice along voxel axis {axes[0]}", ()))
-        steps = int(params.get("adapt_steps") or 0)
-        if steps:
+        adaptation = sr.get("adaptation") or {}
+        steps = int(adaptation.get("steps", 0) if adaptation else params.get("adapt_steps") or 0)
+        if adaptation.get("mode") == "auto":
+            out.append(
+                (
+                    "Adaptation to this participant was decided automatically: the network "
+                    f"is adapted ({steps or 30} steps of the physics-informed loss without "
+                    "supervision, anchored to the pre-trained prediction) only where the "
+                    "pre-trained maps fail a data-consistency check, and the adapted maps "
+                    f"are kept only where they mend it. Here: {adaptation['reason']}",
+                    ("samadifardheris2025swig",),
+                )
+            )
+        elif steps:
             losses = sr.get("adapt_losses") or []
             last = f" (final loss {losses[-1]:.4g})" if losses else ""
             out.append(
@@ -525,6 +544,9 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
             f"than twice the zero-filled input's {before.get(m, 0.0):.3f})"
         )
     out += regional_warnings(sr)
+    adaptation = sr.get("adaptation") or {}
+    if adaptation.get("mode") == "auto" and adaptation.get("steps"):
+        out.append(f"automatic adaptation ran: {adaptation['reason']}")
     fallback = float(results["superres"].get("guide_fallback_fraction") or 0.0)
     if fallback > 0:
         out.append(

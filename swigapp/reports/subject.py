@@ -72,6 +72,7 @@ def participant_qc(
         "GuideFallback": results["superres"].get("guide_fallback", ""),
         "RegionalChecks": results["superres"].get("regions", {}),
         "RegionalFallback": results["superres"].get("regional_fallback", []),
+        "Adaptation": results["superres"].get("adaptation", {}),
         **uncertainty_qc(spread, maps, mask),
         "Seconds": dict(timings),
     }
@@ -287,6 +288,13 @@ def _model_version(model: Mapping[str, Any] | None) -> str:
     return f"{model['version']} (introduced in swigapp {model['introduced_in']})"
 
 
+def _adaptation_line(requested: int | str, adaptation: Mapping[str, Any] | None) -> str:
+    """The adaptation steps asked for, with ``auto``'s decision."""
+    if adaptation and adaptation.get("mode") == "auto":
+        return f"auto: {adaptation['steps']} ({adaptation['reason']})"
+    return str(requested)
+
+
 def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     sr = results["superres"]
     return {
@@ -296,7 +304,7 @@ def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[s
         "model sha256": sr["model"]["sha256"] if sr["model"] else "",
         "device": sr["device"],
         "guides": ", ".join(results["registration"]),
-        "adaptation steps": params["adapt_steps"],
+        "adaptation steps": _adaptation_line(params["adapt_steps"], sr.get("adaptation")),
         **(
             {"slice axes (averaged)": ", ".join(map(str, sr["slice_axes"]))}
             if sr.get("slice_axes")
