@@ -82,7 +82,7 @@ def run_method(method: str, subject: SubjectTensors) -> dict:
         t0 = time.perf_counter()
         fit = fit_inr(subject, VOXEL)
         t1 = time.perf_counter()
-        render_volume(fit, subject, VOXEL)
+        render_volume(fit, subject)
         t2 = time.perf_counter()
         return {"fit": t1 - t0, "render": t2 - t1, "total": t2 - t0, "steps": fit.steps,
                 "stopped_by": fit.stopped_by}  # fmt: skip

@@ -23,7 +23,6 @@ from swigapp.models.inr import (
     _plateau,
     fit_inr,
     render_volume,
-    voxel_grid,
 )
 from swigapp.models.losses import LossWeights, total_loss
 from swigapp.models.network import NetConfig, WmriUNet, build_network
@@ -59,14 +58,6 @@ def _scores(pred: np.ndarray, subject) -> dict[str, tuple[float, float]]:
 
 
 # ----------------------------------------------------------------------------- INR
-
-
-def test_voxel_grid_is_centred_in_mm():
-    grid = voxel_grid((4, 3, 2), (2.0, 1.0, 3.0))
-    assert grid.shape == (4, 3, 2, 3)
-    torch.testing.assert_close(grid.mean(dim=(0, 1, 2)), torch.zeros(3))
-    assert float(grid[1, 0, 0, 0] - grid[0, 0, 0, 0]) == 2.0
-    assert float(grid[0, 0, 1, 2] - grid[0, 0, 0, 2]) == 3.0
 
 
 def test_plateau_rule():

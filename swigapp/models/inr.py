@@ -380,15 +380,6 @@ class INRFit:
         }
 
 
-def voxel_grid(shape: Sequence[int], voxel_size: Sequence[float]) -> torch.Tensor:
-    """Voxel centres (X, Y, Z, 3) in mm, centred on the grid's middle."""
-    axes = [
-        (torch.arange(n, dtype=torch.float32) - (n - 1) / 2) * float(v)
-        for n, v in zip(shape, voxel_size, strict=True)
-    ]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-
-
 def _box_indices(box: Sequence[slice]) -> torch.Tensor:
     """(x, y, z, 3) float voxel indices of an HR box."""
     axes = [torch.arange(s.start, s.stop, dtype=torch.float32) for s in box]
@@ -565,11 +556,9 @@ def _render_volume(
 def render_volume(
     fit: INRFit,
     subject: SubjectTensors,
-    voxel_size: Sequence[float] | None = None,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """HR maps (3, X, Y, Z) float32 (PD a.u., T1 and T2 in s): the representation inside the
-    brain mask, the LR input (its upsampling) outside it. ``voxel_size`` is unused (kept
-    for callers of the first release: the representation knows its grid)."""
+    brain mask, the LR input (its upsampling) outside it."""
     base = subject.lr_up if fit.base is None else fit.base
     return _render_volume(fit.model.to(device).eval(), subject, base, device)
