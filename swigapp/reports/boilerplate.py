@@ -452,7 +452,7 @@ def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> 
                     f"is adapted ({steps or 30} steps of the physics-informed loss without "
                     "supervision, anchored to the pre-trained prediction) only where the "
                     "pre-trained maps fail a data-consistency check, and the adapted maps "
-                    f"are kept only where they mend it. Here: {adaptation['reason']}",
+                    f"are kept only if they pass both checks. Here: {adaptation['reason']}",
                     ("samadifardheris2025swig",),
                 )
             )
