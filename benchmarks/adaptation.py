@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.quality import SETTINGS, eval_subjects, measured
+from benchmarks.fallback import foreign_guides
+from benchmarks.quality import GUIDES, SETTINGS, eval_subjects, measured
 from benchmarks.shift import AXES
 from swigapp.autoadapt import check, decide
+from swigapp.consistency import lr_residual
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import adapt, predict_volume
 from swigapp.models.shipped import load_shipped
@@ -36,7 +38,6 @@ VALIDATION_SEED = 3000
 CASES = {"in distribution 2 mm iso": SETTINGS["2mm-iso"], "combined shift 2 mm iso": AXES[
     "combined 2 mm iso"]}  # fmt: skip
 WRONG = "another subject's guides 2 mm iso"
-GUIDES = ("T1w", "T2w")
 KEYS = ("PD_SSIM", "T1_SSIM", "T2_SSIM", "T1_HFEN", "GM_T1_MAE_ms", "GM_T2_MAE_ms", "PD_NRMSE")
 
 
@@ -55,16 +56,6 @@ def variants(model, subject, steps: int, settings: list[str]) -> dict:
     return runs
 
 
-def foreign(prepared, other, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """``other``'s registered guides scaled to ``prepared``'s median in the brain."""
-    out = {}
-    for g in GUIDES:
-        own, theirs = prepared.registered[g], other.registered[g]
-        scale = np.median(own[mask]) / max(float(np.median(theirs[mask])), 1e-6)
-        out[g] = (scale * theirs).astype(np.float32)
-    return out
-
-
 def auto_run(model, tensors, prepared, guides, protocols, decisions: list, label: str):
     """``--adapt-steps auto`` on one subject as a callable; its decision goes to
     ``decisions``."""
@@ -77,8 +68,10 @@ def auto_run(model, tensors, prepared, guides, protocols, decisions: list, label
         tuned, losses = adapt(model, tensors, steps)
         return predict_volume(tuned, tensors), {"adapt_losses": losses}
 
+    residual_input = lr_residual(up, lr, None, prepared.acquisition)
+
     def checks(maps: np.ndarray) -> dict:
-        return check(maps, up, lr, mask, guides, protocols, None, prepared.acquisition)
+        return check(maps, residual_input, lr, mask, guides, protocols, None, prepared.acquisition)
 
     def go() -> np.ndarray:
         maps, _, decision = decide(run, checks)
@@ -96,7 +89,7 @@ def case_rows(case: str, subject, other, model, args, decisions: list) -> list[d
     guides = {g: prepared.registered[g] for g in GUIDES}
     protocols = {g: subject.protocols[g] for g in GUIDES}
     if other is not None:
-        guides = foreign(prepared, other.prepared, mask)
+        guides = foreign_guides(prepared, other.prepared, mask, prepared.hr_affine, None)
         lr_maps = dict(zip(MAP_ORDER, tensors.lr.numpy(), strict=True))
         tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=tensors.lr_up.numpy())
     runs = variants(model, tensors, args.steps, args.runs)

@@ -50,10 +50,14 @@ def smoothed_diff(maps, lr, acquisition, sigma=1.0) -> np.ndarray:
     return np.stack([ndimage.gaussian_filter(d, sigma) for d in diff])
 
 
-def foreign_guides(prepared, other, mask, hr_affine) -> dict[str, np.ndarray]:
+def foreign_guides(
+    prepared, other, mask, hr_affine, region: str | None = WRONG_REGION
+) -> dict[str, np.ndarray]:
     """``prepared``'s guides with ``other``'s (scaled to the same median in the brain) in
-    :data:`WRONG_REGION`, with the fallback's smooth edge."""
-    keep = cons.fallback_weight([WRONG_REGION], mask.shape, hr_affine, mask)
+    ``region``, with the fallback's smooth edge; everywhere when ``region`` is None."""
+    keep = 0.0
+    if region is not None:
+        keep = cons.fallback_weight([region], mask.shape, hr_affine, mask)
     out = {}
     for g in GUIDES:
         own, theirs = prepared.registered[g], other.registered[g]

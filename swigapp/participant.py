@@ -245,8 +245,8 @@ def super_resolve(
     """HR maps by ``method`` -> ``sr_file``.
 
     ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation (``"auto"``:
-    only where the pre-trained maps fail a data-consistency check, kept where it mends
-    them, :func:`swigapp.autoadapt.decide`); ``wmri2q``:
+    only where the pre-trained maps fail a data-consistency check, kept only if the adapted
+    maps pass both, :func:`swigapp.autoadapt.decide`); ``wmri2q``:
     the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
     ``inr_max_steps`` steps, over the LR maps or with ``inr_init="swig"`` over the SWIG
     prediction, stopped by ``inr_stop``). The networks average their predictions along every
@@ -307,13 +307,14 @@ def super_resolve(
         single_orientation=single_orientation,
         voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
     )
+    residual_input = lr_residual(up, lr, valid, acq)
     adaptation: dict[str, Any] = {"mode": "fixed", "steps": request.adapt_steps}
     if auto:
         from swigapp.autoadapt import check, decide
 
         sr, record, adaptation = decide(
             lambda steps: run_method(method, subject, replace(request, adapt_steps=steps)),
-            lambda maps: check(maps, up, lr, mask, guides, protos, valid, acq),
+            lambda maps: check(maps, residual_input, lr, mask, guides, protos, valid, acq),
         )
     else:
         sr, record = run_method(method, subject, request)
@@ -374,7 +375,7 @@ def super_resolve(
         "regions": regions,
         "regional_fallback": fell_back if fallback else [],
         "adaptation": adaptation,
-        "lr_residual_input": lr_residual(up, lr, valid, acq),
+        "lr_residual_input": residual_input,
         "lr_residual": lr_residual(sr, lr, valid, acq),
         "seconds": time.perf_counter() - start,
     }

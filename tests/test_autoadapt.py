@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from swigapp.autoadapt import check, decide, failing, mended
-from swigapp.consistency import GUIDE_SSIM_FLAG, LR_RESIDUAL_FLAG
+from swigapp.consistency import GUIDE_SSIM_FLAG, LR_RESIDUAL_FLAG, lr_residual
 from swigapp.methods import Request, run_method
 from swigapp.models.features import MAP_ORDER, prepare_subject
 
@@ -82,8 +82,10 @@ def _shipped_case(s, corrupt: bool):
     def run(steps):
         return run_method("swig", subject, Request(device=request.device, adapt_steps=steps))
 
+    residual_input = lr_residual(up, lr)
+
     def checks(maps):
-        return check(maps, up, lr, s.truth.brain_mask, guides, protocols)
+        return check(maps, residual_input, lr, s.truth.brain_mask, guides, protocols)
 
     return run, checks
 

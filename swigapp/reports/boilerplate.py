@@ -18,6 +18,7 @@ from typing import Any
 
 import nibabel as nib
 
+from swigapp.autoadapt import AUTO_STEPS
 from swigapp.consistency import (
     GUIDE_SSIM_FLAG,
     LR_RESIDUAL_FLAG,
@@ -449,7 +450,7 @@ def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> 
             out.append(
                 (
                     "Adaptation to this participant was decided automatically: the network "
-                    f"is adapted ({steps or 30} steps of the physics-informed loss without "
+                    f"is adapted ({steps or AUTO_STEPS} steps of the physics-informed loss without "
                     "supervision, anchored to the pre-trained prediction) only where the "
                     "pre-trained maps fail a data-consistency check, and the adapted maps "
                     f"are kept only if they pass both checks. Here: {adaptation['reason']}",
