@@ -1,7 +1,7 @@
 """Participant-level wall time and peak memory on one full 1 mm phantom subject.
 
     python -m benchmarks.app [--repeats 1] [--nprocs 2] [--size full]
-        [--compare-registration] [--single-orientation]
+        [--compare-registration] [--single-orientation] [--compare-with REV]
 
 Generates a phantom BIDS dataset (one subject, 1 mm guides, 2 mm LR maps), runs
 ``swigapp BIDS OUT participant`` in a subprocess (default MultiProc plugin), samples the
@@ -54,13 +54,19 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def run_once(bids: Path, work: Path, nprocs: int, extra: list[str] | None = None) -> dict:
+def run_once(
+    bids: Path, work: Path, nprocs: int, extra: list[str] | None = None, tree: Path | None = None
+) -> dict:
+    """One participant run; ``tree``: run the swigapp of that source tree instead."""
     out = work / "out"
+    env = os.environ | {"PYTHONPATH": str(tree)} if tree else None
     cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
            "-w", str(work / "work"), "--nprocs", str(nprocs), "--skip-bids-validation",
            *(extra or [])]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss_bytes(proc.pid))
@@ -102,6 +108,12 @@ def main() -> None:
         action="store_true",
         help="also time the default with --single-orientation (one slice axis)",
     )
+    parser.add_argument(
+        "--compare-with",
+        metavar="REV",
+        help="also time the default of git revision REV (checked out in a temporary worktree, "
+        "run with this Python environment), the settings alternating run by run",
+    )
     args = parser.parse_args()
     choices = {
         "default": [],
@@ -110,17 +122,32 @@ def main() -> None:
     }
     wanted = [True, args.compare_registration, args.single_orientation]
     settings = [name for name, on in zip(choices, wanted, strict=True) if on]
-    runs: dict[str, list[dict]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="swigapp-bench-") as tmp:
+        trees: dict[str, Path | None] = dict.fromkeys(settings)
+        if args.compare_with:
+            tree = Path(tmp) / "baseline"
+            git = ["git", "worktree", "add", "--detach", str(tree), args.compare_with]
+            subprocess.run(git, check=True, capture_output=True)
+            git = ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"]
+            sha = subprocess.run(git, check=True, capture_output=True, text=True).stdout.strip()
+            name = f"default at {args.compare_with} ({sha})"
+            choices[name], trees[name] = [], tree
+            settings.insert(1, name)
+        runs: dict[str, list[dict]] = {s: [] for s in settings}
         bids = write_dataset(Path(tmp) / "bids", 1, seed=9000, config=PhantomConfig(size=args.size))
-        for i in range(args.repeats):
-            for k, setting in enumerate(settings):
-                runs[setting].append(
-                    run_once(bids, Path(tmp) / f"run{i}-{k}", args.nprocs, choices[setting])
-                )
-                print(setting, json.dumps(runs[setting][-1]), flush=True)
+        try:
+            for i in range(args.repeats):
+                for k, setting in enumerate(settings):
+                    work = Path(tmp) / f"run{i}-{k}"
+                    result = run_once(bids, work, args.nprocs, choices[setting], trees[setting])
+                    runs[setting].append(result)
+                    print(setting, json.dumps(result), flush=True)
+        finally:
+            if args.compare_with:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], check=False)
     flag = " --compare-registration" * args.compare_registration
     flag += " --single-orientation" * args.single_orientation
+    flag += f" --compare-with {args.compare_with}" * bool(args.compare_with)
     lines = [
         "# Participant level, one phantom subject",
         "",

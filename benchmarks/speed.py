@@ -30,8 +30,15 @@ import torch
 
 from swigapp import kspace
 from swigapp.models.features import SubjectTensors, prepare_subject
-from swigapp.models.inference import brain_chunks, oriented, predict_volume, slice_axes
+from swigapp.models.inference import (
+    CPU_SLICE_BATCH,
+    brain_chunks,
+    oriented,
+    predict_volume,
+    slice_axes,
+)
 from swigapp.models.inr import fit_inr, render_volume
+from swigapp.models.network import in_batches
 from swigapp.models.shipped import load_shipped
 from swigapp.phantom.subject import PhantomConfig, make_subject
 
@@ -58,17 +65,19 @@ def full_grid_subject() -> SubjectTensors:
 def conv_only_seconds(
     model, subject: SubjectTensors, axes: tuple[int, ...], chunk: int = 16
 ) -> float:
-    """Time of the convolutions alone on the per-slice inputs of the same brain chunks, for
-    every slice axis in ``axes``."""
+    """Time of the convolutions alone on the per-slice inputs of the same brain chunks (the
+    same crops, kept slices and batches as inference), for every slice axis in ``axes``."""
     present = subject.present[None]
     inputs = []
     for axis in axes:
         vols, mask, _ = oriented(subject, axis)
-        for _s0, _s1, _a0, args in brain_chunks(vols, mask, chunk, model.config.context):
-            inputs.append(model.slice_inputs(*args, present)[0])
+        chunks = brain_chunks(vols, mask, chunk, model.config.context, model.halo)
+        for s0, s1, a0, _, args in chunks:
+            keep = slice(s0 - a0, s1 - a0)
+            inputs.append(model.slice_inputs(*args, present, keep)[0])
     start = time.perf_counter()
     for x in inputs:
-        model.residual(x)
+        in_batches(model.residual, x, CPU_SLICE_BATCH)
     return time.perf_counter() - start
 
 

@@ -33,7 +33,13 @@ from swigapp.models.losses import (
     supervised_loss,
     total_loss,
 )
-from swigapp.models.network import NetConfig, SwigNet, stack_slices, widen_context
+from swigapp.models.network import (
+    NetConfig,
+    SwigNet,
+    build_network,
+    stack_slices,
+    widen_context,
+)
 from swigapp.models.train import TrainConfig, load_model, sha256, train
 from swigapp.phantom.subject import PhantomConfig
 
@@ -124,6 +130,53 @@ def test_chunked_inference_matches_one_pass(tiny_tensors):
     np.testing.assert_allclose(chunked, one, rtol=1e-4, atol=1e-5)
     sagittal = predict_volume(model, tiny_tensors, slice_axis=0, chunk=7)
     assert sagittal.shape == one.shape and np.isfinite(sagittal).all()
+
+
+@torch.inference_mode()
+def test_cropped_chunks_predict_what_the_whole_volume_does(tiny_tensors):
+    # inference crops each chunk to its brain plus the receptive radius, computes only the
+    # chunk's slices and runs two slices at a time: inside the brain the maps must be those
+    # of one call on the whole, uncropped volume
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=8, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    t = tiny_tensors
+    whole = model(t.lr_up[None], t.guides[None], t.synth[None], t.present[None])[0].numpy()
+    m = t.mask.numpy()
+    assert m.any(axis=2).sum() < 0.8 * m.shape[0] * m.shape[1]  # the crops do cut
+    chunked = predict_volume(model, t, slice_axis=2, chunk=6)
+    np.testing.assert_allclose(chunked[:, m], whole[:, m], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(whole[:, m], t.lr_up.numpy()[:, m], rtol=1e-3)  # it did something
+
+
+@torch.inference_mode()
+def test_halo_is_the_receptive_radius(tiny_tensors):
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=4, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    t = tiny_tensors
+    args = (t.lr_up[None], t.guides[None], t.synth[None], t.present[None])
+    base = model(*args)[0]
+    x0, y0, z0 = 38, 46, 20
+    for distance, changes in ((model.halo, True), (model.halo + 1, False)):
+        guides = t.guides.clone()
+        guides[:, x0 + distance, y0, z0] += 5.0
+        moved = model(args[0], guides[None], *args[2:])[0]
+        assert bool((moved[:, x0, y0, z0] != base[:, x0, y0, z0]).any()) is changes
+
+
+def test_network_options_keep_and_batch_change_nothing_but_speed(tiny_tensors):
+    torch.manual_seed(0)
+    t = tiny_tensors
+    args = (t.lr_up[None, ..., 4:14], t.guides[None, ..., 4:14], t.synth[None, ..., 4:14])
+    for config in (NetConfig(width=8, blocks=2), NetConfig(width=4, blocks=2, arch="unet",
+                                                            use_lr=False)):  # fmt: skip
+        model = build_network(config).eval()
+        with torch.inference_mode():
+            full = model(*args, t.present[None])
+            part = model(*args, t.present[None], keep=slice(3, 8), batch=2)
+        assert part.shape == (1, 3, *t.mask.shape[:2], 5)
+        np.testing.assert_allclose(part.numpy(), full[..., 3:8].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_orientation_ensemble_averages_the_slice_axes(tiny_tensors):

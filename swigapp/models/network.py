@@ -17,6 +17,7 @@ take the same arguments, so training, adaptation and inference code serve either
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -57,8 +58,9 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x + conv(relu(conv(x)))."""
-        return x + self.conv2(torch.relu(self.conv1(x)))
+        """x + conv(relu(conv(x))); in place on the fresh intermediates (a third less
+        memory traffic on CPU, the same values)."""
+        return self.conv2(torch.relu_(self.conv1(x))).add_(x)
 
 
 def stack_slices(volume: torch.Tensor, context: int) -> torch.Tensor:
@@ -71,6 +73,21 @@ def stack_slices(volume: torch.Tensor, context: int) -> torch.Tensor:
     padded = torch.cat([first, volume, last], dim=-1)
     windows = padded.unfold(-1, 2 * context + 1, 1)  # (B, C, H, W, S, K)
     return windows.permute(0, 4, 1, 5, 2, 3).reshape(b * s, c * (2 * context + 1), h, w)
+
+
+def kept_slices(x: torch.Tensor, b: int, keep: slice | None) -> torch.Tensor:
+    """Rows (B*S, ...) of the slices ``keep`` of each of the ``b`` volumes (all if None)."""
+    return x if keep is None else x.unflatten(0, (b, -1))[:, keep].flatten(0, 1)
+
+
+def in_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int | None
+) -> torch.Tensor:
+    """``fn`` over the rows of ``x``, ``batch`` rows at a time (all at once if None): on CPU
+    two 2D slices at a time keep the activations in cache (~1.4x faster than 16)."""
+    if batch is None or len(x) <= batch:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(batch)])
 
 
 def input_blocks(config: NetConfig) -> list[tuple[int, bool]]:
@@ -101,14 +118,22 @@ class SwigNet(nn.Module):
         nn.init.zeros_(self.tail.bias)
         self.base = nn.Parameter(torch.tensor(WM_BASE), requires_grad=not cfg.use_lr)
 
+    @property
+    def halo(self) -> int:
+        """Receptive radius in pixels (one per 3x3 convolution): an output pixel depends on
+        the inputs within this distance only."""
+        return 2 * self.config.blocks + 2
+
     def slice_inputs(
         self,
         lr_up: torch.Tensor,
         guides: torch.Tensor,
         synth: torch.Tensor,
         present: torch.Tensor,
+        keep: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-slice network input (B*S, C_in, H, W) and the skip base (B*S, 3, H, W)."""
+        """Per-slice network input (B*S, C_in, H, W) and the skip base (B*S, 3, H, W), of
+        the slices ``keep`` only if given (B*S then counts those)."""
         b, _, h, w, s = guides.shape
         ctx = self.config.context
         gate = present[:, :, None, None, None]
@@ -120,12 +145,13 @@ class SwigNet(nn.Module):
             base = stack_slices(z_lr, 0)
         else:
             base = self.base[None, :, None, None].expand(b * s, -1, h, w)
+        x = kept_slices(torch.cat(parts, dim=1), b, keep)
         # channels-last runs the oneDNN convolutions ~1.5x faster on CPU
-        return torch.cat(parts, dim=1).contiguous(memory_format=torch.channels_last), base
+        return x.contiguous(memory_format=torch.channels_last), kept_slices(base, b, keep)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """The convolutions: per-slice input -> residual in the (PD, ln T1, ln T2) domain."""
-        return self.tail(self.body(torch.relu(self.head(x))))
+        return self.tail(self.body(torch.relu_(self.head(x))))
 
     def forward(
         self,
@@ -133,15 +159,20 @@ class SwigNet(nn.Module):
         guides: torch.Tensor,
         synth: torch.Tensor,
         present: torch.Tensor,
+        keep: slice | None = None,
+        batch: int | None = None,
     ) -> torch.Tensor:
         """Predict HR maps (B, 3, H, W, S) in physical units (PD a.u., T1 and T2 in s).
 
         lr_up: (B, 3, H, W, S) LR maps on the HR grid; guides, synth: (B, G, H, W, S);
-        present: (B, G) flags. Slices run along the last axis.
+        present: (B, G) flags. Slices run along the last axis. ``keep``: predict only these
+        slices (the others still serve as their context; S then counts the kept ones);
+        ``batch``: run the convolutions that many slices at a time (inference).
         """
-        b, _, h, w, s = guides.shape
-        x, base = self.slice_inputs(lr_up, guides, synth, present)
-        z = base + self.residual(x)
+        b, _, h, w, _ = guides.shape
+        x, base = self.slice_inputs(lr_up, guides, synth, present, keep)
+        s = len(x) // b
+        z = base + in_batches(self.residual, x, batch)
         return decode(z.reshape(b, s, 3, h, w).permute(0, 2, 3, 4, 1))
 
 
@@ -179,6 +210,8 @@ class WmriUNet(nn.Module):
             for i in reversed(range(config.blocks))
         )
         self.tail = nn.Conv2d(widths[0], 3, 1)
+        #: no finite receptive radius to crop to: each output pixel sees the whole slice
+        self.halo = None
         nn.init.normal_(self.tail.weight, std=1e-3)
         nn.init.zeros_(self.tail.bias)
         self.base = nn.Parameter(torch.tensor(WM_BASE))
@@ -189,8 +222,11 @@ class WmriUNet(nn.Module):
         guides: torch.Tensor,
         synth: torch.Tensor,
         present: torch.Tensor,
+        keep: slice | None = None,
+        batch: int | None = None,
     ) -> torch.Tensor:
-        """HR maps (B, 3, H, W, S) (PD a.u., T1 and T2 in s) from guides (B, G, H, W, S)."""
+        """HR maps (B, 3, H, W, S) (PD a.u., T1 and T2 in s) from guides (B, G, H, W, S);
+        ``keep`` and ``batch`` as in :meth:`SwigNet.forward`."""
         b, _, h, w, s = guides.shape
         gate = present[:, :, None, None, None]
         x = torch.cat(
@@ -200,6 +236,14 @@ class WmriUNet(nn.Module):
             ],
             dim=1,
         )
+        x = kept_slices(x, b, keep)
+        s = len(x) // b
+        z = self.base[None, :, None, None] + in_batches(self._unet, x, batch)
+        return decode(z.reshape(b, s, 3, h, w).permute(0, 2, 3, 4, 1))
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-slice input (N, C, H, W) -> the U-Net's output (N, 3, H, W)."""
+        h, w = x.shape[-2:]
         levels = self.config.blocks
         pad_h, pad_w = (-h) % 2**levels, (-w) % 2**levels
         x = nnf.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
@@ -210,8 +254,7 @@ class WmriUNet(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             x = nnf.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
-        z = self.base[None, :, None, None] + self.tail(x)[..., :h, :w]
-        return decode(z.reshape(b, s, 3, h, w).permute(0, 2, 3, 4, 1))
+        return self.tail(x)[..., :h, :w]
 
 
 def build_network(config: NetConfig) -> nn.Module:
