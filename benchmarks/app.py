@@ -64,8 +64,8 @@ def run_once(
            "-w", str(work / "work"), "--nprocs", str(nprocs), "--skip-bids-validation",
            *(extra or [])]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    proc = subprocess.Popen(  # from ``tree``: ``-m`` puts the working folder first on the path
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tree
     )
     peak = 0
     while proc.poll() is None:
@@ -128,6 +128,9 @@ def main() -> None:
             tree = Path(tmp) / "baseline"
             git = ["git", "worktree", "add", "--detach", str(tree), args.compare_with]
             subprocess.run(git, check=True, capture_output=True)
+            # the editable install maps swigapp.workflows to this checkout's workflows/;
+            # inside the baseline's swigapp/ the baseline's own is found first
+            (tree / "swigapp" / "workflows").symlink_to(tree / "workflows")
             git = ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"]
             sha = subprocess.run(git, check=True, capture_output=True, text=True).stdout.strip()
             name = f"default at {args.compare_with} ({sha})"

@@ -69,7 +69,12 @@ def test_plateau_rule():
 
 
 def test_inr_config_rejects_unknown_choices():
-    for field, value in (("encoding", "hash"), ("stop", "loss"), ("init", "cubic")):
+    for field, value in (
+        ("encoding", "hash"),
+        ("stop", "loss"),
+        ("init", "cubic"),
+        ("activation", "tanh"),
+    ):
         with pytest.raises(ValueError, match=field):
             INRConfig(**{field: value})
 
@@ -210,6 +215,33 @@ def test_inr_ignores_guides_outside_their_field_of_view(aligned):
     half[:x] = False
     ratio = pred[0][half].mean() / lr_up[0][half].mean()
     assert 0.95 < ratio < 1.05, ratio
+
+
+@pytest.mark.parametrize(("activation", "varies"), [("relu", False), ("leaky_relu", True)])
+def test_inr_heads_cannot_die(aligned, monkeypatch, activation, varies):
+    """Heads whose hidden units all start below zero (as the ReLU heads ended in a failed
+    held-out fit): with ReLU no gradient reaches the grids and the T1 correction stays one
+    constant; with the default leaky ReLU the fit still learns detail."""
+    from swigapp.models import inr as inr_mod
+
+    build = inr_mod.build_representation
+
+    def dead_heads(config, shape, voxel):
+        model = build(config, shape, voxel)
+        with torch.no_grad():
+            for head in model.heads:
+                head[0].bias.fill_(-1.0)
+            trunk = model.trunk(torch.zeros(1, model.trunk[0].in_features))  # features ~0
+            assert (head[0](trunk) < 0).all()
+        return model
+
+    monkeypatch.setattr(inr_mod, "build_representation", dead_heads)
+    cfg = INRConfig(activation=activation, stop="steps", max_steps=30, check_every=30)
+    pred = render_volume(fit_inr(aligned, VOXEL, cfg), aligned)
+    m = aligned.mask.numpy()
+    change = np.log(pred[1][m] / aligned.lr_up.numpy()[1][m])  # the T1 correction
+    assert (float(change.std()) > 1e-3) is varies, float(change.std())
+    assert INRConfig().activation == "leaky_relu"
 
 
 def test_fourier_encoding_still_fits(aligned):

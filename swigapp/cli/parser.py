@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the network along one slice axis only, instead of averaging its "
         "predictions along each least-downsampled axis (all three for isotropic LR maps): "
-        "2-3x faster inference, slightly less accurate",
+        "about 2x faster inference on isotropic LR maps, slightly less accurate, no "
+        "uncertainty maps",
     )
     model.add_argument(
         "--no-fallback",

@@ -67,7 +67,9 @@ def predict_volume(
     ``slice_axis``: one axis, or several whose predictions are averaged in the network
     domain (PD, ln T1, ln T2); by default every axis of :func:`slice_axes` (an orientation
     ensemble: each 2.5D pass sees a different through-plane context). Runs ``chunk`` slices
-    at a time (plus context); slices without brain are skipped.
+    at a time (plus context), each chunk cropped in-plane to its brain plus the network's
+    receptive radius (``model.halo``; the same outputs inside the brain as whole slices);
+    slices without brain are skipped.
     """
     maps, _ = predict_ensemble(model, subject, slice_axis, chunk, device, progress)
     return maps

@@ -53,6 +53,12 @@ INR_WEIGHTS = ADAPT_WEIGHTS
 ENCODINGS = ("grid", "fourier")
 STOP_RULES = INR_STOP_RULES
 INITS = INR_INITS
+#: Activations of the trunk and heads (``INRConfig.activation``).
+ACTIVATIONS = ("leaky_relu", "relu")
+#: Negative slope of the leaky ReLU: no unit can die. With plain ReLU, the three heads' hidden
+#: units all died early in one held-out fit (1x1x4 mm sub-01 of seed 5000: its maps stayed
+#: the LR input's); with this slope none did (docs/methods.md).
+LEAKY_SLOPE = 0.1
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class INRConfig:
     ``grid_spacings_mm`` (never finer than the HR voxel); ``tv``: weight of the grids'
     total variation (mean |difference| of neighbouring nodes, per level, under the crops).
     Fourier encoding: ``features`` frequencies of standard deviation ``sigma`` cycles/mm.
-    Both: a ReLU trunk of ``trunk_layers`` x ``width`` and one head per map.
+    Both: a trunk of ``trunk_layers`` x ``width`` and one head per map, with ``activation``
+    ("leaky_relu", slope :data:`LEAKY_SLOPE`, or "relu").
     ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its crop
     unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain.
     Every ``check_every`` steps the mean mutual information (nats) between the maps and the
@@ -85,6 +92,7 @@ class INRConfig:
     width: int = 64
     trunk_layers: int = 2
     head_layers: int = 1
+    activation: str = "leaky_relu"
     learning_rate: float = 1e-2
     crop: tuple[int, int, int] = (24, 24, 24)
     crops_per_step: int = 8
@@ -102,6 +110,7 @@ class INRConfig:
             ("encoding", self.encoding, ENCODINGS),
             ("stop", self.stop, STOP_RULES),
             ("init", self.init, INITS),
+            ("activation", self.activation, ACTIVATIONS),
         ):
             if value not in allowed:
                 raise ValueError(f"INR {name} must be one of {allowed}, got {value!r}")
@@ -110,10 +119,11 @@ class INRConfig:
 
     @classmethod
     def fourier(cls, **changes) -> INRConfig:
-        """The paper's Fourier-feature MLP as first shipped (3 x 128 trunk, lr 5e-3,
+        """The paper's Fourier-feature MLP as first shipped (3 x 128 ReLU trunk, lr 5e-3,
         8 crops of 12^3, MI stopping after 500 steps)."""
         old = dict(
             encoding="fourier",
+            activation="relu",
             stop="mi",
             width=128,
             trunk_layers=3,
@@ -135,18 +145,22 @@ class INRConfig:
 
 
 def _trunk_and_heads(model: nn.Module, c_in: int, config: INRConfig) -> None:
-    """Give ``model`` a ReLU trunk and one head per map whose last layer starts near 0 (the
-    fit starts at its base)."""
+    """Give ``model`` a trunk and one head per map whose last layer starts near 0 (the fit
+    starts at its base)."""
+
+    def act() -> nn.Module:
+        return nn.LeakyReLU(LEAKY_SLOPE) if config.activation == "leaky_relu" else nn.ReLU()
+
     layers: list[nn.Module] = []
     for _ in range(config.trunk_layers):
-        layers += [nn.Linear(c_in, config.width), nn.ReLU()]
+        layers += [nn.Linear(c_in, config.width), act()]
         c_in = config.width
     model.trunk = nn.Sequential(*layers)
     model.heads = nn.ModuleList()
     for _ in range(3):
         head: list[nn.Module] = []
         for _ in range(config.head_layers):
-            head += [nn.Linear(c_in, config.width // 2), nn.ReLU()]
+            head += [nn.Linear(c_in, config.width // 2), act()]
         last = nn.Linear(config.width // 2 if config.head_layers else c_in, 1)
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.zeros_(last.bias)
