@@ -223,7 +223,7 @@ def method_table(
     methods["INR grid (T1w+T2w)"] = guided(lambda: inr(grid))
     # as in the app, every INR falls back to the upsampled LR maps where no guide saw
     methods["INR grid from SWIG (T1w+T2w)"] = guided(
-        lambda: inr(replace(grid, init="swig", stop=args.inr_stop), swig_both)
+        lambda: inr(replace(grid, init="swig", stop=args.inr_stop, activation="auto"), swig_both)
     )
     methods["INR Fourier (T1w+T2w)"] = guided(lambda: inr(INRConfig.fourier(seed=args.seed)))
     for key, label in (("wmri2q_supervised", "supervised-only"), ("wmri2q_hybrid", "hybrid")):

@@ -241,7 +241,8 @@ def test_inr_heads_cannot_die(aligned, monkeypatch, activation, varies):
     m = aligned.mask.numpy()
     change = np.log(pred[1][m] / aligned.lr_up.numpy()[1][m])  # the T1 correction
     assert (float(change.std()) > 1e-3) is varies, float(change.std())
-    assert INRConfig().activation == "leaky_relu"
+    assert INRConfig().activation == "leaky_relu"  # the default over the LR maps
+    assert INRConfig(init="swig").activation == "relu"  # over SWIG: as before
 
 
 def test_fourier_encoding_still_fits(aligned):

@@ -53,11 +53,12 @@ INR_WEIGHTS = ADAPT_WEIGHTS
 ENCODINGS = ("grid", "fourier")
 STOP_RULES = INR_STOP_RULES
 INITS = INR_INITS
-#: Activations of the trunk and heads (``INRConfig.activation``).
-ACTIVATIONS = ("leaky_relu", "relu")
+#: Activations of the trunk and heads (``INRConfig.activation``; "auto": leaky over the LR
+#: maps, ReLU over SWIG).
+ACTIVATIONS = ("auto", "leaky_relu", "relu")
 #: Negative slope of the leaky ReLU: no unit can die. With plain ReLU, the three heads' hidden
-#: units all died early in one held-out fit (1x1x4 mm sub-01 of seed 5000: its maps stayed
-#: the LR input's); with this slope none did (docs/methods.md).
+#: units all died in one held-out fit over the LR maps (1x1x4 mm sub-01 of seed 5000: its
+#: maps stayed the LR input's); with this slope none did (docs/methods.md).
 LEAKY_SLOPE = 0.1
 
 
@@ -70,7 +71,8 @@ class INRConfig:
     total variation (mean |difference| of neighbouring nodes, per level, under the crops).
     Fourier encoding: ``features`` frequencies of standard deviation ``sigma`` cycles/mm.
     Both: a trunk of ``trunk_layers`` x ``width`` and one head per map, with ``activation``
-    ("leaky_relu", slope :data:`LEAKY_SLOPE`, or "relu").
+    ("leaky_relu", slope :data:`LEAKY_SLOPE`, or "relu"; "auto", the default, becomes
+    "leaky_relu" over the LR maps and "relu" over SWIG).
     ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its crop
     unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain.
     Every ``check_every`` steps the mean mutual information (nats) between the maps and the
@@ -92,7 +94,7 @@ class INRConfig:
     width: int = 64
     trunk_layers: int = 2
     head_layers: int = 1
-    activation: str = "leaky_relu"
+    activation: str = "auto"
     learning_rate: float = 1e-2
     crop: tuple[int, int, int] = (24, 24, 24)
     crops_per_step: int = 8
@@ -116,6 +118,10 @@ class INRConfig:
                 raise ValueError(f"INR {name} must be one of {allowed}, got {value!r}")
         if self.stop == "auto":  # fixed steps over the LR maps, the MI over SWIG
             object.__setattr__(self, "stop", "steps" if self.init == "lr" else "mi")
+        if self.activation == "auto":  # leaky over the LR maps; over SWIG the leaky fit
+            # moved away from SWIG where the ReLU's stayed near it (docs/methods.md)
+            chosen = "leaky_relu" if self.init == "lr" else "relu"
+            object.__setattr__(self, "activation", chosen)
 
     @classmethod
     def fourier(cls, **changes) -> INRConfig:
