@@ -132,14 +132,20 @@ def test_chunked_inference_matches_one_pass(tiny_tensors):
     assert sagittal.shape == one.shape and np.isfinite(sagittal).all()
 
 
+def _random_net(width: int) -> SwigNet:
+    """A SwigNet of 2 blocks whose output departs from its LR input (seeded)."""
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=width, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    return model
+
+
 @torch.inference_mode()
 def test_cropped_chunks_predict_what_the_whole_volume_does(tiny_tensors):
     # inference crops each chunk to its brain plus the receptive radius, computes only the
     # chunk's slices and runs two slices at a time: inside the brain the maps must be those
     # of one call on the whole, uncropped volume
-    torch.manual_seed(0)
-    model = SwigNet(NetConfig(width=8, blocks=2))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    model = _random_net(width=8)
     t = tiny_tensors
     whole = model(t.lr_up[None], t.guides[None], t.synth[None], t.present[None])[0].numpy()
     m = t.mask.numpy()
@@ -151,9 +157,7 @@ def test_cropped_chunks_predict_what_the_whole_volume_does(tiny_tensors):
 
 @torch.inference_mode()
 def test_halo_is_the_receptive_radius(tiny_tensors):
-    torch.manual_seed(0)
-    model = SwigNet(NetConfig(width=4, blocks=2))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    model = _random_net(width=4)
     t = tiny_tensors
     args = (t.lr_up[None], t.guides[None], t.synth[None], t.present[None])
     base = model(*args)[0]
