@@ -72,8 +72,7 @@ def conv_only_seconds(
     for axis in axes:
         vols, mask, _ = oriented(subject, axis)
         chunks = brain_chunks(vols, mask, chunk, model.config.context, model.halo)
-        for s0, s1, a0, _, args in chunks:
-            keep = slice(s0 - a0, s1 - a0)
+        for _, _, keep, _, args in chunks:
             inputs.append(model.slice_inputs(*args, present, keep)[0])
     start = time.perf_counter()
     for x in inputs:

@@ -112,6 +112,14 @@ def test_stack_slices_gathers_neighbours():
     assert stack_slices(vol, 0).shape == (8, 1, 2, 2)
 
 
+def _random_net(width: int) -> SwigNet:
+    """A SwigNet of 2 blocks whose output departs from its LR input (seeded)."""
+    torch.manual_seed(0)
+    model = SwigNet(NetConfig(width=width, blocks=2))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    return model
+
+
 def test_untrained_network_returns_its_lr_input(tiny_tensors):
     model = SwigNet(NetConfig(width=8, blocks=1))
     pred = predict_volume(model, tiny_tensors, chunk=8)
@@ -122,22 +130,12 @@ def test_untrained_network_returns_its_lr_input(tiny_tensors):
 
 
 def test_chunked_inference_matches_one_pass(tiny_tensors):
-    torch.manual_seed(0)
-    model = SwigNet(NetConfig(width=8, blocks=2))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    model = _random_net(width=8)
     one = predict_volume(model, tiny_tensors, slice_axis=2, chunk=64)
     chunked = predict_volume(model, tiny_tensors, slice_axis=2, chunk=5)
     np.testing.assert_allclose(chunked, one, rtol=1e-4, atol=1e-5)
     sagittal = predict_volume(model, tiny_tensors, slice_axis=0, chunk=7)
     assert sagittal.shape == one.shape and np.isfinite(sagittal).all()
-
-
-def _random_net(width: int) -> SwigNet:
-    """A SwigNet of 2 blocks whose output departs from its LR input (seeded)."""
-    torch.manual_seed(0)
-    model = SwigNet(NetConfig(width=width, blocks=2))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
-    return model
 
 
 @torch.inference_mode()
@@ -184,9 +182,7 @@ def test_network_options_keep_and_batch_change_nothing_but_speed(tiny_tensors):
 
 
 def test_orientation_ensemble_averages_the_slice_axes(tiny_tensors):
-    torch.manual_seed(0)
-    model = SwigNet(NetConfig(width=8, blocks=2))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    model = _random_net(width=8)
     assert slice_axes(tiny_tensors) == (0, 1, 2)  # 2 mm iso: every axis
     assert slice_axes(SimpleNamespace(factors=(1.0, 1.0, 4.0))) == (0, 1)
     assert slice_axes(SimpleNamespace(factors=(197 / 98, 233 / 116, 189 / 94))) == (0, 1, 2)
@@ -206,9 +202,7 @@ def test_orientation_ensemble_averages_the_slice_axes(tiny_tensors):
 
 
 def test_ensemble_spread_is_the_sd_of_the_orientations_in_map_units(tiny_tensors):
-    torch.manual_seed(0)
-    model = SwigNet(NetConfig(width=8, blocks=2))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    model = _random_net(width=8)
     single = [predict_volume(model, tiny_tensors, slice_axis=a) for a in range(3)]
     maps, spread = predict_ensemble(model, tiny_tensors)
     np.testing.assert_array_equal(maps, predict_volume(model, tiny_tensors))

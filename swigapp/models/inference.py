@@ -131,13 +131,14 @@ def brain_chunks(
     chunk: int,
     context: int,
     halo: int | None = None,
-) -> list[tuple[int, int, int, tuple[slice, slice], list[torch.Tensor]]]:
-    """(s0, s1, a0, box, inputs) for each run of ``chunk`` slices (along the last axis)
-    holding brain. ``box``: the in-plane (rows, columns) the chunk's brain spans plus
-    ``halo`` pixels each side (the network's receptive radius, so that its outputs inside
-    the brain are those of the whole slice), the whole slice when ``halo`` is None;
-    inputs: lr_up, guides, synth inside the box for slices a0:a1 (the chunk plus
-    ``context`` slices each side), shaped (1, C, h, w, S)."""
+) -> list[tuple[int, int, slice, tuple[slice, slice], list[torch.Tensor]]]:
+    """(s0, s1, keep, box, inputs) for each run of ``chunk`` slices (along the last axis)
+    holding brain. ``keep``: the chunk's slices s0:s1 within the inputs' slices; ``box``:
+    the in-plane (rows, columns) the chunk's brain spans plus ``halo`` pixels each side (the
+    network's receptive radius, so that its outputs inside the brain are those of the whole
+    slice), the whole slice when ``halo`` is None; inputs: lr_up, guides, synth inside the
+    box for slices a0:a1 (the chunk plus ``context`` slices each side), shaped
+    (1, C, h, w, S)."""
     n_slices = mask.shape[-1]
     has_brain = mask.flatten(0, 1).any(0)
     out = []
@@ -151,7 +152,8 @@ def brain_chunks(
             brain = mask[..., s0:s1].any(-1)
             box = tuple(_span(brain.any(1 - axis), halo) for axis in (0, 1))
         crop = (slice(None), *box, slice(a0, a1))
-        out.append((s0, s1, a0, box, [vols[k][crop][None] for k in ("lr_up", "guides", "synth")]))
+        inputs = [vols[k][crop][None] for k in ("lr_up", "guides", "synth")]
+        out.append((s0, s1, slice(s0 - a0, s1 - a0), box, inputs))
     return out
 
 
@@ -174,10 +176,9 @@ def _predict_along(
     present = subject.present[None].to(device)
     batch = None if torch.device(device).type == "cuda" else CPU_SLICE_BATCH
     out = vols["lr_up"].clone()
-    chunks = brain_chunks(vols, mask, chunk, model.config.context, getattr(model, "halo", None))
+    chunks = brain_chunks(vols, mask, chunk, model.config.context, model.halo)
     desc = f"inference (slices along axis {axis})"
-    for s0, s1, a0, box, inputs in tqdm(chunks, desc=desc, disable=not progress, unit="chunk"):
-        keep = slice(s0 - a0, s1 - a0)
+    for s0, s1, keep, box, inputs in tqdm(chunks, desc=desc, disable=not progress, unit="chunk"):
         pred = model(*(x.to(device) for x in inputs), present, keep, batch)[0].float().cpu()
         out[(slice(None), *box, slice(s0, s1))] = pred
     out = torch.where(mask[None], out, vols["lr_up"])
