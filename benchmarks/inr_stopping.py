@@ -30,13 +30,23 @@ from benchmarks.quality import SETTINGS, eval_subjects
 from swigapp import kspace, metrics
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
-from swigapp.models.inr import INITS, INRConfig, fit_inr, still_improving
+from swigapp.models.inr import (
+    INITS,
+    INRConfig,
+    crop_batch,
+    fit_inr,
+    guides_seen,
+    still_improving,
+)
+from swigapp.models.losses import total_loss
 from swigapp.models.shipped import load_shipped
 
 RESULTS = Path(__file__).parent / "results"
 VALIDATION_SEED = 3000
 #: rule -> (measure column, higher is better)
 RULES = {"mi": ("mi", True)}
+#: Fixed crops on which the physics loss of the curves is measured.
+LOSS_CROPS = 32
 
 
 def simulate_rule(
@@ -71,82 +81,120 @@ def true_errors(subject, volume: np.ndarray) -> dict:
     return out
 
 
-def curves(subject, config: INRConfig) -> list[dict]:
-    """One fit, its MI and true errors per check (step 0: the start, the LR input)."""
+class PhysicsLoss:
+    """The INR's unsupervised loss (guide and LR terms, no anchor or smoothness) of whole
+    volumes on :data:`LOSS_CROPS` fixed crops of one subject: can the loss tell the truth
+    from the base?"""
+
+    def __init__(self, tensors, config: INRConfig) -> None:
+        rng = np.random.default_rng([config.seed, 2])
+        seen = guides_seen(tensors)
+        self.crops, self.batch = crop_batch(tensors, rng, config.crop, LOSS_CROPS, seen)
+        self.weights = config.weights
+
+    @torch.no_grad()
+    def __call__(self, volume: np.ndarray | torch.Tensor) -> float:
+        """Loss of maps (3, X, Y, Z; PD, T1 s, T2 s)."""
+        vol = torch.as_tensor(volume, dtype=torch.float32)
+        maps = torch.stack([vol[(slice(None), *c["box"])] for c in self.crops])
+        return float(total_loss(self.weights, maps, self.batch)[0])
+
+
+def curves(subject, config: INRConfig, base: np.ndarray | None) -> list[dict]:
+    """One fit, its MI, physics loss and true errors per check (step 0: the start, the
+    base); the truth's physics loss in every row (``truth_loss``)."""
     tensors = subject.prepared.tensors.with_guides(("T1w", "T2w"))
     voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+    physics = PhysicsLoss(tensors, config)
+    truth_volume = np.stack([subject.truth[m] for m in MAP_ORDER])
+    truth_loss = physics(truth_volume)
     truth: list[dict] = []
 
     def monitor(volume: np.ndarray) -> float:
-        truth.append(true_errors(subject, volume))
+        truth.append(true_errors(subject, volume) | {"loss": physics(volume)})
         return truth[-1]["GM_T1_MAE_ms"]
 
-    base = None
-    if config.init == "swig":
-        base = predict_volume(load_shipped("swig_default"), tensors)
     fit = fit_inr(tensors, voxel, config, monitor=monitor, base=base)
     return [
-        {"step": step, "mi": mi, **row} for (step, mi), row in zip(fit.mi_curve, truth, strict=True)
+        {"step": step, "mi": mi, **row, "truth_loss": truth_loss}
+        for (step, mi), row in zip(fit.mi_curve, truth, strict=True)
     ]
 
 
-def report(runs: dict[tuple[str, str], list[dict]], config: INRConfig) -> list[str]:
-    """Markdown lines: per run and rule, the stop, the kept step and its true error."""
+Runs = dict[tuple[str, str, float], list[dict]]
+
+
+def report(runs: Runs, config: INRConfig) -> list[str]:
+    """Markdown lines: per run and rule (the MI's, or all steps), the stop, the kept step and
+    its true errors against the start's (the base) and the best check's; the physics loss of
+    the truth, the start and the kept state."""
     lines = [
-        "| setting | subject | rule | stops at | keeps | GM T1 MAE: start / kept / best "
-        "(step) | 1-SSIM T1: kept / best | 1-SSIM T2: kept / best | Spearman(MI, GM T1 MAE) "
-        "| Spearman(MI, 1-SSIM T2) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | subject | anchor | rule | stops at | keeps | GM T1 MAE: start / kept / "
+        "best (step) | 1-SSIM T1: start / kept | 1-SSIM T2: start / kept | 1-SSIM PD: start / "
+        "kept | physics loss: truth / start / kept | Spearman(MI, GM T1 MAE) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (setting, sub), rows in runs.items():
-        checks = rows
-        steps = [r["step"] for r in checks]
-        gm = [r["GM_T1_MAE_ms"] for r in checks]
+    for (setting, sub, anchor), rows in runs.items():
+        steps = [r["step"] for r in rows]
+        gm = [r["GM_T1_MAE_ms"] for r in rows]
         best = int(np.argmin(gm))
-        t1 = [r["T1_1mSSIM"] for r in checks]
-        t2 = [r["T2_1mSSIM"] for r in checks]
-        for rule, (column, larger) in RULES.items():
-            values = [r[column] for r in checks]
-            stop, kept = simulate_rule(steps, values, larger, config)
+        mi = [r["mi"] for r in rows]
+        for rule in ("mi", "steps"):
+            stop, kept = (
+                simulate_rule(steps, mi, True, config) if rule == "mi" else (len(rows) - 1,) * 2
+            )
+            start, k = rows[0], rows[kept]
             lines.append(
-                f"| {setting} | {sub} | {rule} | {checks[stop]['step']} | "
-                f"{checks[kept]['step']} | {rows[0]['GM_T1_MAE_ms']:.1f} / {gm[kept]:.1f} / "
-                f"{gm[best]:.1f} ({checks[best]['step']}) | {t1[kept]:.4f} / {min(t1):.4f} | "
-                f"{t2[kept]:.4f} / {min(t2):.4f} | {spearmanr(values, gm).statistic:+.2f} | "
-                f"{spearmanr(values, t2).statistic:+.2f} |"
+                f"| {setting} | {sub} | {anchor:g} | {rule} | {steps[stop]} | {steps[kept]} | "
+                f"{gm[0]:.1f} / {gm[kept]:.1f} / {gm[best]:.1f} ({steps[best]}) | "
+                f"{start['T1_1mSSIM']:.4f} / {k['T1_1mSSIM']:.4f} | "
+                f"{start['T2_1mSSIM']:.4f} / {k['T2_1mSSIM']:.4f} | "
+                f"{start['PD_1mSSIM']:.4f} / {k['PD_1mSSIM']:.4f} | "
+                f"{start['truth_loss']:.4f} / {start['loss']:.4f} / {k['loss']:.4f} | "
+                f"{spearmanr(mi, gm).statistic:+.2f} |"
             )
     return lines
 
 
-def plot(runs: dict[tuple[str, str], list[dict]], config: INRConfig, path: Path) -> None:
-    """One column per run: MI, held-out guide error and true errors against the step."""
+def plot(runs: Runs, config: INRConfig, path: Path) -> None:
+    """One column per (setting, subject): MI, physics loss (the truth's dotted) and true
+    errors against the step, one line per anchor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, len(runs), figsize=(4 * len(runs), 8), squeeze=False)
-    for col, ((setting, sub), rows) in enumerate(runs.items()):
-        steps = [r["step"] for r in rows]
-        panels = [
-            ("mi", "MI maps-guides (nats)"),
-            ("T2_1mSSIM", "true 1 - T2 SSIM"),
-            ("GM_T1_MAE_ms", "true GM T1 MAE (ms)"),
-        ]
-        for row_i, (key, label) in enumerate(panels):
-            ax = axes[row_i][col]
-            ax.plot(steps, [r[key] for r in rows], "k.-")
-            ax.set_ylabel(label)
-            if row_i == 0:
-                ax.set_title(f"{setting} sub-{sub}")
-            if row_i == 2:
-                ax.axhline(rows[0][key], color="grey", ls=":", label="start (base)")
-                ax.set_xlabel("step")
-            for rule, colour in (("mi", "tab:blue"),):
-                column, larger = RULES[rule]
-                _, kept = simulate_rule(steps, [r[column] for r in rows], larger, config)
-                ax.axvline(steps[kept], color=colour, ls="--", label=f"{rule} keeps")
-        axes[2][col].legend(fontsize=7)
+    cases = list(dict.fromkeys((setting, sub) for setting, sub, _ in runs))
+    panels = [
+        ("mi", "MI maps-guides (nats)"),
+        ("loss", "physics loss (fixed crops)"),
+        ("T2_1mSSIM", "true 1 - T2 SSIM"),
+        ("GM_T1_MAE_ms", "true GM T1 MAE (ms)"),
+    ]
+    fig, axes = plt.subplots(len(panels), len(cases), figsize=(4 * len(cases), 10), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for col, case in enumerate(cases):
+        anchors = [a for (st, sb, a) in runs if (st, sb) == case]
+        for n, anchor in enumerate(anchors):
+            rows = runs[(*case, anchor)]
+            steps = [r["step"] for r in rows]
+            colour = colours[n % len(colours)]
+            _, kept = simulate_rule(steps, [r["mi"] for r in rows], True, config)
+            for row_i, (key, label) in enumerate(panels):
+                ax = axes[row_i][col]
+                ax.plot(
+                    steps, [r[key] for r in rows], ".-", color=colour, label=f"anchor {anchor:g}"
+                )
+                ax.plot(steps[kept], rows[kept][key], "o", mfc="none", ms=9, color=colour)
+                ax.set_ylabel(label)
+                if key == "loss" and n == 0:
+                    ax.axhline(rows[0]["truth_loss"], color="k", ls=":", label="truth")
+        axes[0][col].set_title(f"{case[0]} sub-{case[1]}")
+        axes[-1][col].axhline(
+            runs[(*case, anchors[0])][0]["GM_T1_MAE_ms"], color="grey", ls=":", label="start"
+        )
+        axes[-1][col].set_xlabel("step (circle: the MI rule's kept step)")
+    axes[1][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -160,35 +208,46 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=INRConfig().max_steps)
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
     p.add_argument("--init", choices=INITS, default="lr", help="the INR's base (swig: SWIG)")
+    p.add_argument(
+        "--anchors", type=float, nargs="+", help="proximal weights to fit (default: the default's)"
+    )
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     torch.set_num_threads(2)
     # the default fit, never stopping early: min_steps = max_steps
-    config = replace(INRConfig(), stop="steps", max_steps=args.steps, init=args.init)
+    config = INRConfig(stop="steps", max_steps=args.steps, init=args.init)
     rules = replace(config, min_steps=INRConfig().min_steps)  # the rules as the app applies them
-    runs: dict[tuple[str, str], list[dict]] = {}
+    anchors = args.anchors or [config.resolved().anchor]
+    runs: Runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
             for subject in eval_subjects(
                 SETTINGS[setting], args.subjects, args.size, VALIDATION_SEED, 0, Path(tmp) / setting
             ):
-                runs[(setting, subject.name)] = curves(subject, config)
-                print(f"{setting} sub-{subject.name} done", flush=True)
+                base = None
+                if config.init == "swig":
+                    tensors = subject.prepared.tensors.with_guides(("T1w", "T2w"))
+                    base = predict_volume(load_shipped("swig_default"), tensors)
+                for anchor in anchors:
+                    fit_config = replace(config, anchor=anchor)
+                    runs[(setting, subject.name, anchor)] = curves(subject, fit_config, base)
+                    print(f"{setting} sub-{subject.name} anchor {anchor:g} done", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "inr_stopping" + ("_swig" if args.init == "swig" else "")
     with open(out / f"{stem}.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["setting", "subject", *runs[next(iter(runs))][0]])
-        for (setting, sub), rows in runs.items():
+        writer.writerow(["setting", "subject", "anchor", *runs[next(iter(runs))][0]])
+        for key, rows in runs.items():
             for r in rows:
-                writer.writerow([setting, sub, *r.values()])
+                writer.writerow([*key, *r.values()])
     plot(runs, rules, out / f"{stem}.png")
     text = [
         "# INR stopping rules against the true error",
         "",
         f"`python -m benchmarks.inr_stopping --subjects {args.subjects} --settings "
-        f"{' '.join(args.settings)} --steps {args.steps} --init {args.init}` on "
+        f"{' '.join(args.settings)} --steps {args.steps} --init {args.init} --anchors "
+        f"{' '.join(f'{a:g}' for a in anchors)}` on "
         f"{platform.machine()}, "
         f"{torch.get_num_threads()} threads; validation phantoms (seed {VALIDATION_SEED}, "
         f"{args.size}). Checks every {config.check_every} steps; a rule stops after "

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -194,14 +194,18 @@ def method_table(
         print(f"  INR: {fit.steps} steps, kept {fit.kept_step}, {fit.stopped_by}", flush=True)
         return render_volume(fit, both)
 
-    def swig_both() -> np.ndarray:  # SWIG's prediction, the base of "INR from SWIG"
-        return predict_volume(models["swig"], both)
+    swig_maps: list[np.ndarray] = []
 
-    def swig_spread() -> np.ndarray:  # the same, keeping its uncertainty
+    def swig_spread() -> np.ndarray:  # SWIG's prediction, keeping its uncertainty
         maps, spread = predict_ensemble(models["swig"], both)
         if spreads is not None and spread is not None:
             spreads["SWIG T1w+T2w"] = spread
+        swig_maps[:] = [maps]
         return maps
+
+    def swig_both() -> np.ndarray:  # the same maps, the base of "INR from SWIG" (computed
+        # by the SWIG row when it ran: the INR's time is its own)
+        return swig_maps[0] if swig_maps else predict_volume(models["swig"], both)
 
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)
@@ -219,11 +223,14 @@ def method_table(
     }
     if "nolr" in models:
         methods["SWIG no LR input (T1w+T2w)"] = guided(lambda: predict_volume(models["nolr"], both))
-    grid = INRConfig(seed=args.seed, max_steps=args.inr_max_steps, stop=args.inr_stop)
+    settings = {"seed": args.seed, "max_steps": args.inr_max_steps, "stop": args.inr_stop}
+    grid = INRConfig(**settings)
     methods["INR grid (T1w+T2w)"] = guided(lambda: inr(grid))
-    # as in the app, every INR falls back to the upsampled LR maps where no guide saw
+    # as in the app, the INRs fall back where no guide saw to their base run with no guide:
+    # the upsampled LR maps, or SWIG with no guide (swigapp.methods.fallback_method)
     methods["INR grid from SWIG (T1w+T2w)"] = guided(
-        lambda: inr(replace(grid, init="swig", stop=args.inr_stop, activation="auto"), swig_both)
+        lambda: inr(INRConfig(**settings, init="swig"), swig_both),
+        swig_alone,
     )
     methods["INR Fourier (T1w+T2w)"] = guided(lambda: inr(INRConfig.fourier(seed=args.seed)))
     for key, label in (("wmri2q_supervised", "supervised-only"), ("wmri2q_hybrid", "hybrid")):

@@ -16,7 +16,9 @@ PD NRMSE, ...). Besides, it writes:
   the better of the LR input's and cubic spline's (means over subjects);
 * **uncertainty**: Spearman's rho, over brain voxels, between the orientation ensemble's
   spread (the uncertainty map the app writes) and SWIG's absolute error, per map;
-* **targets** of the model issue on the combined settings.
+* **targets** of the model issue on the combined settings;
+* with ``--inr``, the INR refining SWIG (``--method inr --inr-init swig``) scored beside
+  them, against cubic spline and SWIG.
 
 Writes benchmarks/results/shift/shift.{md,csv}.
 """
@@ -32,16 +34,19 @@ import numpy as np
 import torch
 from scipy import stats
 
+from benchmarks.inr_stopping import PhysicsLoss
 from benchmarks.quality import (
     COLUMNS,
     LR_ROW,
     SETTINGS,
     eval_subjects,
+    inr_targets,
     measured,
     method_table,
 )
 from swigapp import kspace
 from swigapp.models.features import MAP_ORDER
+from swigapp.models.inr import INRConfig
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
 from swigapp.phantom.shift import LESION_SITES, Shift
@@ -51,6 +56,7 @@ from swigapp.registration import DEFAULT_SAMPLING
 SHIFT_SEED = 7000
 SWIG = "SWIG T1w+T2w"
 CUBIC = "cubic spline"
+INR_FROM_SWIG = "INR grid from SWIG (T1w+T2w)"
 TWO_MM = SETTINGS["2mm-iso"]
 ALL = Shift(
     tissue_scale=0.25,
@@ -131,10 +137,15 @@ def run_axis(name: str, fields: dict, args, models: dict, work: Path) -> list[di
         sampling=args.registration_sampling,
     )  # fmt: skip
     keep = (LR_ROW[False], LR_ROW[True], CUBIC, SWIG) + (
-        (f"{SWIG} + adapt",) * bool(args.adapt_steps)
+        (f"{SWIG} + adapt",) * bool(args.adapt_steps) + (INR_FROM_SWIG,) * args.inr
     )
     for subject in subjects:
         voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+        physics = None
+        if args.inr:  # can the INR's loss tell the truth from SWIG here?
+            both = subject.prepared.tensors.with_guides(("T1w", "T2w"))
+            physics = PhysicsLoss(both, INRConfig(init="swig"))
+            truth_loss = physics(np.stack([subject.truth[m] for m in MAP_ORDER]))
         spreads: dict = {}
         table = method_table(
             subject.prepared.tensors, models, args, voxel, subject.prepared, spreads
@@ -145,6 +156,8 @@ def run_axis(name: str, fields: dict, args, models: dict, work: Path) -> list[di
             row |= subject.score(volume)
             if method in spreads:
                 row |= uncertainty_rho(spreads[method], volume, subject.truth, subject.mask)
+            if physics is not None:
+                row |= {"physics_loss": physics(volume), "truth_physics_loss": truth_loss}
             rows.append(row)
             print(
                 f"{name} sub-{subject.name} {method:26s} PD/T1/T2 SSIM {row['PD_SSIM']:.4f} "
@@ -236,6 +249,22 @@ def report(rows: list[dict], settings: list[str]) -> str:
     lines += ["", "## Uncertainty: Spearman rho of the ensemble spread against |error| "
               "(mean, min-max over subjects)", "", "| axis | PD | T1 | T2 |", "|---|---|---|---|",
               *uncertainty]  # fmt: skip
+    inr = [
+        f"- {setting}: " + line.removeprefix(f"- {INR_FROM_SWIG} ")
+        for setting in settings
+        for line in inr_targets({m: means(rows, setting, m) for m in (CUBIC, SWIG, INR_FROM_SWIG)})
+        if means(rows, setting, INR_FROM_SWIG)
+    ]
+    if inr:
+        lines += ["", f"## {INR_FROM_SWIG} against cubic spline and SWIG (means)", "", *inr]
+        lines += ["", "The INR's unsupervised loss (guide and LR terms; 32 fixed crops per "
+                  "subject; means) of the truth, SWIG and the INR from SWIG:", "",
+                  "| setting | truth | SWIG | INR from SWIG |", "|---|---|---|---|"]  # fmt: skip
+        for setting in settings:
+            swig, fit = means(rows, setting, SWIG), means(rows, setting, INR_FROM_SWIG)
+            if swig and fit:
+                losses = (swig["truth_physics_loss"], swig["physics_loss"], fit["physics_loss"])
+                lines.append(f"| {setting} | " + " | ".join(f"{v:.4f}" for v in losses) + " |")
     lines += ["", "## Targets of the model issue (shipped SWIG)", "",
               "| setting | target | SWIG | verdict |", "|---|---|---|---|", *checks]  # fmt: skip
     return "\n".join([*lines, "", "## Every score (means over subjects)", "", *full])
@@ -248,6 +277,7 @@ def main() -> None:
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
     p.add_argument("--axes", nargs="+", default=list(AXES), choices=list(AXES), metavar="AXIS")
     p.add_argument("--adapt-steps", type=int, default=0, help="also score SWIG + adaptation")
+    p.add_argument("--inr", action="store_true", help="also score the INR from SWIG")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--phantom-seed", type=int, default=SHIFT_SEED)
     p.add_argument("--swig-model", metavar="MODEL_PT", help="score this model.pt instead")
@@ -266,6 +296,7 @@ def main() -> None:
     command = (
         f"python -m benchmarks.shift --subjects {args.subjects} --size {args.size}"
         + f" --adapt-steps {args.adapt_steps}" * bool(args.adapt_steps)
+        + " --inr" * args.inr
         + f" --swig-model {args.swig_model}" * bool(args.swig_model)
         + (" --axes " + " ".join(repr(a) for a in args.axes)) * (args.axes != list(AXES))
     )

@@ -29,7 +29,7 @@ from swigapp.consistency import (
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
-from swigapp.methods import GUIDE_FREE, METHODS
+from swigapp.methods import METHODS, fallback_method
 from swigapp.metrics import guide_ssim
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 
@@ -323,14 +323,19 @@ def super_resolve(
     if coverage_files:
         weight = guide_weight([load_image(f)[0] for f in coverage_files])
         if (weight < 1.0).any():
-            if method in GUIDE_FREE:  # the same method with no guide (no adaptation), run
+            plain_method = fallback_method(method, request)
+            if plain_method is not None:  # a network with no guide (no adaptation), run
                 # only where it is used: the networks skip the slices outside the mask
                 plain = replace(request, adapt_steps=0)
+                if plain_method != method:  # the INR's base: the shipped SWIG, as it used
+                    plain = replace(plain, model_path=None)
                 blind = torch.from_numpy((weight < 1.0) & mask)
                 where = replace(subject.with_guides(()), mask=blind)
-                alone, blind_record = run_method(method, where, plain) if blind.any() else (up, {})
+                alone, blind_record = (
+                    run_method(plain_method, where, plain) if blind.any() else (up, {})
+                )
                 alone_spread = blind_record.get("uncertainty")
-                fallback_kind = f"the {method.upper()} maps run with no guide"
+                fallback_kind = f"the {plain_method.upper()} maps run with no guide"
             else:
                 alone, fallback_kind, alone_spread = up, "the upsampled LR maps", None
             sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)

@@ -12,11 +12,13 @@ import torch
 from swigapp import metrics
 from swigapp.cli import run as cli
 from swigapp.interp import upsample_interp
+from swigapp.methods import Request, fallback_method
 from swigapp.models.data import collate, random_crop
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import predict_volume
 from swigapp.models.inr import (
     INR_WEIGHTS,
+    SWIG_ANCHOR,
     GridINR,
     INRConfig,
     NodeAdam,
@@ -77,6 +79,17 @@ def test_inr_config_rejects_unknown_choices():
     ):
         with pytest.raises(ValueError, match=field):
             INRConfig(**{field: value})
+
+
+def test_where_no_guide_saw_each_method_falls_back_to_its_base():
+    """SWIG falls back to itself with no guide, and so does the INR over SWIG (its base):
+    where it has nothing to refine it returns SWIG's maps, not the LR input; the INR over
+    the LR maps and wmri2q (which needs guides) fall back to the upsampled LR maps (None)."""
+    request = Request(device=torch.device("cpu"))
+    assert fallback_method("swig", request) == "swig"
+    assert fallback_method("inr", replace(request, inr_init="swig")) == "swig"
+    assert fallback_method("inr", request) is None
+    assert fallback_method("wmri2q", request) is None
 
 
 @pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (0.8, 1.0, 2.5)])
@@ -217,6 +230,27 @@ def test_inr_ignores_guides_outside_their_field_of_view(aligned):
     assert 0.95 < ratio < 1.05, ratio
 
 
+def test_inr_anchor_keeps_the_fit_near_its_base(aligned):
+    """The proximal term holds the correction to the base down: the same fit moves T1 much
+    less with a strong anchor than without, and the defaults anchor only over SWIG."""
+    base = aligned.lr_up.numpy() * np.array([1.0, 1.1, 0.9], np.float32)[:, None, None, None]
+    m = aligned.mask.numpy()
+
+    def correction(anchor: float) -> float:
+        cfg = INRConfig(init="swig", anchor=anchor, stop="steps", max_steps=60, check_every=60)
+        pred = render_volume(fit_inr(aligned, VOXEL, cfg, base=base), aligned)
+        return float(np.abs(np.log(pred[1][m] / base[1][m])).mean())
+
+    free, held = correction(0.0), correction(20.0)
+    assert free > 0.01, free  # the physics terms move the maps off a base 10 % off in T1
+    assert held < 0.3 * free, (held, free)
+    assert INRConfig(init="swig").resolved().anchor == SWIG_ANCHOR > 0
+    assert INRConfig().resolved().anchor == 0.0  # over the LR maps: no anchor, as before
+    assert replace(INRConfig(), init="swig").resolved().anchor == SWIG_ANCHOR  # re-derived
+    with pytest.raises(ValueError, match="anchor"):
+        INRConfig(anchor=-1.0)
+
+
 @pytest.mark.parametrize(("activation", "varies"), [("relu", False), ("leaky_relu", True)])
 def test_inr_heads_cannot_die(aligned, monkeypatch, activation, varies):
     """Heads whose hidden units all start below zero (as the ReLU heads ended in a failed
@@ -241,8 +275,7 @@ def test_inr_heads_cannot_die(aligned, monkeypatch, activation, varies):
     m = aligned.mask.numpy()
     change = np.log(pred[1][m] / aligned.lr_up.numpy()[1][m])  # the T1 correction
     assert (float(change.std()) > 1e-3) is varies, float(change.std())
-    assert INRConfig().activation == "leaky_relu"  # the default over the LR maps
-    assert INRConfig(init="swig").activation == "relu"  # over SWIG: as before
+    assert INRConfig().activation == INRConfig(init="swig").activation == "leaky_relu"
 
 
 def test_fourier_encoding_still_fits(aligned):
@@ -356,6 +389,10 @@ def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
         swig_init = "swig" in extra
         assert (sidecar["Model"] or {}).get("name") == ("swig_default" if swig_init else None)
         assert sidecar["INRFit"]["config"]["init"] == ("swig" if swig_init else "lr")
+        # over SWIG the proximal term holds the fit near it, recorded and described
+        assert sidecar["INRFit"]["config"]["anchor"] == (SWIG_ANCHOR if swig_init else 0.0)
+        html = (out / "sub-01.html").read_text()
+        assert (f"L1 proximal term weighted {SWIG_ANCHOR:g}" in html) == swig_init
         assert sidecar["INRFit"]["steps"] <= 60
         assert sidecar["INRFit"]["stopped_by"] in ("mi_plateau", "max_steps")
         assert sidecar["INRFit"]["config"]["max_steps"] == 60

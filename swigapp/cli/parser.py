@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=INR_INITS,
         default="lr",
         help="--method inr: what the representation corrects: the upsampled LR maps, or "
-        "the SWIG prediction (the INR then refines SWIG for this subject) (default lr)",
+        "the SWIG prediction (the INR then refines SWIG for this subject, held near it by a "
+        "proximal term; on phantoms within noise of SWIG) (default lr)",
     )
     model.add_argument(
         "--inr-stop",

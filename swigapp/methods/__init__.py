@@ -103,3 +103,14 @@ def run_method(
     if method not in REGISTRY:
         raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     return import_module(REGISTRY[method].module).super_resolve(subject, request)
+
+
+def fallback_method(method: str, request: Request) -> str | None:
+    """The method run with no guide where no guide saw a voxel: a guide-free method itself,
+    SWIG for the INR over SWIG (the base it refines), otherwise None (the upsampled LR
+    maps)."""
+    if method in GUIDE_FREE:
+        return method
+    if method == "inr" and request.inr_init == "swig":
+        return "swig"
+    return None

@@ -18,7 +18,9 @@ Two position encodings:
 - ``fourier``: Gaussian random Fourier features (the paper's), kept for comparison.
 
 The network represents the correction to a base: the LR maps' upsampling (``init="lr"``)
-or the SWIG prediction (``init="swig"``: the INR then refines SWIG for this subject).
+or the SWIG prediction (``init="swig"``: the INR then refines SWIG for this subject, held
+near it by a proximal term, ``anchor``: the physics loss alone, minimised, leads away from
+the truth, docs/methods.md).
 
 Each step evaluates the network on every voxel of a few random HR crops aligned to the LR
 grid, so the acquisition operator of each crop lines up with the acquired LR box, as in
@@ -33,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -45,7 +47,7 @@ from swigapp.methods import INR_INITS, INR_STOP_RULES
 from swigapp.models.data import collate, random_crop
 from swigapp.models.features import SubjectTensors, decode, encode
 from swigapp.models.inference import ADAPT_WEIGHTS
-from swigapp.models.losses import LossWeights, total_loss
+from swigapp.models.losses import LossWeights, masked_l1, total_loss
 
 #: The SWIG adaptation's unsupervised terms: there is no HR truth for a real subject.
 INR_WEIGHTS = ADAPT_WEIGHTS
@@ -53,13 +55,18 @@ INR_WEIGHTS = ADAPT_WEIGHTS
 ENCODINGS = ("grid", "fourier")
 STOP_RULES = INR_STOP_RULES
 INITS = INR_INITS
-#: Activations of the trunk and heads (``INRConfig.activation``; "auto": leaky over the LR
-#: maps, ReLU over SWIG).
-ACTIVATIONS = ("auto", "leaky_relu", "relu")
+#: Activations of the trunk and heads (``INRConfig.activation``).
+ACTIVATIONS = ("leaky_relu", "relu")
 #: Negative slope of the leaky ReLU: no unit can die. With plain ReLU, the three heads' hidden
 #: units all died in one held-out fit over the LR maps (1x1x4 mm sub-01 of seed 5000: its
 #: maps stayed the LR input's); with this slope none did (docs/methods.md).
 LEAKY_SLOPE = 0.1
+#: Weight of the proximal term over the SWIG prediction (``INRConfig.anchor``), chosen on
+#: validation phantoms (seed 3000, benchmarks.inr_stopping --init swig; at the MI rule's
+#: kept step): without it the fit drove the physics loss far below the truth's and GM T1 MAE
+#: from 25-34 to 36-50 ms; with 1, GM T1 stayed within 0.8 ms but PD SSIM fell by up to
+#: 0.0033; with 5 every score stayed within 0.1 ms / 0.0002 of SWIG's (docs/methods.md).
+SWIG_ANCHOR = 5.0
 
 
 @dataclass(frozen=True)
@@ -71,13 +78,17 @@ class INRConfig:
     total variation (mean |difference| of neighbouring nodes, per level, under the crops).
     Fourier encoding: ``features`` frequencies of standard deviation ``sigma`` cycles/mm.
     Both: a trunk of ``trunk_layers`` x ``width`` and one head per map, with ``activation``
-    ("leaky_relu", slope :data:`LEAKY_SLOPE`, or "relu"; "auto", the default, becomes
-    "leaky_relu" over the LR maps and "relu" over SWIG).
+    ("leaky_relu", slope :data:`LEAKY_SLOPE`, the default, or "relu").
+    ``anchor``: weight of a proximal term, the L1 size of the correction in the network
+    domain (PD, ln T1, ln T2) inside the mask, which keeps the fit near its base where the
+    physics terms do not pull hard (``None``, the default: :data:`SWIG_ANCHOR` over SWIG,
+    0 over the LR maps).
     ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its crop
     unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain.
     Every ``check_every`` steps the mean mutual information (nats) between the maps and the
     guides is measured on ``check_voxels`` fixed brain voxels. ``stop="auto"`` (the default)
-    becomes ``"steps"`` over the LR maps and ``"mi"`` over the SWIG prediction. With
+    becomes ``"steps"`` over the LR maps and ``"mi"`` over the SWIG prediction
+    (:meth:`resolved`). With
     ``stop="mi"``, after
     ``min_steps`` the fit stops once the best MI has not risen by more than ``tol``
     (relative) over the last ``patience`` checks, and the state of the best check is kept.
@@ -94,7 +105,8 @@ class INRConfig:
     width: int = 64
     trunk_layers: int = 2
     head_layers: int = 1
-    activation: str = "auto"
+    activation: str = "leaky_relu"
+    anchor: float | None = None
     learning_rate: float = 1e-2
     crop: tuple[int, int, int] = (24, 24, 24)
     crops_per_step: int = 8
@@ -116,12 +128,20 @@ class INRConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"INR {name} must be one of {allowed}, got {value!r}")
+        if self.anchor is not None and self.anchor < 0:
+            raise ValueError(f"INR anchor must be >= 0, got {self.anchor}")
+
+    def resolved(self) -> INRConfig:
+        """The settings with every "auto" (and the ``None`` anchor) made concrete for this
+        ``init``: what :func:`fit_inr` runs and records. Kept apart from construction so that
+        ``replace(config, init=...)`` re-derives them."""
+        over_lr = self.init == "lr"
+        changes: dict = {}
         if self.stop == "auto":  # fixed steps over the LR maps, the MI over SWIG
-            object.__setattr__(self, "stop", "steps" if self.init == "lr" else "mi")
-        if self.activation == "auto":  # leaky over the LR maps; over SWIG the leaky fit
-            # moved away from SWIG where the ReLU's stayed near it (docs/methods.md)
-            chosen = "leaky_relu" if self.init == "lr" else "relu"
-            object.__setattr__(self, "activation", chosen)
+            changes["stop"] = "steps" if over_lr else "mi"
+        if self.anchor is None:
+            changes["anchor"] = 0.0 if over_lr else SWIG_ANCHOR
+        return replace(self, **changes)
 
     @classmethod
     def fourier(cls, **changes) -> INRConfig:
@@ -442,6 +462,31 @@ def _plateau(values: Sequence[float], cfg: INRConfig) -> bool:
     return not still_improving(values, cfg.patience, cfg.tol, larger=True)
 
 
+def guides_seen(subject: SubjectTensors) -> torch.Tensor:
+    """(X, Y, Z) brain voxels every present guide has data for: the guide term and the MI see
+    only these (outside a guide's field of view, 0 after resampling, the guide term would pull
+    the maps to 0)."""
+    present = subject.present > 0
+    return subject.mask & (subject.raw_guides[present] > 0).all(dim=0)
+
+
+def crop_batch(
+    subject: SubjectTensors,
+    rng: np.random.Generator,
+    crop: Sequence[int],
+    n: int,
+    seen: torch.Tensor,
+    device: torch.device | str = "cpu",
+) -> tuple[list[dict], dict]:
+    """``n`` random HR crops aligned to the LR grid and their collated batch for the
+    unsupervised loss (no truth; the guide term restricted to ``seen``)."""
+    crops = [random_crop(subject, rng, crop, perm=(0, 1, 2), guide_keep=1.0) for _ in range(n)]
+    batch = collate(crops, device)
+    batch["truth"] = None
+    batch["guide_mask"] = torch.stack([seen[c["box"]] for c in crops]).to(device)
+    return crops, batch
+
+
 def _optimisers(model: nn.Module, lr: float) -> tuple[torch.optim.Adam, NodeAdam | None]:
     """Adam for the network, :class:`NodeAdam` for the grids (only touched nodes move)."""
     nodes = NodeAdam(model, lr) if isinstance(model, GridINR) else None
@@ -465,7 +510,7 @@ def fit_inr(
     rendered so far (3, X, Y, Z); its values make ``monitor_curve`` (benchmarks: the true
     error against the stopping measures).
     """
-    cfg = config or INRConfig()
+    cfg = (config or INRConfig()).resolved()
     if cfg.init == "swig" and base is None:
         raise ValueError("INR init 'swig' needs the SWIG prediction as its base")
     start = time.perf_counter()
@@ -476,9 +521,7 @@ def fit_inr(
     model = build_representation(cfg, subject.hr_shape, voxel_size).to(device)
     adam, node_adam = _optimisers(model, cfg.learning_rate)
     present = [g for g in range(len(subject.present)) if subject.present[g] > 0]
-    # the guide term and the MI see only voxels every present guide has data for: outside a
-    # guide's field of view (0 after resampling) the guide term would pull the maps to 0
-    seen = subject.mask & (subject.raw_guides[present] > 0).all(dim=0)
+    seen = guides_seen(subject)
     candidates = torch.nonzero(seen) if seen.any() else subject.brain_voxels
     check = candidates[rng.permutation(len(candidates))[: cfg.check_voxels]]
     check_idx = check.float().to(device)
@@ -505,18 +548,14 @@ def fit_inr(
             group["lr"] = cfg.learning_rate * decay
         if node_adam is not None:
             node_adam.lr = cfg.learning_rate * decay
-        crops = [
-            random_crop(subject, rng, cfg.crop, perm=(0, 1, 2), guide_keep=1.0)
-            for _ in range(cfg.crops_per_step)
-        ]
-        batch = collate(crops, device)
-        batch["truth"] = None
-        batch["guide_mask"] = torch.stack([seen[c["box"]] for c in crops]).to(device)
+        crops, batch = crop_batch(subject, rng, cfg.crop, cfg.crops_per_step, seen, device)
         out, reg, leaves = model.boxes([c["box"] for c in crops], cfg.tv)
         zb = torch.stack([z_base[c["box"]] for c in crops]).to(device)
         maps = decode(out + zb, dim=-1).permute(0, 4, 1, 2, 3)  # (B, 3, x, y, z)
         loss, _ = total_loss(cfg.weights, maps, batch)
         loss = loss + cfg.tv * reg
+        if cfg.anchor:  # the correction's size, in the network domain
+            loss = loss + cfg.anchor * masked_l1(out.permute(0, 4, 1, 2, 3), batch["mask"])
         adam.zero_grad()
         loss.backward()
         adam.step()

@@ -174,7 +174,7 @@ def lr_loss(
     return err.mean()
 
 
-def _masked_l1(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_l1(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |err| of (B, 3, X, Y, Z) maps over the (B, X, Y, Z) mask and the 3 maps."""
     m = mask[:, None].to(err.dtype)
     return (err.abs() * m).sum() / (3 * m.sum() + EPS)
@@ -182,14 +182,14 @@ def _masked_l1(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def supervised_loss(maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """L1 in the network domain (PD, ln T1, ln T2) inside the mask: relative errors for T1, T2."""
-    return _masked_l1(encode(maps) - encode(truth), mask)
+    return masked_l1(encode(maps) - encode(truth), mask)
 
 
 def supervised_linear_loss(
     maps: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """L1 in physical units inside the mask, each map divided by its LR_SCALES entry."""
-    return _masked_l1((maps - truth) / _map_scales(maps), mask)
+    return masked_l1((maps - truth) / _map_scales(maps), mask)
 
 
 def supervised_beyond_band_loss(
@@ -198,7 +198,7 @@ def supervised_beyond_band_loss(
     """L1, in the network domain inside the mask, of the part of the error outside the
     k-space band of an LR grid of size ``lr_shape`` (the crop's LR box)."""
     err = (encode(maps) - encode(truth)) * mask[:, None].to(maps.dtype)
-    return _masked_l1(kspace.beyond_band(err, lr_shape), mask)
+    return masked_l1(kspace.beyond_band(err, lr_shape), mask)
 
 
 def sobel(image: torch.Tensor) -> torch.Tensor:

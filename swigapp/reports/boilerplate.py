@@ -400,6 +400,12 @@ def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> 
                     if c.get("tv")
                     else ""
                 )
+                + (
+                    f", and an L1 proximal term weighted {c.get('anchor'):g} holding the "
+                    "correction near its base"
+                    if c.get("anchor")
+                    else ""
+                )
                 + rule,
                 ("mcginnis2023inr",),
             )
