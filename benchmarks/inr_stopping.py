@@ -19,6 +19,7 @@ import argparse
 import csv
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,8 +44,6 @@ from swigapp.models.shipped import load_shipped
 
 RESULTS = Path(__file__).parent / "results"
 VALIDATION_SEED = 3000
-#: rule -> (measure column, higher is better)
-RULES = {"mi": ("mi", True)}
 #: Fixed crops on which the physics loss of the curves is measured.
 LOSS_CROPS = 32
 
@@ -100,25 +99,31 @@ class PhysicsLoss:
         return float(total_loss(self.weights, maps, self.batch)[0])
 
 
-def curves(subject, config: INRConfig, base: np.ndarray | None) -> list[dict]:
-    """One fit, its MI, physics loss and true errors per check (step 0: the start, the
-    base); the truth's physics loss in every row (``truth_loss``)."""
+def curves(subject, config: INRConfig, anchors: Sequence[float]) -> dict[float, list[dict]]:
+    """One fit per anchor, its MI, physics loss and true errors per check (step 0: the
+    start, the base); the truth's physics loss in every row (``truth_loss``). The base (SWIG
+    with ``init="swig"``) and the loss's crops are set up once for all anchors."""
     tensors = subject.prepared.tensors.with_guides(("T1w", "T2w"))
     voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+    base = None
+    if config.init == "swig":
+        base = predict_volume(load_shipped("swig_default"), tensors)
     physics = PhysicsLoss(tensors, config)
-    truth_volume = np.stack([subject.truth[m] for m in MAP_ORDER])
-    truth_loss = physics(truth_volume)
-    truth: list[dict] = []
+    truth_loss = physics(np.stack([subject.truth[m] for m in MAP_ORDER]))
+    runs = {}
+    for anchor in anchors:
+        truth: list[dict] = []
 
-    def monitor(volume: np.ndarray) -> float:
-        truth.append(true_errors(subject, volume) | {"loss": physics(volume)})
-        return truth[-1]["GM_T1_MAE_ms"]
+        def monitor(volume: np.ndarray, truth: list[dict] = truth) -> float:
+            truth.append(true_errors(subject, volume) | {"loss": physics(volume)})
+            return truth[-1]["GM_T1_MAE_ms"]
 
-    fit = fit_inr(tensors, voxel, config, monitor=monitor, base=base)
-    return [
-        {"step": step, "mi": mi, **row, "truth_loss": truth_loss}
-        for (step, mi), row in zip(fit.mi_curve, truth, strict=True)
-    ]
+        fit = fit_inr(tensors, voxel, replace(config, anchor=anchor), monitor=monitor, base=base)
+        runs[anchor] = [
+            {"step": step, "mi": mi, **row, "truth_loss": truth_loss}
+            for (step, mi), row in zip(fit.mi_curve, truth, strict=True)
+        ]
+    return runs
 
 
 Runs = dict[tuple[str, str, float], list[dict]]
@@ -224,14 +229,9 @@ def main() -> None:
             for subject in eval_subjects(
                 SETTINGS[setting], args.subjects, args.size, VALIDATION_SEED, 0, Path(tmp) / setting
             ):
-                base = None
-                if config.init == "swig":
-                    tensors = subject.prepared.tensors.with_guides(("T1w", "T2w"))
-                    base = predict_volume(load_shipped("swig_default"), tensors)
-                for anchor in anchors:
-                    fit_config = replace(config, anchor=anchor)
-                    runs[(setting, subject.name, anchor)] = curves(subject, fit_config, base)
-                    print(f"{setting} sub-{subject.name} anchor {anchor:g} done", flush=True)
+                for anchor, rows in curves(subject, config, anchors).items():
+                    runs[(setting, subject.name, anchor)] = rows
+                print(f"{setting} sub-{subject.name} done", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "inr_stopping" + ("_swig" if args.init == "swig" else "")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from benchmarks.inr_stopping import PhysicsLoss
+from benchmarks.inr_stopping import LOSS_CROPS, PhysicsLoss
 from benchmarks.quality import (
     COLUMNS,
     LR_ROW,
@@ -257,8 +257,8 @@ def report(rows: list[dict], settings: list[str]) -> str:
     ]
     if inr:
         lines += ["", f"## {INR_FROM_SWIG} against cubic spline and SWIG (means)", "", *inr]
-        lines += ["", "The INR's unsupervised loss (guide and LR terms; 32 fixed crops per "
-                  "subject; means) of the truth, SWIG and the INR from SWIG:", "",
+        lines += ["", f"The INR's unsupervised loss (guide and LR terms; {LOSS_CROPS} fixed "
+                  "crops per subject; means) of the truth, SWIG and the INR from SWIG:", "",
                   "| setting | truth | SWIG | INR from SWIG |", "|---|---|---|---|"]  # fmt: skip
         for setting in settings:
             swig, fit = means(rows, setting, SWIG), means(rows, setting, INR_FROM_SWIG)

@@ -520,7 +520,7 @@ def fit_inr(
     z_base = encode(base_maps, dim=0).permute(1, 2, 3, 0)  # (X, Y, Z, 3)
     model = build_representation(cfg, subject.hr_shape, voxel_size).to(device)
     adam, node_adam = _optimisers(model, cfg.learning_rate)
-    present = [g for g in range(len(subject.present)) if subject.present[g] > 0]
+    present = subject.present > 0
     seen = guides_seen(subject)
     candidates = torch.nonzero(seen) if seen.any() else subject.brain_voxels
     check = candidates[rng.permutation(len(candidates))[: cfg.check_voxels]]
