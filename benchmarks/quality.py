@@ -72,12 +72,16 @@ GUIDES = ("T1w", "T2w")
 LR_ROW = {False: "LR input (zero-filled)", True: "LR input (lsq, 2D stack)"}
 
 
-def held_out_config(size: str, setting: tuple[float, ...] | dict) -> PhantomConfig:
+def held_out_config(
+    size: str, setting: tuple[float, ...] | dict, anatomy: tuple[str, ...] | None = None
+) -> PhantomConfig:
     """Phantom settings of the held-out subjects (harder than training); ``setting``: LR
-    factors, or PhantomConfig fields (:data:`SETTINGS`)."""
+    factors, or PhantomConfig fields (:data:`SETTINGS`); ``anatomy``: real individuals
+    taken in turn by subject (None: the template)."""
     fields = dict(setting) if isinstance(setting, dict) else {"lr_factors": tuple(setting)}
     return PhantomConfig(
         size=size,
+        anatomy=anatomy,
         **fields,
         guides=("T1w", "T2w", "FLAIR"),
         n_lesions=5,
@@ -304,12 +308,12 @@ def eval_subjects(
     seed: int,
     work: Path,
     sampling: float = DEFAULT_SAMPLING,
+    anatomy: tuple[str, ...] | None = None,
 ) -> Iterator[EvalSubject]:
-    """Write ``n`` test phantoms (:func:`held_out_config`) under ``work`` and yield them
-    registered, one at a time."""
-    root = write_dataset(
-        work, n, seed=phantom_seed, config=held_out_config(size, factors), progress=False
-    )
+    """Write ``n`` test phantoms (:func:`held_out_config`; ``anatomy``: real individuals,
+    None: the template) under ``work`` and yield them registered, one at a time."""
+    config = held_out_config(size, factors, anatomy)
+    root = write_dataset(work, n, seed=phantom_seed, config=config, progress=False)
     bids = layout(root)
     for sub in sorted(bids.get_subjects()):
         truth, tissues, mask = load_truth(root, sub)
@@ -318,6 +322,15 @@ def eval_subjects(
         prepared = prepare_bundle(bundle, seed=seed, sampling=sampling)
         seconds = time.perf_counter() - t0
         yield EvalSubject(sub, truth, tissues, mask, bundle.protocols, prepared, seconds)
+
+
+def anatomies(part: str, n: int) -> tuple[str, ...] | None:
+    """The first ``n`` individuals of a part of the anatomy split (``template``: None)."""
+    if part == "template":
+        return None
+    from swigapp.phantom.individuals import split_subjects
+
+    return tuple(split_subjects(part)[:n])
 
 
 def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
@@ -331,6 +344,7 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
         args.seed,
         work / name,
         sampling=args.registration_sampling,
+        anatomy=anatomies(args.anatomy, args.subjects),
     )
     for subject in subjects:
         tensors = subject.prepared.tensors
@@ -492,6 +506,13 @@ def main() -> None:
         "unused seed (e.g. 3000) for validation while developing a model",
     )
     p.add_argument(
+        "--anatomy",
+        choices=("template", "heldout", "validation"),
+        default="template",
+        help="template: deformed ICBM 2009 (as before); heldout / validation: real individuals "
+        "of that part of the anatomy split (swigapp.phantom.individuals; fetch them first)",
+    )
+    p.add_argument(
         "--swig-model",
         metavar="MODEL_PT",
         help="score this model.pt (e.g. a candidate from swigapp-train) instead of the "
@@ -528,9 +549,14 @@ def main() -> None:
         extra += f" --registration-sampling {args.registration_sampling}"
     if args.inr_stop != "auto":
         extra += f" --inr-stop {args.inr_stop}"
+    if args.anatomy != "template":
+        extra += f" --anatomy {args.anatomy}"
     if args.settings != list(SETTINGS):
         extra += " --settings " + " ".join(args.settings)
     role = "held out" if args.phantom_seed == HELD_OUT_SEED else "validation, not held out"
+    if args.anatomy != "template":
+        names = anatomies(args.anatomy, args.subjects) or ()
+        role += f"; {args.anatomy} individuals {', '.join(names)}"
     header = (
         f"Command: `python -m benchmarks.quality --subjects {args.subjects} --size {args.size} "
         f"--adapt-steps {args.adapt_steps} --inr-max-steps {args.inr_max_steps}{extra}`; "

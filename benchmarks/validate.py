@@ -27,8 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, EvalSubject, eval_subjects
+from benchmarks.quality import (
+    GUIDES,
+    HELD_OUT_SEED,
+    SETTINGS,
+    EvalSubject,
+    anatomies,
+    eval_subjects,
+)
 from benchmarks.shift import AXES, SHIFT_SEED
+from swigapp.consistency import fallback_maps
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
 from swigapp.models.shipped import load_shipped, shipped_name
@@ -100,12 +108,22 @@ def main() -> None:
         metavar="SETTING",
         help=f"quality settings ({', '.join(SETTINGS)}) or shift axes ({', '.join(AXES)})",
     )
+    p.add_argument(
+        "--anatomy",
+        choices=("template", "validation"),
+        default="template",
+        help="template: deformed ICBM 2009; validation: the validation individuals of the "
+        "anatomy split (swigapp.phantom.individuals)",
+    )
     p.add_argument("--seed", type=int, default=0, help="registration seed")
     p.add_argument("--csv", type=Path, help="write every (setting, subject, model) row here")
     args = p.parse_args()
     if args.phantom_seed in (HELD_OUT_SEED, SHIFT_SEED):
         p.error(f"seed {args.phantom_seed} is a reported benchmark's: choose models on another")
-    networks = {m: load_candidate(m) for m in args.models}
+    runs = {"cubic spline": lambda t: fallback_maps(t.lr.numpy(), t.hr_shape)}  # baseline
+    for m in args.models:
+        network = load_candidate(m)
+        runs[m] = lambda t, net=network: predict_volume(net, t)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
@@ -116,11 +134,12 @@ def main() -> None:
                 args.phantom_seed,
                 args.seed,
                 Path(tmp) / setting,
+                anatomy=anatomies(args.anatomy, args.subjects),
             )
             for subject in subjects:
                 inputs = subject.prepared.tensors.with_guides(GUIDES)
-                for model, network in networks.items():
-                    volume = predict_volume(network, inputs)
+                for model, run in runs.items():
+                    volume = run(inputs)
                     row = {"setting": setting, "subject": subject.name, "model": model}
                     row["lesion_T1_bias_ms"] = lesion_bias_ms(volume, subject)
                     rows.append(row | subject.score(volume))
@@ -136,8 +155,8 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(rows)
     print(
-        f"\nphantom seed {args.phantom_seed} (validation), {args.size}, T1w + T2w guides\n\n"
-        + table(rows, args.models)
+        f"\nphantom seed {args.phantom_seed} (validation), {args.size}, {args.anatomy} anatomy, "
+        "T1w + T2w guides\n\n" + table(rows, list(runs))
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from swigapp import kspace
 from swigapp.consistency import (
     failures,
+    fallback_maps,
     fallback_weight,
     falls_back,
     lr_residual,
@@ -201,7 +202,8 @@ def guide_weight(coverages: Sequence[np.ndarray]) -> np.ndarray:
     (1 voxel) between (no seam).
 
     The fallback (:func:`super_resolve`) is the method run with no guide when it can
-    (SWIG, trained with guides left out), else the upsampled LR maps. Chosen on validation
+    (SWIG, trained with guides left out), else the cubic-spline interpolation of the LR
+    maps (0.2.0: the upsampled LR maps). Chosen on validation
     phantoms (seed 3000, 2 subjects each, slab; guides that miss the edge slices after
     head motion at 2 mm iso, and wedges of a 15-degree tilted 2D stack of a head): GM T1
     MAE (ms) of SWIG without fallback / LR-maps fallback / no-guide fallback: 27.1 / 27.2 /
@@ -259,10 +261,11 @@ def super_resolve(
     of the INR fit and of the residual); ``acquisition``: conform's record of the
     acquisition model (the residual's forward model); ``coverage_files``: the guides' field
     of view on the HR grid (:func:`register`): where no guide saw anything, the maps are
-    those of the method run with no guide (SWIG), else the upsampled LR maps
-    (:func:`guide_weight`), never detail drawn from empty guides. With ``fallback``, a
-    region that fails both data-consistency checks gets the upsampled LR maps
-    (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The
+    those of the method run with no guide (SWIG), else the cubic-spline interpolation of the
+    LR maps (:func:`guide_weight`, :func:`swigapp.consistency.fallback_maps`), never detail
+    drawn from empty guides. With ``fallback``, a region whose maps explain the guides
+    worse than that interpolation, or that fails both fixed data-consistency checks, gets
+    the interpolation (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The
     maps are 0 outside the head (the LR maps' support). Returns the method, the model's name
     and sha256 (network methods), the slice axes, the adaptation losses or the INR fit
     summary, the adaptation (mode, steps and, for ``auto``, its decision with the checks
@@ -337,7 +340,8 @@ def super_resolve(
                 alone_spread = blind_record.get("uncertainty")
                 fallback_kind = f"the {plain_method.upper()} maps run with no guide"
             else:
-                alone, fallback_kind, alone_spread = up, "the upsampled LR maps", None
+                alone, alone_spread = fallback_maps(lr, sr.shape[1:]), None
+                fallback_kind = "the cubic-spline interpolation of the LR maps"
             sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
             if spread is not None and alone_spread is not None:
                 spread = (weight * spread + (1.0 - weight) * alone_spread).astype(np.float32)
@@ -349,7 +353,11 @@ def super_resolve(
         from swigapp.synthesis import synthesize
 
         synth = {g: synthesize(_as_dict(sr), protos[g]) for g in guides}
-        regions = regional_checks(sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acq)
+        interp = fallback_maps(lr, sr.shape[1:])
+        synth_interp = {g: synthesize(_as_dict(interp), protos[g]) for g in guides}
+        regions = regional_checks(
+            sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acq, synth_interp
+        )
         fell_back = [
             {
                 "region": name,
@@ -361,7 +369,7 @@ def super_resolve(
         ]
         if fallback and fell_back:
             w = fallback_weight([f["region"] for f in fell_back], mask.shape, hr_affine, mask)
-            sr = np.where(head, w * sr + (1.0 - w) * up, np.float32(0.0)).astype(np.float32)
+            sr = np.where(head, w * sr + (1.0 - w) * interp, np.float32(0.0)).astype(np.float32)
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
     extra |= record
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)

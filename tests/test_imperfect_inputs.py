@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from swigapp import kspace
 from swigapp.cli import run as cli
@@ -449,3 +450,48 @@ def test_adaptation_and_inr_leave_out_invalid_lr_voxels(tiny_subject):
     assert len(losses) == 2 and np.isfinite(losses).all()
     cfg = INRConfig(max_steps=2, min_steps=1, crops_per_step=2, check_voxels=500)
     assert np.isfinite(fit_inr(marked, (2.0, 2.0, 2.0), cfg).losses).all()
+
+
+def test_a_failed_fit_sentinel_is_missing_data_not_a_crash(lr_copy, tmp_path):
+    """One T1 voxel at 3e38 (a fitting tool's failure value) and a few in ms T2 and PD far
+    beyond any tissue: counted as out of range, filled, and the brain mask still found
+    (with today's code before this check the brain mask came out empty)."""
+    from swigapp.participant import make_mask
+
+    maps, guide = lr_copy
+    head = _head(maps)
+    t1, img = _read(maps["T1"])
+    inside = np.argwhere(ndimage.binary_erosion(head, iterations=2) & (t1 > 0.5))
+    centre = tuple(inside[len(inside) // 2])
+    t1[centre] = 3e38
+    _write(maps["T1"], t1, img)
+    t2, img = _read(maps["T2"])
+    far = tuple(inside[len(inside) // 3])
+    t2[far] = 50.0  # 50 s
+    _write(maps["T2"], t2, img)
+    res = _conform(maps, guide, tmp_path / "c")
+    q = res["input_quality"]
+    assert q["T1"]["out_of_range_total"] == 1 == q["T1"]["invalid_in_head"]
+    assert q["T2"]["out_of_range_total"] == 1 and q["PD"]["out_of_range_total"] == 0
+    lr = _read(res["lr_file"])[0]
+    assert np.isfinite(lr).all()
+    ring = t1[tuple(slice(c - 1, c + 2) for c in centre)]
+    filled = lr[(*centre, 1)]
+    assert 0.5 <= filled <= float(np.max(ring[ring < 100]))  # a local mean, in seconds
+    assert lr[(*far, 2)] < 3.0
+    valid = load_valid(res["lr_valid_file"])
+    assert not valid[1][centre] and not valid[2][far] and valid.sum() == valid.size - 2
+    assert any("1 beyond the physical range" in n for n in res["notes"])
+    mask = make_mask(res["lr_file"], res["lr_up_file"], tmp_path / "c", template=False)
+    brain = _read(mask["mask_file"])[0] > 0
+    assert brain.sum() > 0.5 * kspace.upsample(head.astype(float), brain.shape).__gt__(0.5).sum()
+
+
+def test_a_map_mostly_beyond_the_physical_range_is_refused(lr_copy, tmp_path):
+    maps, guide = lr_copy
+    head = _head(maps)
+    _rewrite(
+        maps["T2"], lambda d: np.where(head & (np.arange(d.size).reshape(d.shape) % 3 == 0), 1e6, d)
+    )
+    with pytest.raises(InputError, match=r"T2map.*% of the head voxels are invalid.*physical"):
+        _conform(maps, guide, tmp_path / "c")

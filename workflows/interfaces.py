@@ -158,7 +158,7 @@ class _SuperResolveInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="one slice axis instead of the orientation ensemble"
     )
     fallback = traits.Bool(
-        True, usedefault=True, desc="upsampled LR maps in regions failing both checks"
+        True, usedefault=True, desc="interpolated LR maps in regions failing the checks"
     )
     seed = traits.Int(0, usedefault=True)
     device = traits.Str("auto", usedefault=True)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from swigapp._version import __version__
 from swigapp.cli.parser import comma_list
 from swigapp.phantom.bids import TRUTH_PIPELINE, DatasetExistsError, write_dataset
+from swigapp.phantom.individuals import AnatomyNotFoundError, describe_sources, load_individual
 from swigapp.phantom.subject import GUIDES, PhantomConfig
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 
@@ -98,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a head instead of a skull-stripped brain: extra-cerebral CSF, skull, scalp fat "
         "and muscle, and a noisy LR map background with negative values as fitted maps have",
     )
+    parser.add_argument(
+        "--anatomy",
+        type=comma_list(),
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="real individuals instead of the ICBM 2009 template, taken in turn by subject "
+        "(each subject a deformation of its own): subject names, "
+        + describe_sources()
+        + " (label maps extracted into the real-data cache first: "
+        "python -m swigapp.phantom.individuals fetch ...), or a path to a converted .npz "
+        "or a label map",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     parser.add_argument(
         "--lesions", type=int, default=3, metavar="N", help="WM lesions per subject (default 3)"
@@ -141,6 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if abs(args.tilt) > 45:
         print("swigapp-phantom: error: --tilt must be within +-45 degrees", file=sys.stderr)
         return 2
+    for name in args.anatomy or ():
+        try:  # converts once into the cache; a missing anatomy fails before any output
+            load_individual(name, args.size)
+        except AnatomyNotFoundError as err:
+            print(f"swigapp-phantom: error: {err}", file=sys.stderr)
+            return 2
+        except (KeyError, ValueError) as err:
+            print(f"swigapp-phantom: error: --anatomy {name}: {err}", file=sys.stderr)
+            return 2
     factors = args.lr_factor * 3 if len(args.lr_factor) == 1 else args.lr_factor
     slices = {}
     if args.acquisition == "2d":
@@ -158,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         protocol_jitter=args.protocol_jitter,
         head=args.head,
         tilt_deg=args.tilt,
+        anatomy=None if args.anatomy is None else tuple(args.anatomy),
         **slices,
     )
     start = time.perf_counter()

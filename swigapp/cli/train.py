@@ -49,6 +49,24 @@ def init_weights(model: str) -> dict:
     return {"path": str(path), "sha256": sha256(path)}
 
 
+def anatomy_list(text: str) -> list[str | None]:
+    """Anatomies of the training phantoms, taken in turn by subject: a comma list of
+    ``template`` (the ICBM 2009 template, None), split parts (``training``: every training
+    individual of :mod:`swigapp.phantom.individuals`' split, the sources interleaved) and
+    individual names."""
+    from swigapp.phantom.individuals import split_subjects
+
+    out: list[str | None] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item == "template":
+            out.append(None)
+        elif item in ("training", "validation", "heldout"):
+            out += split_subjects(item)
+        else:
+            out.append(item)
+    return out or [None]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line parser of swigapp-train."""
     p = argparse.ArgumentParser(
@@ -103,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=TRAIN_PHANTOM.n_lesions,
         metavar="N",
         help="phantoms: white-matter lesions per subject",
+    )
+    src.add_argument(
+        "--anatomies",
+        default="template",
+        metavar="LIST",
+        help="phantoms: their anatomies, taken in turn by subject: a comma list of template "
+        "(the ICBM 2009 template), training (the training individuals of the anatomy split; "
+        "fetch them first: python -m swigapp.phantom.individuals fetch) and individual names "
+        "(default template)",
     )
     src.add_argument(
         "--randomise",
@@ -192,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Options that shape the phantoms generated on the fly, meaningless with --bids.
 PHANTOM_ONLY = (
     "subjects",
+    "anatomies",
     "phantom_seed",
     "size",
     "max_rotation",
@@ -236,15 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_lesions=args.lesions,
         )
         head = None if args.head_motion is None else tuple(args.head_motion)
+        anatomies = anatomy_list(args.anatomies)
         pool = phantom_pool(
             args.subjects, args.phantom_seed, settings, config, not args.quiet, head,
-            randomise=args.randomise,
+            randomise=args.randomise, anatomies=anatomies,
         )  # fmt: skip
         data = {
             "source": "phantom",
             "subjects": args.subjects,
             "phantom_seed": args.phantom_seed,
             "lr_settings": [list(s) for s in settings],
+            "anatomies": [a or "template" for a in anatomies],
             "phantom": {
                 k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
             },

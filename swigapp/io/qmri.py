@@ -1,8 +1,10 @@
 """LR qMRI maps as fitted in practice: head region, invalid voxels, units, PD scale.
 
 Fitted maps carry background noise, NaN where a fit failed, PD in any scale and T1/T2 in
-ms. These are processed: a voxel that is NaN, infinite or negative is *invalid* (missing
-data); invalid voxels are counted per map (inside the head and in total), filled from
+ms. These are processed: a voxel that is NaN, infinite, negative or beyond a physical bound
+(:data:`PHYSICAL_MAX`, after unit handling: a failed fit's sentinel such as 3e38) is
+*invalid* (missing data); invalid voxels are counted per map (inside the head and in
+total), filled from
 their valid neighbours inside the head (normalised convolution) and set to 0 outside it,
 and excluded from the LR-consistency terms through the validity mask. What cannot be a map
 is refused (:class:`~swigapp.io.bids.InputError`): a map NaN, negative or zero throughout,
@@ -35,6 +37,11 @@ MAX_INVALID_FRACTION = 0.2
 #: exactly 0 or ringing clipped at 0) is left as it is.
 HEAD_MARGIN = 1
 NOISY_BACKGROUND = 0.01
+#: Largest value a map can hold after unit handling (T1/T2 in s, PD as a water fraction):
+#: beyond it a voxel is a failed fit (fitting software writes sentinels such as 3e38 or
+#: clamps at its bound), invalid like NaN. Pure water at 3T has T1 of about 3.5-4.5 s and
+#: T2 of about 2-3 s; PD is at most about 1 (water) plus noise.
+PHYSICAL_MAX = {"PD": 3.0, "T1": 10.0, "T2": 10.0}
 #: Plausible head medians (s) of T1 and T2 after unit handling.
 MEDIAN_RANGE = {"T1": (0.1, 5.0), "T2": (0.01, 3.0)}
 #: Typical head medians (s): a sidecar ``Units`` contradicts the data when the median is
@@ -257,15 +264,10 @@ def prepare_lr_maps(
             "invalid_total": int(bad.sum()),
             "nonfinite_total": int((~finite).sum()),
             "negative_total": int(bad.sum() - (~finite).sum()),
+            "out_of_range_total": 0,
             "invalid_fraction_in_head": float((bad & head).sum() / n_head),
         }
-        if quality[name]["invalid_fraction_in_head"] > MAX_INVALID_FRACTION:
-            q = quality[name]
-            raise InputError(
-                f"{map_files[name]}: {100 * q['invalid_fraction_in_head']:.0f} % of the head "
-                f"voxels are invalid (NaN, infinite or negative; {q['invalid_in_head']} of "
-                f"{n_head}); at most {100 * MAX_INVALID_FRACTION:.0f} % is accepted"
-            )
+        _check_invalid_fraction(quality[name], map_files[name])
     maps: dict[str, np.ndarray] = {}
     units: dict[str, str] = {}
     for name in MAP_ORDER:
@@ -285,6 +287,7 @@ def prepare_lr_maps(
     units["PD"] = (
         f"{scale['input_units']} x {scale['factor']:.6g} -> water fraction ({scale['rule']})"
     )
+    _mark_out_of_range(maps, valid, head, scale["factor"], quality, map_files)
     support = ndimage.binary_dilation(head, iterations=HEAD_MARGIN)
     background = ~support
     for name in MAP_ORDER:
@@ -297,7 +300,8 @@ def prepare_lr_maps(
     notes = [
         f"{q['file']}: {q['invalid_in_head']} invalid voxels in the head "
         f"({100 * q['invalid_fraction_in_head']:.2g} % of {n_head}), {q['invalid_total']} in "
-        f"total ({q['nonfinite_total']} NaN/Inf, {q['negative_total']} negative)"
+        f"total ({q['nonfinite_total']} NaN/Inf, {q['negative_total']} negative, "
+        f"{q['out_of_range_total']} beyond the physical range)"
         for q in quality.values()
         if q["invalid_total"]
     ]
@@ -309,6 +313,44 @@ def prepare_lr_maps(
     if scale["factor"] != 1.0:
         notes.append(f"{Path(map_files['PD']).name}: PD {units['PD']}")
     return LRMaps(maps, valid, head, affine, quality, units, scale, notes)
+
+
+def _check_invalid_fraction(q: Mapping[str, Any], path: str) -> None:
+    """InputError when more than :data:`MAX_INVALID_FRACTION` of the head is invalid."""
+    if q["invalid_fraction_in_head"] > MAX_INVALID_FRACTION:
+        raise InputError(
+            f"{path}: {100 * q['invalid_fraction_in_head']:.0f} % of the head voxels are "
+            f"invalid (NaN, infinite, negative or beyond the physical range; "
+            f"{q['invalid_in_head']} of {q['head_voxels']}); at most "
+            f"{100 * MAX_INVALID_FRACTION:.0f} % is accepted"
+        )
+
+
+def _mark_out_of_range(
+    maps: Mapping[str, np.ndarray],
+    valid: dict[str, np.ndarray],
+    head: np.ndarray,
+    pd_factor: float,
+    quality: dict[str, dict[str, Any]],
+    map_files: Mapping[str, str],
+) -> None:
+    """Voxels beyond :data:`PHYSICAL_MAX` (T1/T2 in s, PD after ``pd_factor``) become
+    invalid, in ``valid`` and in the counts of ``quality``; refuses a map whose head is
+    then more than :data:`MAX_INVALID_FRACTION` invalid."""
+    for name, data in maps.items():
+        scale = pd_factor if name == "PD" else 1.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            beyond = valid[name] & (data * np.float32(scale) > PHYSICAL_MAX[name])
+        count = int(beyond.sum())
+        if not count:
+            continue
+        valid[name] = valid[name] & ~beyond
+        q = quality[name]
+        q["out_of_range_total"] = count
+        q["invalid_total"] += count
+        q["invalid_in_head"] += int((beyond & head).sum())
+        q["invalid_fraction_in_head"] = q["invalid_in_head"] / q["head_voxels"]
+        _check_invalid_fraction(q, map_files[name])
 
 
 def _check_median(

@@ -42,6 +42,7 @@ def phantom_pool(
     progress: bool = True,
     head_motion: tuple[float, float] | None = None,
     randomise: bool = False,
+    anatomies: Sequence[str | None] = (None,),
 ) -> list[SubjectTensors]:
     """Generate phantom subjects, one SubjectTensors per (subject, LR setting).
 
@@ -50,7 +51,9 @@ def phantom_pool(
     each guide is resampled back by its motion perturbed by up to ``config``'s limits: the
     guides then go through a registration's resampling, as in the app. A 2D phantom
     (``config.acquisition``) gets its stack's upsampling and LR operator. With ``randomise``,
-    each subject draws its own shift and deformation (:func:`randomised`).
+    each subject draws its own shift and deformation (:func:`randomised`). ``anatomies``:
+    subject ``i`` is made from ``anatomies[i % len(anatomies)]`` (None: the ICBM template;
+    else a real individual, :func:`swigapp.phantom.individuals.load_individual`).
     """
     if config.tilt_deg:
         raise ValueError("training phantoms cannot be tilted: their guides lie on the truth grid")
@@ -62,6 +65,7 @@ def phantom_pool(
     for index in range(n_subjects):
         base = None
         subject_config = randomised(config, seed, index) if randomise else config
+        subject_config = replace(subject_config, anatomy=anatomies[index % len(anatomies)])
         for factors in settings:
             cfg = replace(subject_config, lr_factors=tuple(float(f) for f in factors))
             subject = make_subject(index, seed=seed, config=cfg)

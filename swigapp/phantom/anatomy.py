@@ -29,13 +29,21 @@ SLAB_CENTRE_MNI_Z = 10.0
 
 @dataclass(frozen=True)
 class Anatomy:
-    """Tissue probabilities (0-1) on one grid, with its NIfTI affine (mm)."""
+    """Tissue probabilities (0-1) on one grid, with its NIfTI affine (mm).
+
+    Optional, for real individuals (:mod:`swigapp.phantom.individuals`; None for the
+    template): ``deep_gm``, the part of ``gm`` in the deep nuclei (``gm`` stays all GM, so
+    ``mask = gm + wm + csf`` as for the template); ``head``, fractions of the extra-cerebral
+    tissues by the names of :mod:`swigapp.phantom.head` (``CSF``: extra-cerebral fluid).
+    """
 
     gm: np.ndarray
     wm: np.ndarray
     csf: np.ndarray
     mask: np.ndarray
     affine: np.ndarray
+    deep_gm: np.ndarray | None = None
+    head: dict[str, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -116,7 +124,8 @@ def smooth_field(shape: tuple[int, ...], rng: np.random.Generator, nodes: int = 
 
 
 def deform(anatomy: Anatomy, rng: np.random.Generator, amplitude_mm: float = 3.0) -> Anatomy:
-    """Apply a random smooth deformation (peak displacement about ``amplitude_mm``)."""
+    """Apply a random smooth deformation (peak displacement about ``amplitude_mm``); deep GM
+    and head fractions, where present, are warped with the rest."""
     if amplitude_mm <= 0:
         return anatomy
     shape = anatomy.shape
@@ -133,4 +142,9 @@ def deform(anatomy: Anatomy, rng: np.random.Generator, amplitude_mm: float = 3.0
 
     gm, wm, mask = warp(anatomy.gm), warp(anatomy.wm), warp(anatomy.mask)
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
-    return replace(anatomy, gm=gm, wm=wm, csf=csf, mask=mask)
+    extra = {}
+    if anatomy.deep_gm is not None:
+        extra["deep_gm"] = np.minimum(warp(anatomy.deep_gm), gm)
+    if anatomy.head is not None:
+        extra["head"] = {k: warp(v) for k, v in anatomy.head.items()}
+    return replace(anatomy, gm=gm, wm=wm, csf=csf, mask=mask, **extra)

@@ -99,24 +99,29 @@ def _write_top_level(root: Path, n_subjects: int, seed: int, config: PhantomConf
         if config.acquisition == "3d"
         else f"2D multi-slice: in-plane k-space truncated, {config.slice_profile} slice profile"
     )
+    source = "the ICBM 2009 template anatomy"
+    if config.anatomy is not None:
+        source = "real individual anatomies (participants.tsv: anatomy; see "
+        source += "swigapp.phantom.individuals for their sources and licences)"
     (root / "README").write_text(
-        "Synthetic dataset made by swigapp-phantom from the ICBM 2009 template anatomy.\n"
+        f"Synthetic dataset made by swigapp-phantom from {source}.\n"
         f"Subjects: {n_subjects}; seed: {seed}; configuration: {config.record()}.\n"
         f"Low-resolution PD/T1/T2 maps ({lowres}, T1/T2 in seconds) and "
         "high-resolution weighted guides (T1w MPRAGE, T2w TSE, T2-FLAIR) synthesised by "
         "signal equations, with head motion, receive bias and Rician noise.\n"
         f"The high-resolution ground truth is in derivatives/{TRUTH_PIPELINE}.\n"
     )
-    rows = ["participant_id\tphantom_seed\tphantom_index"]
-    rows += [f"sub-{i + 1:02d}\t{seed}\t{i}" for i in range(n_subjects)]
-    (root / "participants.tsv").write_text("\n".join(rows) + "\n")
-    write_json(
-        root / "participants.json",
-        {
-            "phantom_seed": {"Description": "base seed of swigapp-phantom"},
-            "phantom_index": {"Description": "index of the subject under that seed"},
-        },
-    )
+    columns = {
+        "phantom_seed": {"Description": "base seed of swigapp-phantom"},
+        "phantom_index": {"Description": "index of the subject under that seed"},
+    }
+    rows = [[f"sub-{i + 1:02d}", str(seed), str(i)] for i in range(n_subjects)]
+    if config.anatomy is not None:
+        columns["anatomy"] = {"Description": "the individual anatomy the subject was made from"}
+        rows = [[*r, str(config.anatomy_of(i))] for i, r in enumerate(rows)]
+    lines = ["\t".join(["participant_id", *columns]), *("\t".join(r) for r in rows)]
+    (root / "participants.tsv").write_text("\n".join(lines) + "\n")
+    write_json(root / "participants.json", columns)
     truth_root = root / "derivatives" / TRUTH_PIPELINE
     write_json(
         truth_root / "dataset_description.json",

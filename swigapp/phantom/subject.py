@@ -25,7 +25,7 @@ LOG = logging.getLogger("swigapp.phantom")
 SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_profile")
 #: Fields recorded only when they differ from the default (phantoms made before they
 #: existed keep their records).
-OPTIONAL_FIELDS = {"head": False, "tilt_deg": 0.0, "shift": None}
+OPTIONAL_FIELDS = {"head": False, "tilt_deg": 0.0, "shift": None, "anatomy": None}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,11 @@ class PhantomConfig:
     (:mod:`swigapp.phantom.head`) and a noisy LR map background (negative values, as fitted
     maps have). ``tilt_deg``: the LR maps' axes are rotated by this angle about the
     left-right axis (an AC-PC-like angulation) relative to the guides' axes; the truth is
-    written on the maps' grid.
+    written on the maps' grid. ``anatomy``: a real individual
+    (:func:`swigapp.phantom.individuals.load_individual`: a subject name such as
+    ``synthseg-01``, or a path to a converted ``.npz`` or a label map) instead of the ICBM
+    template, or several taken in turn by subject index (:meth:`anatomy_of`); it is
+    deformed by ``deformation_mm`` like the template.
     """
 
     size: Size = "tiny"
@@ -64,6 +68,13 @@ class PhantomConfig:
     head: bool = False
     tilt_deg: float = 0.0
     shift: shifts.Shift | None = None
+    anatomy: str | tuple[str, ...] | None = None
+
+    def anatomy_of(self, index: int) -> str | None:
+        """The anatomy of subject ``index`` (None: the template)."""
+        if self.anatomy is None or isinstance(self.anatomy, str):
+            return self.anatomy
+        return self.anatomy[index % len(self.anatomy)]
 
     def record(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict; the 2D fields only for 2D phantoms (3D
@@ -138,7 +149,14 @@ def make_subject(
     rng = np.random.default_rng([seed, index])
     shift, srng = config.shift or shifts.Shift(), shifts.shift_rng(seed, index)
     margin = HEAD_MARGIN_MM if config.head else 0.0
-    anatomy = deform(load_anatomy(config.size, margin), rng, config.deformation_mm)
+    name = config.anatomy_of(index)
+    if name is None:
+        base = load_anatomy(config.size, margin)
+    else:
+        from swigapp.phantom.individuals import load_individual
+
+        base = load_individual(name, config.size, margin)
+    anatomy = deform(base, rng, config.deformation_mm)
     anatomy = shifts.atrophy(anatomy, shift.atrophy_mm)
     lesion = None
     if shift.lesion_volume_ml is not None:

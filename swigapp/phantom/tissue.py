@@ -6,6 +6,11 @@ PD 0.65-0.70; GM T1 1.33 s (up to 1.82), T2 0.08-0.12 s, PD 0.78-0.83; CSF T1 3.
 T2 0.5-2.0 s, PD 0.97-1.0; MS-like WM lesions T1 1.2-1.6 s, T2 0.12-0.25 s, PD 0.75-0.85.
 Partial volume mixes the water fractions (PD) linearly and the relaxation *rates*
 R1 = 1/T1, R2 = 1/T2 weighted by each tissue's water (fast-exchange approximation).
+
+Deep grey matter (real anatomies with ``deep_gm``, :mod:`swigapp.phantom.individuals`):
+PD 0.75-0.82, T1 1.05-1.35 s, T2 0.065-0.090 s at 3T, between WM and cortex as the iron-rich
+nuclei are: putamen and thalamus T1 about 1.1 s, caudate about 1.3 s, T2 70-85 ms (Wansapura
+et al., JMRI 9:531, 1999; Gelman et al., Radiology 210:759, 1999, T2 of the basal ganglia).
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ TISSUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "lesion": {"PD": (0.75, 0.85), "T1": (1.20, 1.60), "T2": (0.120, 0.250)},
 }
 TISSUES = tuple(TISSUE_RANGES)
+#: (low, high) for deep GM (thalamus, basal ganglia): PD, T1 (s), T2 (s); drawn only for
+#: anatomies with deep GM, after the draws of every other phantom.
+DEEP_GM_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "deepGM": {"PD": (0.75, 0.82), "T1": (1.05, 1.35), "T2": (0.065, 0.090)}
+}
 MAPS = ("PD", "T1", "T2")
 
 
@@ -95,7 +105,10 @@ def make_truth(
     ``heterogeneity`` is the SD of a smooth multiplicative random field applied to each map
     inside the brain (0.03 = 3 %). ``head``: add extra-cerebral CSF, skull and scalp around
     the brain (:mod:`swigapp.phantom.head`; its random draws happen only then, so phantoms
-    without a head are those of earlier versions). ``adjust_values``: maps the drawn brain
+    without a head are those of earlier versions); an anatomy with its own ``head``
+    fractions (a real individual) uses those instead of the drawn shells. An anatomy with
+    ``deep_gm`` gives it the "deepGM" values (:data:`DEEP_GM_RANGES`, not moved by
+    ``adjust_values``) and ``gm - deep_gm`` the GM ones. ``adjust_values``: maps the drawn brain
     tissue values to others (a shift); ``lesion``: a lesion fraction (0-1) to use instead of
     ``n_lesions`` drawn ones.
     """
@@ -111,14 +124,26 @@ def make_truth(
         "lesion": anatomy.wm * lesion,
     }
     tissues = TISSUES
+    deep = None
+    if anatomy.deep_gm is not None:
+        deep = np.minimum(anatomy.deep_gm, anatomy.gm)
+        fractions["GM"] = anatomy.gm - deep
     if head:
         from swigapp.phantom.head import HEAD_TISSUE_RANGES, HEAD_TISSUES, head_fractions
 
         values = values | sample_tissue_values(rng, HEAD_TISSUE_RANGES)
-        layers = head_fractions(anatomy, rng)
+        if anatomy.head is None:
+            layers = head_fractions(anatomy, rng)
+        else:  # a real head: its labelled tissues, no drawn shells
+            layers = {t: anatomy.head.get(t, np.zeros(anatomy.shape, np.float32)) for t in
+                      ("CSF", *HEAD_TISSUES)}  # fmt: skip
         fractions["CSF"] = fractions["CSF"] + layers.pop("CSF")
         fractions |= layers
         tissues = TISSUES + HEAD_TISSUES
+    if deep is not None:  # after every draw the template phantoms make before their fields
+        values = values | sample_tissue_values(rng, DEEP_GM_RANGES)
+        fractions["deepGM"] = deep
+        tissues = (*tissues, "deepGM")
     pd = sum(fractions[t] * values[t]["PD"] for t in tissues)
     water = np.maximum(pd, 1e-6)
     r1 = sum(fractions[t] * values[t]["PD"] / values[t]["T1"] for t in tissues) / water

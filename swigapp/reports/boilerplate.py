@@ -566,7 +566,7 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
 
 def regional_warnings(superres: Mapping[str, Any]) -> list[str]:
     """Warnings naming the brain regions (:mod:`swigapp.consistency`) that fell back to
-    the upsampled LR maps, or that failed a check and were kept. A single guide's low
+    the interpolated LR maps, or that failed a check and were kept. A single guide's low
     regional re-synthesis SSIM is not warned about: it occurs in distribution (validation
     phantoms: down to 0.76 in regions where SWIG helps; benchmarks/results/fallback)."""
     regions = superres.get("regions") or {}
@@ -577,12 +577,12 @@ def regional_warnings(superres: Mapping[str, Any]) -> list[str]:
         share = f"{100 * region['fraction_of_brain']:.0f} % of the brain"
         if name in fell:
             out.append(
-                f"in the {name} region ({share}) the maps fell back to the upsampled "
-                f"low-resolution maps, no detail drawn from the guides: "
+                f"in the {name} region ({share}) the maps fell back to the cubic-spline "
+                f"interpolation of the low-resolution maps, no detail drawn from the guides: "
                 f"{'; '.join(failed.values())}"
             )
         elif failed:
-            kept = "fallback off" if falls_back(region) else "one check of two failed"
+            kept = "fallback off" if falls_back(region) else "one fixed check of two failed"
             out.append(
                 f"in the {name} region ({share}) {'; '.join(failed.values())}; the maps were "
                 f"kept ({kept})"

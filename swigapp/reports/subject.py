@@ -50,9 +50,9 @@ def participant_qc(
     """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
     registration MI, guide SSIM, invalid LR voxels per map, unit decisions, the PD scale
     factor (internal / input), the fraction of the brain mask each guide's field of view
-    covers, the fraction where the maps fell back to the upsampled LR maps (no guide saw
-    it), the data-consistency checks per brain region and the regions that fell back to the
-    upsampled LR maps (:mod:`swigapp.consistency`), the uncertainty medians (from
+    covers, the fraction where the maps fell back (no guide saw it), the data-consistency
+    checks per brain region and the regions that fell back to the interpolated LR maps
+    (:mod:`swigapp.consistency`), the uncertainty medians (from
     ``spread``, the uncertainty maps, when given) and wall time per step (s)."""
     return {
         "Method": results["superres"]["method"],
