@@ -5,8 +5,9 @@ Two checks tell where the maps cannot be trusted: the LR residual (the maps take
 the acquisition model against the acquired LR maps) and the similarity of each guide
 re-synthesised from the maps to the acquired guide. Both are computed for the whole brain
 and for eight regions, the octants of the brain about its centre of mass named along the
-world (RAS+) axes, so a warning can say where. A region falls back to the cubic-spline
-interpolation of the LR maps (no detail drawn from the guides; :func:`fallback_maps`) when
+world (RAS+) axes, so a warning can say where. A region falls back to the best
+interpolation of the LR maps for their acquisition (no detail drawn from the guides;
+:func:`fallback_maps`) when
 its maps explain the guides worse than that interpolation does (the mean re-synthesis SSIM
 over the guides below the interpolation's: detail the guides do not support), or when both
 fixed checks fail there: its maps contradict the acquired LR maps *and* no guide is
@@ -14,10 +15,13 @@ explained by them. One failed fixed check is warned about, naming the region, an
 are kept: on validation phantoms each fixed check alone also fails in regions where the
 network helps (benchmarks/results/fallback). The thresholds are the whole-brain flags
 (held-out phantoms: guide SSIM 0.88-0.90, LR residual 0.02-0.06), not tuned on any
-benchmark. Cubic spline is the fallback for both acquisition models: on validation
-phantoms it had the best T1/T2 SSIM of the interpolations with the least ringing, ahead of
-zero-filled k-space (3D) and the stack's least-squares inverse (2D)
-(benchmarks/results/interpolation*.md).
+benchmark. The interpolation was chosen on validation phantoms, template and validation
+individuals (benchmarks.interpolation; benchmarks/results/interpolation_*.md) by SSIM,
+HFEN and ringing: for 3D k-space, cubic spline (best T1, T2 and PD SSIM in every setting,
+ringing 4-10x below zero-filled k-space, whose HFEN is lower); for a 2D stack, its
+least-squares upsampling (best T1, T2 and PD SSIM and HFEN on the individuals, best T1
+SSIM and HFEN on the template; it rings 2-4x more than cubic spline, which had the better
+T2 and PD SSIM on the template only).
 """
 
 from __future__ import annotations
@@ -43,10 +47,15 @@ MIN_REGION_FRACTION = 0.02
 FALLBACK_EDGE_MM = 4.0
 
 
-def fallback_maps(lr: np.ndarray, hr_shape: tuple[int, ...]) -> np.ndarray:
-    """The maps where super-resolution is not trusted: LR maps (3, x, y, z; PD, T1 s, T2
-    s) by cubic spline onto the HR grid, negative overshoot clipped to 0, float32."""
-    out = np.stack([upsample_interp(v, tuple(hr_shape), order=3) for v in np.asarray(lr)])
+def fallback_maps(lr: np.ndarray, hr_shape: tuple[int, ...], acquisition: Any = None) -> np.ndarray:
+    """The maps where super-resolution is not trusted: the LR maps (3, x, y, z; PD, T1 s,
+    T2 s) by the best measured interpolation for their acquisition (``None``: 3D k-space),
+    negative overshoot clipped to 0, float32: cubic spline for 3D k-space, the stack's own
+    least-squares upsampling for a 2D stack (:meth:`SliceStack2D.upsample`)."""
+    if acquisition is not None and acquisition.describe()["model"] == "slice-profile":
+        out = np.asarray(acquisition.upsample(np.asarray(lr, np.float64)))
+    else:
+        out = np.stack([upsample_interp(v, tuple(hr_shape), order=3) for v in np.asarray(lr)])
     return np.clip(out, 0.0, None).astype(np.float32)
 
 

@@ -202,8 +202,8 @@ def guide_weight(coverages: Sequence[np.ndarray]) -> np.ndarray:
     (1 voxel) between (no seam).
 
     The fallback (:func:`super_resolve`) is the method run with no guide when it can
-    (SWIG, trained with guides left out), else the cubic-spline interpolation of the LR
-    maps (0.2.0: the upsampled LR maps). Chosen on validation
+    (SWIG, trained with guides left out), else the interpolated LR maps
+    (:func:`swigapp.consistency.fallback_maps`). Chosen on validation
     phantoms (seed 3000, 2 subjects each, slab; guides that miss the edge slices after
     head motion at 2 mm iso, and wedges of a 15-degree tilted 2D stack of a head): GM T1
     MAE (ms) of SWIG without fallback / LR-maps fallback / no-guide fallback: 27.1 / 27.2 /
@@ -248,29 +248,29 @@ def super_resolve(
 
     ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation (``"auto"``:
     only where the pre-trained maps fail a data-consistency check, kept only if the adapted
-    maps pass both, :func:`swigapp.autoadapt.decide`); ``wmri2q``:
-    the U-Net on the guides alone; ``inr``: a representation fitted to this subject (at most
-    ``inr_max_steps`` steps, over the LR maps or with ``inr_init="swig"`` over the SWIG
-    prediction, stopped by ``inr_stop``). The networks average their predictions along every
-    least-downsampled slice axis unless ``single_orientation``. ``guide_files``: registered
-    guides on the HR grid; ``model_path``: a model.pt or a shipped model's name, or None for
-    the method's default weights (the network methods also write their orientation
-    ensemble's spread, ``uncertainty_file``: 4D, PD a.u., T1 and T2 in s; 0 outside the
-    brain mask; None with a single slice axis); ``lr_valid_file``: the LR validity mask of
-    :func:`conform_maps` (invalid input voxels are left out of the LR terms of adaptation,
-    of the INR fit and of the residual); ``acquisition``: conform's record of the
-    acquisition model (the residual's forward model); ``coverage_files``: the guides' field
-    of view on the HR grid (:func:`register`): where no guide saw anything, the maps are
-    those of the method run with no guide (SWIG), else the cubic-spline interpolation of the
-    LR maps (:func:`guide_weight`, :func:`swigapp.consistency.fallback_maps`), never detail
-    drawn from empty guides. With ``fallback``, a region whose maps explain the guides
-    worse than that interpolation, or that fails both fixed data-consistency checks, gets
-    the interpolation (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The
-    maps are 0 outside the head (the LR maps' support). Returns the method, the model's name
-    and sha256 (network methods), the slice axes, the adaptation losses or the INR fit
-    summary, the adaptation (mode, steps and, for ``auto``, its decision with the checks
-    before and after), the regional checks and fallbacks, and the LR data-consistency
-    residual of the input and of the result.
+    maps pass both, :func:`swigapp.autoadapt.decide`); ``wmri2q``: the U-Net on the guides
+    alone; ``inr``: a representation fitted to this subject (at most ``inr_max_steps``
+    steps, over the LR maps or with ``inr_init="swig"`` over the SWIG prediction, stopped by
+    ``inr_stop``). The networks average their predictions along every least-downsampled
+    slice axis unless ``single_orientation``. ``guide_files``: registered guides on the HR
+    grid; ``model_path``: a model.pt or a shipped model's name, or None for the method's
+    default weights (the network methods also write their orientation ensemble's spread,
+    ``uncertainty_file``: 4D, PD a.u., T1 and T2 in s; 0 outside the brain mask; None with a
+    single slice axis); ``lr_valid_file``: the LR validity mask of :func:`conform_maps`
+    (invalid input voxels are left out of the LR terms of adaptation, of the INR fit and of
+    the residual); ``acquisition``: conform's record of the acquisition model (the
+    residual's forward model); ``coverage_files``: the guides' field of view on the HR grid
+    (:func:`register`): where no guide saw anything, the maps are those of the method run
+    with no guide (SWIG), else the best interpolation of the LR maps for their acquisition
+    (:func:`guide_weight`, :func:`swigapp.consistency.fallback_maps`), never detail drawn
+    from empty guides. With ``fallback``, a region whose maps explain the guides worse than
+    that interpolation, or that fails both fixed data-consistency checks, gets the
+    interpolation (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The maps
+    are 0 outside the head (the LR maps' support). Returns the method, the model's name and
+    sha256 (network methods), the slice axes, the adaptation losses or the INR fit summary,
+    the adaptation (mode, steps and, for ``auto``, its decision with the checks before and
+    after), the regional checks and fallbacks, and the LR data-consistency residual of the
+    input and of the result.
     """
     import torch
 
@@ -340,8 +340,8 @@ def super_resolve(
                 alone_spread = blind_record.get("uncertainty")
                 fallback_kind = f"the {plain_method.upper()} maps run with no guide"
             else:
-                alone, alone_spread = fallback_maps(lr, sr.shape[1:]), None
-                fallback_kind = "the cubic-spline interpolation of the LR maps"
+                alone, alone_spread = fallback_maps(lr, sr.shape[1:], acq), None
+                fallback_kind = "the interpolated LR maps"
             sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
             if spread is not None and alone_spread is not None:
                 spread = (weight * spread + (1.0 - weight) * alone_spread).astype(np.float32)
@@ -353,7 +353,7 @@ def super_resolve(
         from swigapp.synthesis import synthesize
 
         synth = {g: synthesize(_as_dict(sr), protos[g]) for g in guides}
-        interp = fallback_maps(lr, sr.shape[1:])
+        interp = fallback_maps(lr, sr.shape[1:], acq)
         synth_interp = {g: synthesize(_as_dict(interp), protos[g]) for g in guides}
         regions = regional_checks(
             sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acq, synth_interp

@@ -180,7 +180,7 @@ def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, capl
     assert all(not cons.failures(r) for r in others)
     assert any("right anterior superior region" in w and "fell back" in w for w in qc["Warnings"])
     assert "right anterior superior region" in caplog.text
-    assert "fell back to the cubic-spline" in (out / "sub-01/log/sub-01_methods.md").read_text()
+    assert "fell back to the interpolated" in (out / "sub-01/log/sub-01_methods.md").read_text()
     summary = (out / "sub-01.html").read_text().split("<h2>Low-resolution input")[0]
     assert "<p class='flag'>In the right anterior superior region" in summary
     # deep in the region the maps are the interpolated LR maps: nothing from the noise

@@ -186,10 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-fallback",
         action="store_true",
         help="keep the super-resolved maps in brain regions whose maps explain the guides "
-        "worse than the cubic-spline interpolation of the LR maps, or fail both "
-        "data-consistency checks (LR residual and guide re-synthesis); by default such a "
-        "region gets that interpolation. Either way the report and QC JSON name the region "
-        "and the reason",
+        "worse than the interpolated LR maps (cubic spline; a 2D stack's least-squares "
+        "upsampling), or fail both data-consistency checks (LR residual and guide "
+        "re-synthesis); by default such a region gets that interpolation. Either way the "
+        "report and QC JSON name the region and the reason",
     )
     model.add_argument(
         "--synthesize",

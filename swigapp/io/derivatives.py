@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from swigapp._version import __version__
 from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX
 from swigapp.io.files import atomic_write_text
+from swigapp.uncertainty import describe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -494,6 +495,7 @@ def participant_outputs(
         )
     if sr.get("uncertainty_file"):
         pd_scale = results["conform"].get("pd_scale")
+        calibration = (sr.get("model") or {}).get("uncertainty_calibration")
         for m, path in uncertainty_maps(sr, pd_scale, work).items():
             add(
                 entity_name(label, MAP_SUFFIX[m], res="hi", desc=f"{sr['method']}Uncertainty"),
@@ -502,10 +504,11 @@ def participant_outputs(
                     "Units": output_units(m, pd_scale if m == "PD" else None),
                     "Resolution": resolution,
                     "SkullStripped": False,
-                    "Description": UNCERTAINTY_DESCRIPTION,
+                    "Description": UNCERTAINTY_DESCRIPTION + describe(calibration),
                     "Sources": [map_names[m]],
                     "SliceAxes": sr.get("slice_axes", []),
-                },
+                }
+                | ({"Calibration": calibration} if calibration else {}),
             )
     synth = results["synthesis"]
     jobs = [

@@ -22,6 +22,6 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
             model, subject, request.adapt_steps, seed=request.seed, device=request.device
         )
         losses = [round(v, 6) for v in raw]
-    maps, axes, spread = predict(model, subject, request)
+    maps, axes, spread = predict(model, subject, request, record.get("uncertainty_calibration"))
     return maps, {"model": record, "adapt_losses": losses, "slice_axes": axes,
                   "uncertainty": spread}  # fmt: skip

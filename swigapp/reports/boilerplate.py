@@ -577,8 +577,9 @@ def regional_warnings(superres: Mapping[str, Any]) -> list[str]:
         share = f"{100 * region['fraction_of_brain']:.0f} % of the brain"
         if name in fell:
             out.append(
-                f"in the {name} region ({share}) the maps fell back to the cubic-spline "
-                f"interpolation of the low-resolution maps, no detail drawn from the guides: "
+                f"in the {name} region ({share}) the maps fell back to the interpolated "
+                f"low-resolution maps (cubic spline; a 2D stack's least-squares upsampling), no "
+                f"detail drawn from the guides: "
                 f"{'; '.join(failed.values())}"
             )
         elif failed:

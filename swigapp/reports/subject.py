@@ -16,6 +16,7 @@ from swigapp.io.files import load_maps
 from swigapp.metrics import ls_scale
 from swigapp.reports import figures
 from swigapp.reports.boilerplate import regional_warnings
+from swigapp.uncertainty import describe
 
 #: Which guide illustrates which map in the mosaics (first present wins).
 GUIDE_FOR_MAP = {"PD": ("PDw", "T1w", "T2w"), "T1": ("T1w", "FLAIR"), "T2": ("T2w", "FLAIR")}
@@ -184,7 +185,8 @@ def render_participant(
         uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
         parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
     if spread is not None:
-        parts.append(_uncertainty_panel(spread, qc, mask))
+        calibration = (results["superres"].get("model") or {}).get("uncertainty_calibration")
+        parts.append(_uncertainty_panel(spread, qc, mask, describe(calibration)))
     parts.append(
         "<h2>Registration</h2><p>Each frame pair alternates the registration target (the "
         "guide's contrast synthesised from the LR maps) and the registered guide; the red "
@@ -222,15 +224,19 @@ def render_participant(
     return page(f"swigapp report: {label}", "\n".join(parts))
 
 
-def _uncertainty_panel(spread: np.ndarray, qc: Mapping[str, Any], mask: np.ndarray) -> str:
-    """The uncertainty maps (3, X, Y, Z) with their units and medians."""
+def _uncertainty_panel(
+    spread: np.ndarray, qc: Mapping[str, Any], mask: np.ndarray, calibration: str = ""
+) -> str:
+    """The uncertainty maps (3, X, Y, Z) with their units and medians; ``calibration``:
+    the sentence of :func:`swigapp.uncertainty.describe`."""
     cols = {f"{m} SD": spread[i] for i, m in enumerate(MAP_ORDER)}
     units = {f"{m} SD": MAP_UNITS[m] for m in MAP_ORDER}
     rel = qc.get("UncertaintyRelativeMedian", {})
     medians = ", ".join(f"{m} {100 * v:.1f} %" for m, v in rel.items())
     uri = figures.mosaic(cols, mask, units=units, title="uncertainty (ensemble SD)")
     return (
-        f"<h2>Uncertainty</h2><p>{html.escape(UNCERTAINTY_DESCRIPTION)} Median in the brain, "
+        f"<h2>Uncertainty</h2><p>{html.escape(UNCERTAINTY_DESCRIPTION + calibration)} Median "
+        "in the brain, "
         f"relative to the map: {html.escape(medians)}.</p><img alt='uncertainty' src='{uri}'>"
     )
 
