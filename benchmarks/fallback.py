@@ -67,7 +67,8 @@ def foreign_guides(
 
 
 def region_rows(setting, subject, network, guides=None, scenario="as acquired") -> list[dict]:
-    """One row per region: checks, truth errors of SWIG and LR input, SWIG after fallback."""
+    """One row per region: checks, truth errors of SWIG and of the interpolated LR maps (the
+    fallback), SWIG after fallback."""
     prepared = subject.prepared
     tensors = prepared.tensors.with_guides(GUIDES)
     up, lr = tensors.lr_up.numpy(), tensors.lr.numpy()
@@ -80,14 +81,17 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
         tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=up)
     sr, spread = predict_ensemble(network, tensors)
     synth = {g: synthesize(as_maps(sr), subject.protocols[g]) for g in GUIDES}
+    interp = cons.fallback_maps(lr, mask.shape, acq)  # what a region falls back to
+    synth_interp = {g: synthesize(as_maps(interp), subject.protocols[g]) for g in GUIDES}
     checks = cons.regional_checks(
-        sr, up, lr, acq.lr_affine, hr_affine, mask, synth, registered, None, acq
+        sr, up, lr, acq.lr_affine, hr_affine, mask, synth, registered, None, acq, synth_interp
     )
     fell = [name for name, r in checks.items() if cons.falls_back(r)]
     after = sr
     if fell:
         w = cons.fallback_weight(fell, mask.shape, hr_affine, mask)
-        after = w * sr + (1.0 - w) * up
+        after = w * sr + (1.0 - w) * interp
+    up = interp  # the LR reference of the scores below: the interpolation fallen back to
     centre = cons.brain_centre(mask, hr_affine)
     hr_labels = cons.octant_labels(mask.shape, hr_affine, centre)
     lr_labels = cons.octant_labels(lr.shape[1:], acq.lr_affine, centre)
@@ -136,7 +140,8 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
 
 
 def harm_count(rows: list[dict], metric: str) -> int:
-    """Regions where SWIG's ``metric`` (mae, hfen) is above the LR input's for some map."""
+    """Regions where SWIG's ``metric`` (mae, hfen) is above the interpolated LR maps' for
+    some map."""
     return sum(
         any(r[f"{m}_{metric}_swig"] > r[f"{m}_{metric}_lr"] for m in MAP_ORDER) for r in rows
     )
@@ -257,9 +262,8 @@ def main() -> None:
         f" --settings {' '.join(repr(x) if ' ' in x else x for x in args.settings)}"
         f"{' --wrong-guides' if args.wrong_guides else ''}`; validation phantom seed "
         f"{args.phantom_seed}, model {args.model}. Region: an octant of the brain; harmed: "
-        "SWIG's MAE or HFEN above the LR input's for some map in the region.\n\n"
-        + summary(rows)
-        + "\n"
+        "SWIG's MAE or HFEN above the interpolated LR maps' (the fallback) for some map in "
+        "the region.\n\n" + summary(rows) + "\n"
     )
     print(f"wrote {out}/fallback.md")
 

@@ -56,7 +56,7 @@ def prepare_bundle(
     acq = from_metadata(lr_shape, bundle.lr_affine, voxel_size, bundle.map_sidecar)
     hr_shape, hr_affine = acq.hr_shape, acq.hr_affine
     up = upsample_maps(bundle.lr_maps, hr_shape, acq)
-    mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size))
+    mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size), t2=up[2])
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms, coverage = {}, {}, {}
     shrink = final_shrink(kspace.voxel_sizes(bundle.lr_affine), voxel_size)
