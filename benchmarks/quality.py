@@ -36,6 +36,7 @@ import torch
 
 from benchmarks.app import tree_rss_bytes
 from swigapp import kspace, metrics
+from swigapp.consistency import guard
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import layout, load_bundle
 from swigapp.models.cohort import PreparedSubject, prepare_bundle
@@ -156,6 +157,7 @@ def method_table(
     voxel: tuple[float, ...],
     prepared: PreparedSubject | None = None,
     spreads: dict | None = None,
+    protocols: dict | None = None,
 ) -> dict:
     """Every method as a callable returning (3, X, Y, Z) maps (``voxel``: HR voxel size, mm).
 
@@ -165,7 +167,9 @@ def method_table(
     With ``prepared``, the guided methods fall back where no guide saw the voxel
     (:func:`swigapp.participant.guide_weight`) as the app does: SWIG to SWIG with no guide
     (timed with the first SWIG row), the others to the upsampled LR maps; on a 2D
-    stack the LR input row is the stack's least-squares upsampling.
+    stack the LR input row is the stack's least-squares upsampling. With ``prepared`` and
+    ``protocols`` (the guides' :class:`Protocol`), "SWIG T1w+T2w + guard" is the SWIG row's
+    maps through the app's regional checks and fallback (:func:`swigapp.consistency.guard`).
     """
     hr_shape, lr = tensors.hr_shape, tensors.lr.numpy()
     both = tensors.with_guides(GUIDES)
@@ -211,6 +215,24 @@ def method_table(
         # by the SWIG row when it ran: the INR's time is its own)
         return swig_maps[0] if swig_maps else predict_volume(models["swig"], both)
 
+    swig_row: list[np.ndarray] = []
+
+    def swig_final() -> np.ndarray:  # the SWIG row, kept for the guard row
+        swig_row[:] = [guided(swig_spread, swig_alone)()]
+        return swig_row[0]
+
+    def guarded() -> np.ndarray:  # the SWIG row's maps through the app's regional guard
+        assert prepared is not None and protocols is not None and prepared.acquisition
+        acq = prepared.acquisition
+        mask = tensors.mask.numpy().astype(bool)
+        base = swig_row[0] if swig_row else swig_final()
+        maps, _, fell = guard(
+            base, up, lr, (acq.lr_affine, prepared.hr_affine), mask,
+            {g: prepared.registered[g] for g in GUIDES}, protocols, None, acq,
+        )  # fmt: skip
+        print(f"  guard: {', '.join(f['region'] for f in fell) or 'no region'} fell back")
+        return maps
+
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)
         return predict_volume(tuned, both)
@@ -219,7 +241,8 @@ def method_table(
         LR_ROW[stack]: lambda: up,
         "trilinear": lambda: np.stack([upsample_interp(v, hr_shape, 1) for v in lr]),
         "cubic spline": lambda: np.stack([upsample_interp(v, hr_shape, 3) for v in lr]),
-        "SWIG T1w+T2w": guided(swig_spread, swig_alone),
+        "SWIG T1w+T2w": swig_final,
+        "SWIG T1w+T2w + guard": guarded,
         "SWIG T1w+T2w + adapt": guided(adapted, swig_alone),
         "SWIG no guides": lambda: predict_volume(models["swig"], tensors.with_guides(())),
         "SWIG T1w only": lambda: predict_volume(models["swig"], tensors.with_guides(("T1w",))),
@@ -243,6 +266,8 @@ def method_table(
             methods[f"wmri2q {label} (T1w+T2w)"] = guided(lambda m=model: predict_volume(m, both))
     if not args.adapt_steps:
         methods.pop("SWIG T1w+T2w + adapt")
+    if prepared is None or protocols is None or prepared.acquisition is None:
+        methods.pop("SWIG T1w+T2w + guard")
     if args.methods:  # baselines always run (by their exact names): the targets need them
         baselines = (*LR_ROW.values(), "cubic spline")
         methods = {
@@ -349,7 +374,9 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
     for subject in subjects:
         tensors = subject.prepared.tensors
         voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
-        table = method_table(tensors, models, args, voxel, subject.prepared)
+        table = method_table(
+            tensors, models, args, voxel, subject.prepared, protocols=subject.protocols
+        )
         for method, run in table.items():
             volume, seconds, peak = measured(run)
             row = {"setting": name, "subject": subject.name, "method": method}

@@ -63,3 +63,7 @@ wait "$hyb"
 for name in wmri2q_supervised wmri2q_hybrid; do
     "$BIN/python" -m swigapp.models.shipped "runs/$name" "$name"
 done
+# The uncertainty calibration of swig_default's card (scale and floor of the stated SD per
+# map), fitted on the validation individuals of the anatomy split: needs them fetched
+# (python -m swigapp.phantom.individuals fetch ...; docs/anatomies.md).
+"$BIN/python" -m benchmarks.uncertainty swig_default --subjects 2 --size full --write-card

@@ -218,6 +218,49 @@ def falls_back(region: Mapping[str, Any]) -> bool:
     return "interp" in failed or ("lr" in failed and "guides" in failed)
 
 
+def guard(
+    sr: np.ndarray,
+    up: np.ndarray,
+    lr: np.ndarray,
+    affines: tuple[np.ndarray, np.ndarray],
+    mask: np.ndarray,
+    guides: Mapping[str, np.ndarray],
+    protocols: Mapping[str, Any],
+    valid: np.ndarray | None = None,
+    acquisition: Any = None,
+) -> tuple[np.ndarray, dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The regional checks of ``sr`` (3, X, Y, Z) and their fallback, as the app runs them:
+    the guides re-synthesised from ``sr`` and from :func:`fallback_maps` (``protocols``:
+    :class:`~swigapp.physics.protocol.Protocol` per guide), :func:`regional_checks`, and
+    the maps with every region that :func:`falls_back` blended to the interpolation
+    (:func:`fallback_weight`). ``affines``: (LR, HR). Returns (maps, checks per region,
+    fallen regions with their share of the brain and reasons); ``sr`` itself, no checks
+    and none fallen without guides or brain."""
+    if not guides or not mask.any():
+        return sr, {}, []
+    from swigapp.synthesis import synthesize
+
+    lr_affine, hr_affine = affines
+    interp = fallback_maps(lr, sr.shape[1:], acquisition)
+    synth, synth_interp = (
+        {g: synthesize(dict(zip(MAP_ORDER, maps, strict=True)), protocols[g]) for g in guides}
+        for maps in (sr, interp)
+    )
+    regions = regional_checks(
+        sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acquisition, synth_interp
+    )
+    fell = [
+        {"region": name, "fraction_of_brain": r["fraction_of_brain"],
+         "reasons": list(failures(r).values())}
+        for name, r in regions.items()
+        if falls_back(r)
+    ]  # fmt: skip
+    if not fell:
+        return sr, regions, fell
+    w = fallback_weight([f["region"] for f in fell], mask.shape, hr_affine, mask)
+    return (w * sr + (1.0 - w) * interp).astype(np.float32), regions, fell
+
+
 def fallback_weight(
     regions: list[str], shape: tuple[int, ...], affine: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:

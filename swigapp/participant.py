@@ -19,14 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import kspace
-from swigapp.consistency import (
-    failures,
-    fallback_maps,
-    fallback_weight,
-    falls_back,
-    lr_residual,
-    regional_checks,
-)
+from swigapp.consistency import fallback_maps, guard, lr_residual
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
@@ -348,28 +341,11 @@ def super_resolve(
             blind_fraction = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
     head = upsample_interp((lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
     sr = np.where(head, sr, np.float32(0.0))
-    regions, fell_back = {}, []
-    if guides and mask.any():
-        from swigapp.synthesis import synthesize
-
-        synth = {g: synthesize(_as_dict(sr), protos[g]) for g in guides}
-        interp = fallback_maps(lr, sr.shape[1:], acq)
-        synth_interp = {g: synthesize(_as_dict(interp), protos[g]) for g in guides}
-        regions = regional_checks(
-            sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acq, synth_interp
-        )
-        fell_back = [
-            {
-                "region": name,
-                "fraction_of_brain": r["fraction_of_brain"],
-                "reasons": list(failures(r).values()),
-            }
-            for name, r in regions.items()
-            if falls_back(r)
-        ]
-        if fallback and fell_back:
-            w = fallback_weight([f["region"] for f in fell_back], mask.shape, hr_affine, mask)
-            sr = np.where(head, w * sr + (1.0 - w) * interp, np.float32(0.0)).astype(np.float32)
+    guarded, regions, fell_back = guard(
+        sr, up, lr, (lr_affine, hr_affine), mask, guides, protos, valid, acq
+    )
+    if fallback:
+        sr = np.where(head, guarded, np.float32(0.0)).astype(np.float32)
     extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
     extra |= record
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
