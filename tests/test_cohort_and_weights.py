@@ -192,7 +192,11 @@ def test_anchored_fine_tune_stays_nearer_its_start(tiny_dataset, tmp_path):
     moved = {}
     for anchor in ("0", "50"):
         out = tmp_path / f"anchor{anchor}"
-        args = [str(out), *base[1:], "--steps", "8", "--learning-rate", "1e-2"]
+        # 1e-3 (the recipe's is 1e-4): at 1e-2 Adam's sign-like steps on the L1 anchor make
+        # the weights oscillate about the start by about the step size, and whether the
+        # anchored run ends nearer hangs on the crops drawn (0.5-2x of the free run's move
+        # over masks that differ by 0.2 %); at 1e-3 it moved 0.19x of the free run
+        args = [str(out), *base[1:], "--steps", "8", "--learning-rate", "1e-3"]
         assert train_cli.main([*args, "--init", str(start), "--w-anchor", anchor]) == 0
         lines = (out / "losses.tsv").read_text().splitlines()
         header = lines[0].split("\t")
