@@ -30,15 +30,20 @@ def test_octants_follow_world_axes_whatever_the_voxel_order():
     assert len({cons.octant_name(k) for k in range(8)}) == 8
 
 
-def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
-    rng = np.random.default_rng(0)
+def two_x_subject(rng: np.random.Generator):
+    """Smooth truth maps, their LR maps on a 2x grid (k-space truncated), the zero-filled
+    upsampling, HR and LR affines (same field of view) and an all-brain mask."""
     truth = smooth_maps(rng)
-    lr_shape = (16, 16, 16)
-    lr = np.asarray(kspace.downsample(truth.astype(np.float64), lr_shape), np.float32)
+    lr = np.asarray(kspace.downsample(truth.astype(np.float64), (16, 16, 16)), np.float32)
     up = np.asarray(kspace.upsample(lr.astype(np.float64), SHAPE), np.float32)
     hr_affine, lr_affine = np.eye(4), np.diag([2.0, 2.0, 2.0, 1.0])
     lr_affine[:3, 3] = 0.5  # LR voxel centres of a 2x grid over the same field of view
-    mask = np.ones(SHAPE, bool)
+    return truth, lr, up, hr_affine, lr_affine, np.ones(SHAPE, bool)
+
+
+def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
+    rng = np.random.default_rng(0)
+    truth, lr, up, hr_affine, lr_affine, mask = two_x_subject(rng)
     guide = {"T1w": truth[1].copy()}
     sr = truth.copy()
     corner = (slice(20, 32),) * 3  # right anterior superior
@@ -68,13 +73,7 @@ def test_a_region_whose_detail_the_guides_do_not_support_falls_back_to_cubic_spl
     fall back, although they match the LR data and the guide's SSIM is above the fixed flag;
     where they explain it better they are kept."""
     rng = np.random.default_rng(1)
-    truth = smooth_maps(rng)
-    lr_shape = (16, 16, 16)
-    lr = np.asarray(kspace.downsample(truth.astype(np.float64), lr_shape), np.float32)
-    up = np.asarray(kspace.upsample(lr.astype(np.float64), SHAPE), np.float32)
-    hr_affine, lr_affine = np.eye(4), np.diag([2.0, 2.0, 2.0, 1.0])
-    lr_affine[:3, 3] = 0.5
-    mask = np.ones(SHAPE, bool)
+    truth, lr, up, hr_affine, lr_affine, mask = two_x_subject(rng)
     interp = cons.fallback_maps(lr, SHAPE)
     assert interp.shape == truth.shape and interp.dtype == np.float32 and interp.min() >= 0
     # cubic spline: exact on the LR samples, not the zero-filled k-space upsampling
