@@ -125,7 +125,7 @@ def main() -> None:
         "# Uncertainty maps: calibration on validation individuals, coverage on held-out ones",
         "",
         f"Command: `python -m benchmarks.uncertainty {args.model} --subjects {args.subjects} "
-        f"--size {args.size}`. Fit: validation individuals "
+        f"--size {args.size} --settings {' '.join(args.settings)}`. Fit: validation individuals "
         f"{', '.join(anatomies('validation', args.subjects) or ())} (seed {VALIDATION_SEED}); "
         f"report: held-out individuals {', '.join(anatomies('heldout', args.subjects) or ())} "
         f"(seed {HELD_OUT_SEED}), never used for the fit. SD = scale x ensemble spread + "
