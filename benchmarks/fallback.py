@@ -31,14 +31,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, as_maps, eval_subjects
+from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, eval_subjects
 from benchmarks.shift import AXES, SHIFT_SEED
 from benchmarks.validate import load_candidate
 from swigapp import consistency as cons
 from swigapp import metrics
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import predict_ensemble
-from swigapp.synthesis import synthesize
 
 #: The octant whose guides ``--wrong-guides`` replaces.
 WRONG_REGION = "right anterior superior"
@@ -80,18 +79,12 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
         protocols = {g: subject.protocols[g] for g in GUIDES}
         tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=up)
     sr, spread = predict_ensemble(network, tensors)
-    synth = {g: synthesize(as_maps(sr), subject.protocols[g]) for g in GUIDES}
-    interp = cons.fallback_maps(lr, mask.shape, acq)  # what a region falls back to
-    synth_interp = {g: synthesize(as_maps(interp), subject.protocols[g]) for g in GUIDES}
-    checks = cons.regional_checks(
-        sr, up, lr, acq.lr_affine, hr_affine, mask, synth, registered, None, acq, synth_interp
-    )
-    fell = [name for name, r in checks.items() if cons.falls_back(r)]
-    after = sr
-    if fell:
-        w = cons.fallback_weight(fell, mask.shape, hr_affine, mask)
-        after = w * sr + (1.0 - w) * interp
-    up = interp  # the LR reference of the scores below: the interpolation fallen back to
+    protocols = {g: subject.protocols[g] for g in GUIDES}
+    after, checks, fallen = cons.guard(
+        sr, up, lr, (acq.lr_affine, hr_affine), mask, registered, protocols, None, acq
+    )  # the app's checks and fallback
+    fell = [f["region"] for f in fallen]
+    up = cons.fallback_maps(lr, mask.shape, acq)  # the scores' LR reference: the fallback
     centre = cons.brain_centre(mask, hr_affine)
     hr_labels = cons.octant_labels(mask.shape, hr_affine, centre)
     lr_labels = cons.octant_labels(lr.shape[1:], acq.lr_affine, centre)
