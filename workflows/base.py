@@ -2,7 +2,8 @@
 
 Graph of one participant::
 
-    inputnode -> conform_maps -> brain_mask -> register_guides_wf (one node per guide)
+    inputnode [-> fit_qmri, when maps are fitted from raw series] -> conform_maps
+              -> brain_mask -> register_guides_wf (one node per guide)
               -> super_resolve -> synthesize -> write_derivatives -> outputnode
 """
 
@@ -19,6 +20,7 @@ from swigapp.workflows.fit import init_register_guides_wf
 from swigapp.workflows.interfaces import (
     BrainMask,
     ConformMaps,
+    FitQMRI,
     SuperResolve,
     Synthesize,
     WriteDerivatives,
@@ -157,10 +159,24 @@ def init_single_subject_wf(
         name="write_derivatives",
         overwrite=True,  # always publish: a re-run restores deleted or edited outputs
     )
+    map_fields = [("maps", "maps"), ("map_suffixes", "map_suffixes"),
+                  ("map_metadata", "map_metadata")]  # fmt: skip
+    if files.fit_plan:
+        fit = pe.Node(
+            FitQMRI(raw_series=dict(files.raw_series), fit_plan=dict(files.fit_plan),
+                    label=files.label),
+            name="fit_qmri",
+            mem_gb=2.0,
+        )  # fmt: skip
+        workflow.connect([
+            (inputnode, fit, map_fields),
+            (fit, conform, map_fields),
+            (fit, sink, [("result", "fit")]),
+        ])  # fmt: skip
+    else:
+        workflow.connect([(inputnode, conform, map_fields)])
     workflow.connect([
-        (inputnode, conform, [("maps", "maps"), ("map_suffixes", "map_suffixes"),
-                              ("map_metadata", "map_metadata"),
-                              ("reference_guide", "reference_guide")]),
+        (inputnode, conform, [("reference_guide", "reference_guide")]),
         (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
         (conform, register_wf, [("lr_file", "inputnode.lr_file"),
                                 ("lr_up_file", "inputnode.lr_up_file")]),

@@ -24,6 +24,40 @@ class _ResultSpec(TraitedSpec):
     result = traits.Dict(desc="the library step's result (paths, figures, seconds)")
 
 
+class _FitInputSpec(BaseInterfaceInputSpec):
+    raw_series = traits.Dict(mandatory=True, desc="kind -> raw qMRI series (io.raw_qmri)")
+    fit_plan = traits.Dict(mandatory=True, desc="map name -> the series kind that gives it")
+    maps = traits.Dict(desc="map name -> LR map path, for the maps read from files")
+    map_suffixes = traits.Dict(desc="map name -> BIDS suffix of its file")
+    map_metadata = traits.Dict(desc="map name -> its sidecar")
+    label = traits.Str(mandatory=True, desc="sub-X[_ses-Y]")
+
+
+class _FitOutputSpec(_ResultSpec):
+    maps = traits.Dict(desc="map name -> LR map path (fitted and read)")
+    map_suffixes = traits.Dict(desc="map name -> BIDS suffix")
+    map_metadata = traits.Dict(desc="map name -> sidecar")
+
+
+class FitQMRI(SimpleInterface):
+    """The maps fitted from the raw qMRI series, beside the maps read from files."""
+
+    input_spec = _FitInputSpec
+    output_spec = _FitOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.io.raw_qmri import fit_series
+
+        fitted = fit_series(
+            self.inputs.raw_series, self.inputs.fit_plan, runtime.cwd, self.inputs.label
+        )
+        given = {k: getattr(self.inputs, k) for k in ("maps", "map_suffixes", "map_metadata")}
+        for key, value in given.items():
+            self._results[key] = {**(value if isdefined(value) else {}), **fitted[key]}
+        self._results["result"] = fitted["result"]
+        return runtime
+
+
 class _ConformInputSpec(BaseInterfaceInputSpec):
     maps = traits.Dict(mandatory=True, desc="map name (PD, T1, T2) -> LR map path")
     map_suffixes = traits.Dict(mandatory=True, desc="map name -> BIDS suffix of its file")
@@ -249,6 +283,7 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     superres = traits.Dict(mandatory=True)
     synthesis = traits.Dict(mandatory=True)
     params = traits.Dict(mandatory=True, desc="run parameters recorded in the sidecars")
+    fit = traits.Dict(desc="the raw-series fit's result, when maps were fitted")
 
 
 class _WriteOutputSpec(TraitedSpec):
@@ -272,6 +307,8 @@ class WriteDerivatives(SimpleInterface):
             "superres": self.inputs.superres,
             "synthesis": self.inputs.synthesis,
         }
+        if isdefined(self.inputs.fit) and self.inputs.fit:
+            results["fit"] = self.inputs.fit
         out = write_outputs(
             self.inputs.out_dir,
             self.inputs.bids_dir,

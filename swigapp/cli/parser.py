@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         "acquisition parameters",
     )
     sel.add_argument(
+        "--fit-qmri",
+        action="store_true",
+        help="fit the maps from the raw qMRI series (MESE, IRT1, VFA, MP2RAGE/UNIT1) even "
+        "where map files exist (default: fit only the maps that are missing)",
+    )
+    sel.add_argument(
         "--skip-bids-validation", action="store_true", help="do not run the BIDS validator"
     )
 

@@ -12,6 +12,7 @@ from swigapp._version import __version__
 from swigapp.cli.parser import comma_list
 from swigapp.phantom.bids import TRUTH_PIPELINE, DatasetExistsError, write_dataset
 from swigapp.phantom.individuals import AnatomyNotFoundError, describe_sources, load_individual
+from swigapp.phantom.raw import KINDS as RAW_KINDS
 from swigapp.phantom.subject import GUIDES, PhantomConfig
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 
@@ -111,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "python -m swigapp.phantom.individuals fetch ...), or a path to a converted .npz "
         "or a label map",
     )
+    parser.add_argument(
+        "--raw-qmri",
+        type=comma_list(RAW_KINDS),
+        default=[],
+        metavar="KIND[,KIND...]",
+        help="write raw qMRI series instead of the maps they give (BIDS file collections at "
+        "the LR resolution): MESE (T2, PD; 32 echoes), IRT1 (T1, PD; 7 inversion times), "
+        "VFA (T1, PD; 3 flip angles), MP2RAGE (T1: both inversions, magnitude and phase, "
+        "and UNIT1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     parser.add_argument(
         "--lesions", type=int, default=3, metavar="N", help="WM lesions per subject (default 3)"
@@ -181,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         head=args.head,
         tilt_deg=args.tilt,
         anatomy=None if args.anatomy is None else tuple(args.anatomy),
+        raw_qmri=tuple(args.raw_qmri),
         **slices,
     )
     start = time.perf_counter()

@@ -141,7 +141,10 @@ def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
         if not chosen:
             raise InputError(f"sub-{label}: none of the sessions {', '.join(sessions or [])}")
         for session in chosen:
-            files = find_inputs(bids, label, session, guides=args.guides, filters=filters)
+            files = find_inputs(
+                bids, label, session, guides=args.guides, filters=filters,
+                fit_qmri=args.fit_qmri,
+            )  # fmt: skip
             bundle = load_inputs(files, overrides)
             protocols = {}
             for g, protocol in bundle.protocols.items():
@@ -152,6 +155,9 @@ def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
                 protocols[g] = protocol.with_source(source).as_dict()
             subjects.append((files, protocols))
             LOG.info("%s: inputs valid (guides %s)", files.label, ", ".join(files.guides))
+            if files.fit_plan:
+                fitted = ", ".join(f"{m} from {k}" for m, k in files.fit_plan.items())
+                print(f"swigapp: {files.label}: maps fitted from raw series: {fitted}", flush=True)
     return subjects
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from swigapp.io.images import MAP_ORDER, InputError, load_image
 from swigapp.io.qmri import prepare_lr_maps
+from swigapp.io.raw_qmri import check_series, find_series, plan_fits
 from swigapp.physics.protocol import Protocol, ProtocolError
 
 LOG = logging.getLogger("swigapp.io")
@@ -27,6 +28,12 @@ MAP_SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
 MAP_SUFFIXES = ("PDmap", "T1map", "T2map", "R1map", "R2map")
 GUIDE_SUFFIXES = ("T1w", "T2w", "FLAIR", "PDw")
 MAP_NAMES = {"PDmap": "PD", "T1map": "T1", "T2map": "T2", "R1map": "T1", "R2map": "T2"}
+#: What gives each map: a map file, or a raw series the app fits.
+MAP_SOURCES = {
+    "PD": "a PDmap, or a MESE, IRT1, VFA or MP2RAGE (both inversions) series",
+    "T1": "a T1map or R1map, or an IRT1, VFA or MP2RAGE/UNIT1 series",
+    "T2": "a T2map or R2map, or a MESE series",
+}
 
 
 @dataclass
@@ -80,6 +87,10 @@ class SubjectFiles:
     guides: dict[str, str]
     metadata: dict[str, dict[str, Any]]
     map_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Raw qMRI series (:mod:`swigapp.io.raw_qmri`) by kind, and which of them supplies each
+    #: map the app fits (map name -> kind); empty when every map is a file.
+    raw_series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fit_plan: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -106,11 +117,15 @@ def find_inputs(
     session: str | None = None,
     guides: Sequence[str] = ("T1w", "T2w", "FLAIR"),
     filters: Mapping[str, Mapping[str, Any]] | None = None,
+    fit_qmri: bool = False,
 ) -> SubjectFiles:
     """Query pybids for the LR maps and the requested guides of ``subject`` (no loading).
 
-    ``filters``: extra pybids query entities per input ("qmri" for the maps, or a guide
-    name). Guides requested but absent are skipped with a warning; at least one must exist.
+    ``filters``: extra pybids query entities per input ("qmri" for the maps and the raw
+    series, or a guide name). Maps that are missing, or every map a raw series can give with
+    ``fit_qmri``, are planned to be fitted from the participant's raw qMRI series
+    (:mod:`swigapp.io.raw_qmri`). Guides requested but absent are skipped with a warning; at
+    least one must exist.
     """
     filters = filters or {}
     where = f"sub-{subject}" + (f"_ses-{session}" if session else "")
@@ -134,10 +149,27 @@ def find_inputs(
         if path is not None:
             maps[name], suffixes[name] = path, suffix
             map_metadata[name] = dict(bids_layout.get_metadata(path))
-    missing = [m for m in MAP_ORDER if m not in maps]
+    series: dict[str, dict[str, Any]] = {}
+    plan: dict[str, str] = {}
+    wanted = list(MAP_ORDER) if fit_qmri else [m for m in MAP_ORDER if m not in maps]
+    if wanted:
+        series = find_series(bids_layout, {**base, **filters.get("qmri", {})}, where)
+        plan = plan_fits(series, wanted)
+        if fit_qmri and not plan:
+            raise InputError(
+                f"{where}: --fit-qmri, but no raw qMRI series (MESE, IRT1, VFA, MP2RAGE)"
+            )
+        for name, kind in plan.items():
+            if name in maps:
+                LOG.info("%s: %s fitted from the %s series (--fit-qmri), not read from %s",
+                         where, name, kind, Path(maps[name]).name)  # fmt: skip
+                del maps[name], suffixes[name], map_metadata[name]
+        series = {k: v for k, v in series.items() if k in plan.values()}
+    missing = [m for m in MAP_ORDER if m not in maps and m not in plan]
     if missing:
         raise InputError(
-            f"{where}: missing qMRI map(s) {', '.join(missing)} (T1map/R1map, T2map/R2map, PDmap)"
+            f"{where}: missing qMRI map(s) {', '.join(missing)}: "
+            + "; ".join(f"{m}: {MAP_SOURCES[m]}" for m in missing)
         )
     found: dict[str, str] = {}
     metadata: dict[str, dict[str, Any]] = {}
@@ -153,7 +185,9 @@ def find_inputs(
         metadata[name] = dict(bids_layout.get_metadata(path))
     if not found:
         raise InputError(f"{where}: none of the guides {', '.join(guides)} was found")
-    return SubjectFiles(subject, session, maps, suffixes, found, metadata, map_metadata)
+    return SubjectFiles(
+        subject, session, maps, suffixes, found, metadata, map_metadata, series, plan
+    )
 
 
 def load_lr_maps(files: SubjectFiles) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -186,8 +220,20 @@ def load_protocols(
 
 
 def load_inputs(files: SubjectFiles, overrides: Mapping[str, Any] | None = None) -> SubjectBundle:
-    """Load and check everything :func:`find_inputs` found; InputError names the bad file."""
-    lr_maps, lr_affine = load_lr_maps(files)
+    """Load and check everything :func:`find_inputs` found; InputError names the bad file.
+
+    With maps to fit from raw series, the series are checked (grids, sidecar fields) and
+    the map files loaded, but the LR maps are prepared only after the fit: ``lr_maps`` is
+    then empty and ``lr_affine`` the series' grid.
+    """
+    if files.fit_plan:
+        lr_maps: dict[str, np.ndarray] = {}
+        for kind in files.raw_series.values():
+            _, lr_affine = check_series(kind)
+        for path in files.maps.values():
+            load_image(path, finite=False)
+    else:
+        lr_maps, lr_affine = load_lr_maps(files)
     protocols = load_protocols(files, overrides)
     loaded = {name: load_image(path) for name, path in files.guides.items()}
     for name, (data, _) in loaded.items():

@@ -45,7 +45,10 @@ PIPELINE = "swigapp"
 BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/swigapp/swigapp"
 #: Files of the output that BIDS does not describe (reports, logs, the group table).
-BIDSIGNORE = ("*.html", "sub-*/log", "group_qc.tsv", "*_xfm.mat", "*_xfm.json")
+BIDSIGNORE = (
+    "*.html", "sub-*/log", "group_qc.tsv", "*_xfm.mat", "*_xfm.json", "*_fitresidual.nii.gz",
+    "*_fitresidual.json",
+)  # fmt: skip
 BIDSIGNORE_TEXT = "\n".join(BIDSIGNORE) + "\n"
 MAP_UNITS = {"PD": "arbitrary", "T1": "s", "T2": "s"}
 #: A participant's completion marker, its QC JSON: ``sub-X/log/sub-X[_ses-Y]_qc.json``.
@@ -385,12 +388,13 @@ def participant_outputs(
     anat = subject_dir("", subject, session)
     work = Path(work_dir)
     uri = {k: bids_uri(v, bids_dir) for k, v in sources.items()}
+    files: dict[str, Path | str] = {}
+    uri |= fitted_outputs(label, anat, results.get("fit"), bids_dir, files)
     map_uris = [uri[m] for m in MAP_ORDER]
     sr = results["superres"]
     maps, affine = load_maps(sr["sr_file"])
     vox = "x".join(f"{v:g}" for v in voxel_sizes(affine))
     resolution = f"{vox} mm voxels on the field of view of the acquired low-resolution maps"
-    files: dict[str, Path | str] = {}
 
     def add(name: str, image: Path | str, sidecar: dict[str, Any]) -> str:
         files[str(anat / name)] = Path(image)
@@ -537,6 +541,36 @@ UNCERTAINTY_DESCRIPTION = (
     "SD of ln T times T). 0 outside the brain mask. It is large where the predictions "
     "along different axes disagree; it does not include the LR input's noise."
 )
+
+
+def fitted_outputs(
+    label: str,
+    anat: Path,
+    fit: Mapping[str, Any] | None,
+    bids_dir: str | Path,
+    files: dict[str, Path | str],
+) -> dict[str, str]:
+    """Add the maps fitted from raw series (``res-lo_desc-fit<KIND>_<T1map|T2map|M0map>``)
+    and their residual maps to ``files``, with sidecars whose Sources name the raw images;
+    returns map name -> the fitted map's URI (the source of the SR map)."""
+    from swigapp.io.raw_qmri import FIT_SUFFIX, RESIDUAL_SUFFIX
+
+    if not fit:
+        return {}
+    uris: dict[str, str] = {}
+    by_suffix = {v: k for k, v in FIT_SUFFIX.items()}
+    for kind, record in fit["series"].items():
+        sources = [bids_uri(f, bids_dir) for f in record["files"]]
+        for suffix, out in record["outputs"].items():
+            name = entity_name(label, suffix, res="lo", desc=f"fit{kind}")
+            files[str(anat / name)] = Path(out["file"])
+            sidecar = {**out["sidecar"], "Sources": sources}
+            if suffix != RESIDUAL_SUFFIX:
+                sidecar |= {"Resolution": "the grid of the raw series", "SkullStripped": False}
+            files[str(anat / name.replace(".nii.gz", ".json"))] = dumps(_round(sidecar))
+            if suffix != RESIDUAL_SUFFIX:
+                uris[by_suffix[suffix]] = f"bids::{(anat / name).as_posix()}"
+    return uris
 
 
 def uncertainty_maps(

@@ -21,11 +21,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from swigapp._version import __version__
 from swigapp.io.bids import MAP_SUFFIX
 from swigapp.io.files import save_nifti, umasked, write_json
+from swigapp.phantom import raw
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 
 LOG = logging.getLogger("swigapp.phantom")
@@ -145,10 +147,15 @@ def write_subject(root: Path, subject: PhantomSubject) -> None:
         "Manufacturer": "swigapp-phantom (simulated)",
         "MRAcquisitionType": "3D",
     }
+    supplied = {m for kind in subject.config.raw_qmri for m in raw.PROVIDES[kind]}
     for name, data in subject.lr_maps.items():
+        if name in supplied:
+            continue
         stem = anat / f"{sub}_acq-lowres_{MAP_SUFFIX[name]}"
         save_nifti(f"{stem}.nii.gz", data, subject.lr_affine)
         write_json(f"{stem}.json", _lr_sidecar(subject, name, common))
+    if subject.config.raw_qmri:
+        write_raw_series(anat, sub, subject, common)
     for name, data in subject.guides.items():
         stem = anat / f"{sub}_{name}"
         save_nifti(f"{stem}.nii.gz", data, subject.affine)
@@ -182,6 +189,28 @@ def write_subject(root: Path, subject: PhantomSubject) -> None:
             "Configuration": subject.config.record(),
         },
     )
+
+
+def write_raw_series(anat: Path, sub: str, subject: PhantomSubject, common: dict) -> None:
+    """The subject's raw qMRI series (:mod:`swigapp.phantom.raw`) at the LR resolution, with
+    the LR maps' geometry in their sidecars."""
+    geometry = {
+        k: v for k, v in _lr_sidecar(subject, "T1", common).items()
+        if k not in ("Units", "EstimationMethod", "LowResolutionFactors", "AcquisitionModel")
+    }  # fmt: skip
+    rng = np.random.default_rng([*subject.seed, 7])
+    for kind in subject.config.raw_qmri:
+        images = raw.series_images(kind, subject.lr_maps, rng)
+        names = []
+        for image in images:
+            entities = "".join(f"_{k}-{v}" for k, v in image.entities.items())
+            stem = anat / f"{sub}_acq-lowres{entities}_{image.suffix}"
+            save_nifti(f"{stem}.nii.gz", image.data, subject.lr_affine)
+            sidecar = geometry | image.sidecar
+            if image.suffix == "UNIT1":
+                sidecar["BasedOn"] = [f"bids::{sub}/anat/{n}" for n in names]
+            write_json(f"{stem}.json", sidecar)
+            names.append(f"{stem.name}.nii.gz")
 
 
 def _lr_sidecar(subject: PhantomSubject, name: str, common: dict) -> dict:

@@ -25,7 +25,9 @@ LOG = logging.getLogger("swigapp.phantom")
 SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_profile")
 #: Fields recorded only when they differ from the default (phantoms made before they
 #: existed keep their records).
-OPTIONAL_FIELDS = {"head": False, "tilt_deg": 0.0, "shift": None, "anatomy": None}
+OPTIONAL_FIELDS = {
+    "head": False, "tilt_deg": 0.0, "shift": None, "anatomy": None, "raw_qmri": (),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class PhantomConfig:
     tilt_deg: float = 0.0
     shift: shifts.Shift | None = None
     anatomy: str | tuple[str, ...] | None = None
+    raw_qmri: tuple[str, ...] = ()
 
     def anatomy_of(self, index: int) -> str | None:
         """The anatomy of subject ``index`` (None: the template)."""

@@ -137,18 +137,36 @@ def _overview(params: Mapping[str, Any]) -> list[Sentence]:
     ]
 
 
+def _fits(fit: Mapping[str, Any] | None) -> list[Sentence]:
+    """One sentence per raw series the maps were fitted from."""
+    out: list[Sentence] = []
+    for kind, record in (fit or {}).get("series", {}).items():
+        given = [m for m, k in fit["maps"].items() if k == kind]
+        maps = _join(["PD (M0)" if m == "PD" else m for m in given])
+        notes = "; ".join(record["notes"])
+        plural = " and " in maps
+        sentence = (
+            f"The {maps} map{'s were' if plural else ' was'} fitted by swigapp from the "
+            f"raw {kind} series ({len(record['files'])} images): {record['model']}"
+            + (f"; {notes}" if notes else "")
+        )
+        out.append((sentence, ()))
+    return out
+
+
 def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     conform = results["conform"]
     lr_shape, lr_vox = _grid(conform["lr_file"])
     hr_shape, hr_vox = _grid(conform["lr_up_file"])
     factors = [h / n for h, n in zip(hr_shape, lr_shape, strict=True)]
     out: list[Sentence] = [
+        *_fits(results.get("fit")),
         (
             f"The low-resolution PD, T1 and T2 maps ({_dims(lr_vox, '.3g')} mm voxels, matrix "
             f"{_dims(lr_shape)}) were brought to BIDS units (T1 and T2 in seconds)"
             + _units_clause(conform.get("units"), conform.get("pd_scale")),
             (),
-        )
+        ),
     ]
     quality = conform.get("input_quality")
     if quality:

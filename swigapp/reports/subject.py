@@ -75,7 +75,21 @@ def participant_qc(
         "RegionalFallback": results["superres"].get("regional_fallback", []),
         "Adaptation": results["superres"].get("adaptation", {}),
         **uncertainty_qc(spread, maps, mask),
+        **fit_qc(results.get("fit")),
         "Seconds": dict(timings),
+    }
+
+
+def fit_qc(fit: Mapping[str, Any] | None) -> dict[str, Any]:
+    """QC of the maps fitted from raw series: which map came from which series, and per
+    series the voxels fitted and failed, the medians of its maps and its notes ({} when
+    every map was read from a file)."""
+    if not fit:
+        return {}
+    keys = ("signal_voxels", "failed_voxels", "medians", "notes", "seconds")
+    return {
+        "FittedMaps": dict(fit["maps"]),
+        "Fits": {k: {key: r[key] for key in keys} for k, r in fit["series"].items()},
     }
 
 
@@ -254,6 +268,7 @@ def _summary(
         "invalid LR voxels in the head (NaN, Inf, negative)": {
             m: q["invalid_in_head"] for m, q in qc["InputQuality"].items()
         },
+        **_fitted_line(qc),
         "LR map units": qc["InputUnits"],
         "LR acquisition model": _acquisition_line(results["conform"].get("acquisition")),
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
@@ -268,6 +283,13 @@ def _summary(
         "registration metric (ANTs Mattes: -MI, lower is better)": qc["RegistrationMI"],
         "wall time per step (s)": qc["Seconds"],
     }
+
+
+def _fitted_line(qc: Mapping[str, Any]) -> dict[str, str]:
+    fitted = qc.get("FittedMaps") or {}
+    if not fitted:
+        return {}
+    return {"maps fitted from raw series": ", ".join(f"{m} from {k}" for m, k in fitted.items())}
 
 
 def _inr_line(fit: Mapping[str, Any]) -> str:
