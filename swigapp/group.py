@@ -33,11 +33,15 @@ class GroupError(ValueError):
 def _row(qc: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"participant_id": f"sub-{qc['Subject']}"}
     row["session_id"] = f"ses-{qc['Session']}" if qc.get("Session") else "n/a"
+    estimated = qc.get("EstimatedMaps", [])
     for tissue in ("GM", "WM"):
         for m in ("T1", "T2", "PD"):
             scale = 1000.0 if m != "PD" else 1.0
             unit = "_ms" if m != "PD" else ""
-            row[f"{tissue}_{m}{unit}"] = scale * qc["TissueMedians"][tissue][m]
+            # an estimate is no measurement: its medians are left out of the table
+            value = "n/a" if m in estimated else scale * qc["TissueMedians"][tissue][m]
+            row[f"{tissue}_{m}{unit}"] = value
+    row["acquired_maps"] = ",".join(qc.get("AcquiredMaps", ("PD", "T1", "T2")))
     row["brain_volume_ml"] = qc["BrainVolume_ml"]
     for m, value in qc["LRResidual"].items():
         row[f"lr_residual_{m}"] = value
@@ -52,6 +56,11 @@ def _row(qc: dict[str, Any]) -> dict[str, Any]:
     row["fallback_fraction"] = sum(f["fraction_of_brain"] for f in fallen)
     row["warnings"] = len(qc.get("Warnings", []))
     return row
+
+
+def _number(value: Any) -> float:
+    """A table cell as a float (NaN for "n/a" and missing cells)."""
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def robust_z(values: Sequence[float]) -> np.ndarray:
@@ -96,10 +105,11 @@ def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> li
             f"{out}: no participant results (sub-*/log/*_qc.json); run the participant level first"
         )
     rows = [_row(json.loads(p.read_text())) for p in paths]
-    columns = [k for k in rows[0] if k not in ("participant_id", "session_id", "warnings")]
+    text = ("participant_id", "session_id", "warnings", "acquired_maps")
+    columns = [k for k in rows[0] if k not in text]
     flags: list[list[str]] = [[] for _ in rows]
     for column in columns:
-        z = robust_z([float(r.get(column, float("nan"))) for r in rows])
+        z = robust_z([_number(r.get(column)) for r in rows])
         for i, value in enumerate(z):
             if abs(value) > OUTLIER_Z:
                 flags[i].append(column)

@@ -90,6 +90,8 @@ def conform_maps(
         "units": prepared.units,
         "pd_scale": prepared.pd_scale,
         "notes": list(prepared.notes),
+        "acquired": list(prepared.acquired),
+        "estimated": {m: u for m, u in prepared.units.items() if m not in prepared.acquired},
         "acquisition": {**acq.describe(), "lr_model": lr_model},
         "seconds": time.perf_counter() - start,
     }

@@ -53,6 +53,7 @@ class WorkflowOptions:
     lr_model: str = "auto"
     voxel_size: tuple[float, ...] = ()
     template_mask: bool = True
+    write_estimated: bool = False
     synth_protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
 
@@ -147,6 +148,8 @@ def init_single_subject_wf(
         "lr_model": options.lr_model,
         "versions": dict(options.versions),
     }
+    if options.write_estimated:
+        params["write_estimated"] = True
     sink = pe.Node(
         WriteDerivatives(
             out_dir=str(options.output_dir),

@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         "where map files exist (default: fit only the maps that are missing)",
     )
     sel.add_argument(
+        "--write-estimated",
+        action="store_true",
+        help="also write the maps that were not acquired (a participant with only some of "
+        "PD, T1 and T2) as desc-estimated maps; they are estimates for the physics terms, "
+        "not measurements (default: not written)",
+    )
+    sel.add_argument(
         "--skip-bids-validation", action="store_true", help="do not run the BIDS validator"
     )
 

@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "or a label map",
     )
     parser.add_argument(
+        "--maps",
+        type=comma_list(("PD", "T1", "T2")),
+        default=["PD", "T1", "T2"],
+        metavar="MAP[,MAP...]",
+        help="the LR maps written (default PD,T1,T2): a subset, as sites with an MP2RAGE "
+        "(T1) or a multi-echo spin echo (T2, PD) have",
+    )
+    parser.add_argument(
         "--raw-qmri",
         type=comma_list(RAW_KINDS),
         default=[],
@@ -193,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tilt_deg=args.tilt,
         anatomy=None if args.anatomy is None else tuple(args.anatomy),
         raw_qmri=tuple(args.raw_qmri),
+        maps=tuple(m for m in ("PD", "T1", "T2") if m in args.maps),
         **slices,
     )
     start = time.perf_counter()

@@ -283,6 +283,7 @@ def run_participant(args: Any) -> int:
         lr_model=args.lr_model,
         voxel_size=tuple(args.output_resolution or ()),
         template_mask=not args.no_template_mask,
+        write_estimated=args.write_estimated,
         synth_protocols=synth,
         versions=software_versions(),
     )

@@ -93,6 +93,11 @@ class SubjectFiles:
     fit_plan: dict[str, str] = field(default_factory=dict)
 
     @property
+    def acquired(self) -> list[str]:
+        """The maps read from files or fitted from raw series (the others are estimated)."""
+        return [m for m in MAP_ORDER if m in self.maps or m in self.fit_plan]
+
+    @property
     def label(self) -> str:
         """``sub-X[_ses-Y]``, the prefix of every output file."""
         return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
@@ -166,11 +171,18 @@ def find_inputs(
                 del maps[name], suffixes[name], map_metadata[name]
         series = {k: v for k, v in series.items() if k in plan.values()}
     missing = [m for m in MAP_ORDER if m not in maps and m not in plan]
-    if missing:
+    if len(missing) == len(MAP_ORDER):
         raise InputError(
-            f"{where}: missing qMRI map(s) {', '.join(missing)}: "
+            f"{where}: no qMRI map: at least one of "
             + "; ".join(f"{m}: {MAP_SOURCES[m]}" for m in missing)
         )
+    if missing:
+        LOG.warning(
+            "%s: %s not acquired (looked for %s): estimated from the acquired maps for the "
+            "physics only (guide synthesis, registration targets), not written unless "
+            "--write-estimated",
+            where, " and ".join(missing), "; ".join(f"{m}: {MAP_SOURCES[m]}" for m in missing),
+        )  # fmt: skip
     found: dict[str, str] = {}
     metadata: dict[str, dict[str, Any]] = {}
     for name in guides:

@@ -390,7 +390,8 @@ def participant_outputs(
     uri = {k: bids_uri(v, bids_dir) for k, v in sources.items()}
     files: dict[str, Path | str] = {}
     uri |= fitted_outputs(label, anat, results.get("fit"), bids_dir, files)
-    map_uris = [uri[m] for m in MAP_ORDER]
+    acquired = list(results["conform"].get("acquired", MAP_ORDER))
+    map_uris = [uri[m] for m in acquired]
     sr = results["superres"]
     maps, affine = load_maps(sr["sr_file"])
     vox = "x".join(f"{v:g}" for v in voxel_sizes(affine))
@@ -464,10 +465,14 @@ def participant_outputs(
         "SoftwareDependencies": params["versions"],
     }
     map_names = {}
+    estimated = results["conform"].get("estimated", {})
     for i, m in enumerate(MAP_ORDER):
+        if m in estimated and not params.get("write_estimated"):
+            continue
         pd_scale = results["conform"].get("pd_scale") if m == "PD" else None
         path = save_nifti(work / f"sr_{m}.nii.gz", in_input_scale(maps[i], pd_scale), affine)
-        name = entity_name(label, MAP_SUFFIX[m], res="hi", desc=sr["method"])
+        desc = "estimated" if m in estimated else sr["method"]
+        name = entity_name(label, MAP_SUFFIX[m], res="hi", desc=desc)
         scaling = {}
         if pd_scale:
             scaling["PDScaling"] = {
@@ -489,6 +494,11 @@ def participant_outputs(
                 "SkullStripped": False,
                 "Sources": [*map_uris, *(uri[g] for g in guides), mask_uri],
                 "EstimationAlgorithm": METHOD_DESCRIPTIONS[sr["method"]],
+                **(
+                    {"Description": ESTIMATED_DESCRIPTION.format(m=m, how=estimated[m])}
+                    if m in estimated
+                    else {}
+                ),
                 "DataConsistency": {
                     "LRResidual": sr["lr_residual"][m],
                     "LRResidualOfInput": sr["lr_residual_input"][m],
@@ -501,6 +511,8 @@ def participant_outputs(
         pd_scale = results["conform"].get("pd_scale")
         calibration = (sr.get("model") or {}).get("uncertainty_calibration")
         for m, path in uncertainty_maps(sr, pd_scale, work).items():
+            if m not in map_names:
+                continue
             add(
                 entity_name(label, MAP_SUFFIX[m], res="hi", desc=f"{sr['method']}Uncertainty"),
                 path,
@@ -533,6 +545,12 @@ def participant_outputs(
     return files
 
 
+#: What an estimated map is (``--write-estimated``), for its sidecar.
+ESTIMATED_DESCRIPTION = (
+    "NOT A MEASUREMENT: {m} was not acquired. The LR input for {m} was {how}, and the "
+    "super-resolution method refined it with the guides; it served only the physics terms "
+    "(guide synthesis). No LR-consistency check applies to it."
+)
 #: What the uncertainty maps are, for their sidecars and the report.
 UNCERTAINTY_DESCRIPTION = (
     "Uncertainty of the super-resolved map: the standard deviation over the orientation "

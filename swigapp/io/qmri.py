@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from swigapp.estimate import driver, tissue_prior
 from swigapp.io.images import MAP_ORDER, InputError, load_image
 from swigapp.masking import largest_component
 from swigapp.physics.units import convert
@@ -83,6 +84,8 @@ class LRMaps:
     units: dict[str, str]
     pd_scale: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    #: The maps that were acquired (the others are estimates: :mod:`swigapp.estimate`).
+    acquired: list[str] = field(default_factory=lambda: list(MAP_ORDER))
 
     @property
     def all_valid(self) -> bool:
@@ -94,14 +97,28 @@ class LRMaps:
         return np.stack([self.valid[m] for m in MAP_ORDER]).astype(np.uint8)
 
 
-def head_region(pd: np.ndarray, t1: np.ndarray) -> np.ndarray:
+#: The PD scale record when PD was not acquired (its estimate is a water fraction).
+NO_PD_SCALE: dict[str, Any] = {
+    "reference": "none (PD not acquired)", "reference_value": 1.0, "target": 1.0,
+    "factor": 1.0, "rule": "PD not acquired", "input_units": "none", "output_units": "arbitrary",
+}  # fmt: skip
+
+
+def head_region(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
     """The head on the LR grid from raw (any unit) PD and T1 maps.
 
     Voxels above 10 % of the 99th percentile of the positive PD (of T1 where PD is NaN or
     infinite; a negative PD is background noise), largest connected component, holes
     filled: enclosed invalid voxels count as head. Works on skull-stripped maps (background
-    exactly 0) and on noisy backgrounds.
+    exactly 0) and on noisy backgrounds. Either map may be None (not acquired: the other one,
+    or a T2 map in its place, decides alone).
     """
+    present = pd if pd is not None else t1
+    assert present is not None, "head_region needs a map"
+    if pd is None:
+        pd = np.full(present.shape, np.nan, np.float32)
+    if t1 is None:
+        t1 = np.full(present.shape, np.nan, np.float32)
     cand = np.zeros(pd.shape, bool)
     for data, where in ((pd, np.ones(pd.shape, bool)), (t1, ~np.isfinite(pd))):
         with np.errstate(invalid="ignore"):
@@ -151,7 +168,7 @@ def _median_in(data: np.ndarray, where: np.ndarray) -> float:
 
 def pd_scale(
     pd: np.ndarray,
-    t1: np.ndarray,
+    t1: np.ndarray | None,
     head: np.ndarray,
     valid: np.ndarray,
     units: str | None = None,
@@ -168,10 +185,10 @@ def pd_scale(
     ``reference_value`` (input units), ``target``, ``factor`` (internal / input), ``rule``
     (words), ``input_units`` (the sidecar's, else "arbitrary") and ``output_units`` (the
     ``Units`` of the SR PD map, written in the input's scale: "arbitrary", or the sidecar's
-    percent).
+    percent). Without T1 (not acquired) the 95th-percentile rule applies.
     """
     ok = head & valid & (pd > 0)
-    wm = ok & (t1 >= PD_WM_T1[0]) & (t1 <= PD_WM_T1[1])
+    wm = np.zeros(ok.shape, bool) if t1 is None else ok & (t1 >= PD_WM_T1[0]) & (t1 <= PD_WM_T1[1])
     if int(wm.sum()) >= PD_MIN_WM_VOXELS:
         kind, target = "wm", PD_WM_TARGET
         words = f"median PD in WM-like head voxels (T1 {PD_WM_T1[0]}-{PD_WM_T1[1]} s)"
@@ -236,25 +253,28 @@ def prepare_lr_maps(
     in words; ``pd_scale`` see :func:`pd_scale`.
     """
     metadata = metadata or {}
+    acquired = [m for m in MAP_ORDER if m in map_files]
+    if not acquired:
+        raise InputError(f"{where}: no qMRI map (PD, T1 or T2) to process")
     raw: dict[str, np.ndarray] = {}
     affine = None
-    for name in MAP_ORDER:
+    for name in acquired:
         path = str(map_files[name])
         data, aff = load_image(path, finite=False)
         if affine is None:
             affine = aff
-        elif data.shape != raw["PD"].shape or not np.allclose(aff, affine, atol=1e-3):
+        elif data.shape != raw[acquired[0]].shape or not np.allclose(aff, affine, atol=1e-3):
             raise InputError(f"{path}: grid differs from the other qMRI maps of {where}")
         _check_whole(data, path)
         raw[name] = data
     with np.errstate(invalid="ignore"):
         valid = {m: np.isfinite(d) & (d >= 0) for m, d in raw.items()}
-    head = head_region(raw["PD"], raw["T1"])
+    head = head_region(raw.get("PD"), raw.get("T1", raw.get("T2")))
     n_head = int(head.sum())
     if n_head < 27:
-        raise InputError(f"{map_files['PD']}: no head region found in the PD and T1 maps")
+        raise InputError(f"{map_files[acquired[0]]}: no head region found in the qMRI maps")
     quality: dict[str, dict[str, Any]] = {}
-    for name in MAP_ORDER:
+    for name in acquired:
         bad = ~valid[name]
         finite = np.isfinite(raw[name])
         quality[name] = {
@@ -270,7 +290,7 @@ def prepare_lr_maps(
         _check_invalid_fraction(quality[name], map_files[name])
     maps: dict[str, np.ndarray] = {}
     units: dict[str, str] = {}
-    for name in MAP_ORDER:
+    for name in acquired:
         path, suffix = str(map_files[name]), map_suffixes[name]
         clean = raw[name]
         if not valid[name].all():
@@ -280,23 +300,32 @@ def prepare_lr_maps(
         if name in MEDIAN_RANGE:
             _check_median(data, head & valid[name], name, units[name], sidecar_units, path)
         maps[name] = data
-    scale = pd_scale(
-        maps["PD"], maps["T1"], head, valid["PD"], (metadata.get("PD") or {}).get("Units"),
-        str(map_files["PD"]),
-    )  # fmt: skip
-    units["PD"] = (
-        f"{scale['input_units']} x {scale['factor']:.6g} -> water fraction ({scale['rule']})"
-    )
+    scale = NO_PD_SCALE
+    if "PD" in maps:
+        scale = pd_scale(
+            maps["PD"], maps.get("T1"), head, valid["PD"], (metadata.get("PD") or {}).get("Units"),
+            str(map_files["PD"]),
+        )  # fmt: skip
+        units["PD"] = (
+            f"{scale['input_units']} x {scale['factor']:.6g} -> water fraction ({scale['rule']})"
+        )
     _mark_out_of_range(maps, valid, head, scale["factor"], quality, map_files)
     support = ndimage.binary_dilation(head, iterations=HEAD_MARGIN)
     background = ~support
-    for name in MAP_ORDER:
+    for name in acquired:
         maps[name] = fill_invalid(maps[name], valid[name], head)
         noisy = background.any() and (~valid[name][background]).mean() > NOISY_BACKGROUND
         if noisy:  # fitted noise beyond the head is not data: 0
             maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
     if scale["factor"] != 1.0:
         maps["PD"] = (maps["PD"] * np.float32(scale["factor"])).astype(np.float32)
+    estimated = [m for m in MAP_ORDER if m not in acquired]
+    if estimated:
+        maps = tissue_prior(maps, acquired)
+        for name in estimated:
+            valid[name] = np.zeros(head.shape, bool)
+            maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
+            units[name] = f"not acquired: estimated from {driver(acquired)} (tissue prior)"
     notes = [
         f"{q['file']}: {q['invalid_in_head']} invalid voxels in the head "
         f"({100 * q['invalid_fraction_in_head']:.2g} % of {n_head}), {q['invalid_total']} in "
@@ -308,11 +337,11 @@ def prepare_lr_maps(
     notes += [
         f"{Path(map_files[m]).name}: {units[m]}"
         for m in ("T1", "T2")
-        if "->" in units[m] and "detected" in units[m]
+        if m in acquired and "->" in units[m] and "detected" in units[m]
     ]
     if scale["factor"] != 1.0:
         notes.append(f"{Path(map_files['PD']).name}: PD {units['PD']}")
-    return LRMaps(maps, valid, head, affine, quality, units, scale, notes)
+    return LRMaps(maps, valid, head, affine, quality, units, scale, notes, acquired)
 
 
 def _check_invalid_fraction(q: Mapping[str, Any], path: str) -> None:

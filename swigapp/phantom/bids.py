@@ -149,7 +149,7 @@ def write_subject(root: Path, subject: PhantomSubject) -> None:
     }
     supplied = {m for kind in subject.config.raw_qmri for m in raw.PROVIDES[kind]}
     for name, data in subject.lr_maps.items():
-        if name in supplied:
+        if name in supplied or name not in subject.config.maps:
             continue
         stem = anat / f"{sub}_acq-lowres_{MAP_SUFFIX[name]}"
         save_nifti(f"{stem}.nii.gz", data, subject.lr_affine)

@@ -27,6 +27,7 @@ SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_prof
 #: existed keep their records).
 OPTIONAL_FIELDS = {
     "head": False, "tilt_deg": 0.0, "shift": None, "anatomy": None, "raw_qmri": (),
+    "maps": ("PD", "T1", "T2"),
 }  # fmt: skip
 
 
@@ -72,6 +73,7 @@ class PhantomConfig:
     shift: shifts.Shift | None = None
     anatomy: str | tuple[str, ...] | None = None
     raw_qmri: tuple[str, ...] = ()
+    maps: tuple[str, ...] = ("PD", "T1", "T2")
 
     def anatomy_of(self, index: int) -> str | None:
         """The anatomy of subject ``index`` (None: the template)."""

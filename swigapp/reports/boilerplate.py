@@ -27,6 +27,8 @@ from swigapp.consistency import (
     lr_flagged,
     ssim_flagged,
 )
+from swigapp.estimate import driver
+from swigapp.io.images import MAP_ORDER
 from swigapp.reports.citations import bibtex, reference_line
 
 #: A sentence and the reference keys it cites.
@@ -159,15 +161,29 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     lr_shape, lr_vox = _grid(conform["lr_file"])
     hr_shape, hr_vox = _grid(conform["lr_up_file"])
     factors = [h / n for h, n in zip(hr_shape, lr_shape, strict=True)]
+    acquired = list(conform.get("acquired", MAP_ORDER))
+    estimated = [m for m in MAP_ORDER if m not in acquired]
     out: list[Sentence] = [
         *_fits(results.get("fit")),
         (
-            f"The low-resolution PD, T1 and T2 maps ({_dims(lr_vox, '.3g')} mm voxels, matrix "
-            f"{_dims(lr_shape)}) were brought to BIDS units (T1 and T2 in seconds)"
-            + _units_clause(conform.get("units"), conform.get("pd_scale")),
+            f"The low-resolution {_join(acquired)} map{'s' if len(acquired) > 1 else ''} "
+            f"({_dims(lr_vox, '.3g')} mm voxels, matrix {_dims(lr_shape)}) "
+            f"{'were' if len(acquired) > 1 else 'was'} brought to BIDS units (T1 and T2 in "
+            "seconds)" + _units_clause(conform.get("units"), conform.get("pd_scale")),
             (),
         ),
     ]
+    if estimated:
+        plural = len(estimated) > 1
+        sentence = (
+            f"{_join(estimated)} {'were' if plural else 'was'} not acquired: "
+            f"{'they were' if plural else 'it was'} estimated from {driver(acquired)} along "
+            "typical 3T tissue values (WM, GM, CSF) and refined by the super-resolution with "
+            "the guides, for the physics terms only (guide synthesis, registration targets); "
+            "the estimates are not measurements, no data-consistency term applies to them, "
+            "and they are not reported as results"
+        )
+        out.append((sentence, ()))
     quality = conform.get("input_quality")
     if quality:
         out.append((_quality_sentence(quality), ()))

@@ -67,6 +67,12 @@ def participant_qc(
             for m, q in results["conform"].get("input_quality", {}).items()
         },
         "InputUnits": dict(results["conform"].get("units", {})),
+        "AcquiredMaps": list(results["conform"].get("acquired", MAP_ORDER)),
+        **(
+            {"EstimatedMaps": list(results["conform"]["estimated"])}
+            if results["conform"].get("estimated")
+            else {}
+        ),
         "PDScaleFactor": results["conform"].get("pd_scale", {}).get("factor", 1.0),
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
@@ -192,7 +198,13 @@ def render_participant(
     )
     for i, m in enumerate(MAP_ORDER):
         acquired = upsample_interp(lr[i], mask.shape, order=0)
-        cols = {f"{m} LR (acquired voxels)": acquired, f"{m} SR ({method})": maps[m]}
+        if m in results["conform"].get("estimated", {}):
+            cols = {
+                f"{m} LR (NOT acquired: estimate)": acquired,
+                f"{m} ({method}, estimate)": maps[m],
+            }
+        else:
+            cols = {f"{m} LR (acquired voxels)": acquired, f"{m} SR ({method})": maps[m]}
         guide = next((g for g in GUIDE_FOR_MAP[m] if g in registered), None)
         if guide:
             cols[f"{guide} (registered)"] = registered[guide]
@@ -269,6 +281,11 @@ def _summary(
             m: q["invalid_in_head"] for m, q in qc["InputQuality"].items()
         },
         **_fitted_line(qc),
+        **(
+            {"maps NOT acquired (estimates, not measurements)": ", ".join(qc["EstimatedMaps"])}
+            if qc.get("EstimatedMaps")
+            else {}
+        ),
         "LR map units": qc["InputUnits"],
         "LR acquisition model": _acquisition_line(results["conform"].get("acquisition")),
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],

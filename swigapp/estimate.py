@@ -1,0 +1,60 @@
+"""Estimates of the maps that were not acquired, for the physics terms only.
+
+A participant may bring any non-empty subset of PD, T1 and T2 (an MP2RAGE gives T1 alone, a
+multi-echo spin echo T2 and M0). The super-resolution, the registration targets and the
+brain mask synthesise weighted images from all three maps, so the missing ones are
+estimated. They are never presented as measured: the app writes them only on request
+(``--write-estimated``, as ``desc-estimated``), leaves them out of every LR-consistency
+figure and says in the report and the methods text that they are estimates.
+
+:func:`tissue_prior` is the estimate: each missing map follows the acquired map that drives
+it (T1, else T2, else PD) along the curve through typical 3T tissue values (WM, GM, CSF),
+piecewise linear in the logarithm of the driver and constant beyond the end points. The
+guides then carry the rest: the network sees them and their contrast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from swigapp.io.images import MAP_ORDER
+
+#: Typical 3T (PD water fraction, T1 s, T2 s) of WM, GM and CSF: the estimates' curve
+#: (WM T1 0.85 s and GM 1.35 s as the tissue classes of :mod:`swigapp.tissue`).
+TISSUE_PRIOR: tuple[tuple[float, float, float], ...] = (
+    (0.69, 0.85, 0.075),
+    (0.80, 1.35, 0.095),
+    (1.00, 4.00, 1.50),
+)
+#: Which acquired map drives the estimates, best first.
+DRIVERS = ("T1", "T2", "PD")
+
+
+def driver(acquired: Sequence[str]) -> str:
+    """The acquired map the estimates follow (ValueError when none is acquired)."""
+    for name in DRIVERS:
+        if name in acquired:
+            return name
+    raise ValueError("at least one of PD, T1 and T2 must be acquired")
+
+
+def tissue_prior(maps: Mapping[str, np.ndarray], acquired: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every map of ``MAP_ORDER``: the ``acquired`` ones from ``maps`` (PD as a water
+    fraction, T1/T2 in s) and the others estimated along :data:`TISSUE_PRIOR` from
+    :func:`driver`. Voxels where the driver is 0 (outside the head) are 0."""
+    source = driver(acquired)
+    column = MAP_ORDER.index(source)
+    points = np.asarray(TISSUE_PRIOR)
+    x = points[:, column]
+    values = np.asarray(maps[source], dtype=np.float64)
+    inside = values > 0
+    log_driver = np.log(np.where(inside, values, x[0]))
+    out = {name: np.asarray(maps[name], dtype=np.float32) for name in acquired}
+    for i, name in enumerate(MAP_ORDER):
+        if name in out:
+            continue
+        estimate = np.exp(np.interp(log_driver, np.log(x), np.log(points[:, i])))
+        out[name] = np.where(inside, estimate, 0.0).astype(np.float32)
+    return out

@@ -1,0 +1,120 @@
+"""Participants with only some of the maps (an MP2RAGE T1, a multi-echo spin-echo T2 and M0):
+the missing maps are estimated for the physics, never written or reported as measured."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from swigapp.estimate import TISSUE_PRIOR, driver, tissue_prior
+from swigapp.io.bids import find_inputs, layout, load_inputs
+from swigapp.io.images import InputError
+from swigapp.phantom.bids import write_dataset
+from swigapp.phantom.subject import PhantomConfig
+
+
+def test_tissue_prior_follows_the_driver_along_tissue_values():
+    wm, gm, csf = TISSUE_PRIOR
+    t1 = np.array([0.0, wm[1], gm[1], csf[1], 10.0], np.float32)
+    out = tissue_prior({"T1": t1}, ["T1"])
+    assert out["T1"] is not None and np.array_equal(out["T1"], t1)
+    assert out["T2"][0] == 0 and out["PD"][0] == 0  # outside the head
+    assert out["T2"][1:4] == pytest.approx([wm[2], gm[2], csf[2]], rel=1e-5)
+    assert out["PD"][1:4] == pytest.approx([wm[0], gm[0], csf[0]], rel=1e-5)
+    assert out["T2"][4] == pytest.approx(csf[2], rel=1e-5)  # constant beyond the end points
+    mid = tissue_prior({"T2": np.array([np.sqrt(wm[2] * gm[2])])}, ["T2"])["T1"][0]
+    assert wm[1] < mid < gm[1]
+    assert driver(["PD", "T2"]) == "T2" and driver(["PD", "T1"]) == "T1"
+    with pytest.raises(ValueError):
+        driver([])
+
+
+@pytest.fixture(scope="module")
+def subsets(tmp_path_factory):
+    base = tmp_path_factory.mktemp("subsets")
+    made = {}
+    for name, maps, raw in (("t1", ("T1",), ()), ("mese", ("PD", "T2"), ("MESE",))):
+        config = PhantomConfig(size="tiny", maps=maps, raw_qmri=raw)
+        made[name] = write_dataset(base / name, n_subjects=1, seed=3, config=config,
+                                   progress=False)  # fmt: skip
+    return made
+
+
+def test_a_t1_only_dataset_is_accepted_and_its_other_maps_estimated(subsets):
+    anat = subsets["t1"] / "sub-01" / "anat"
+    assert [p.name for p in anat.glob("*map.nii.gz")] == ["sub-01_acq-lowres_T1map.nii.gz"]
+    files = find_inputs(layout(subsets["t1"]), "01")
+    assert files.acquired == ["T1"]
+    bundle = load_inputs(files)
+    assert set(bundle.lr_maps) == {"PD", "T1", "T2"}
+    head = bundle.lr_maps["T1"] > 0
+    # the estimates are plausible tissue values inside the head (T2 in s, PD a fraction)
+    assert 0.06 < np.median(bundle.lr_maps["T2"][head]) < 0.2
+    assert 0.6 < np.median(bundle.lr_maps["PD"][head]) < 1.0
+
+
+def test_no_map_at_all_is_refused(tmp_path, subsets):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(subsets["t1"], root)
+    for path in (root / "sub-01" / "anat").glob("*_T1map.*"):
+        path.unlink()
+    with pytest.raises(InputError, match="no qMRI map"):
+        find_inputs(layout(root), "01")
+
+
+def _run(bids, out, work, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
+         "--work-dir", str(work), "--skip-bids-validation", "--nprocs", "1", *extra],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_t1_only_participant_writes_t1_alone_and_says_what_was_estimated(subsets, tmp_path):
+    out = tmp_path / "out"
+    run = _run(subsets["t1"], out, tmp_path / "work")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "PD and T2 not acquired" in run.stderr
+    anat = out / "sub-01" / "anat"
+    assert (anat / "sub-01_res-hi_desc-swig_T1map.nii.gz").exists()
+    assert not list(anat.glob("*desc-swig_T2map*")) and not list(anat.glob("*desc-swig_PDmap*"))
+    assert not list(anat.glob("*desc-estimated*"))
+    qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
+    assert qc["AcquiredMaps"] == ["T1"] and qc["EstimatedMaps"] == ["PD", "T2"]
+    assert 1.0 < qc["TissueMedians"]["GM"]["T1"] < 1.8  # seconds
+    sidecar = json.loads((anat / "sub-01_res-hi_desc-swig_T1map.json").read_text())
+    assert sidecar["Sources"][0] == "bids:raw:sub-01/anat/sub-01_acq-lowres_T1map.nii.gz"
+    assert sidecar["DataConsistency"]["LRResidual"] < 0.2
+    methods = (out / "sub-01" / "log" / "sub-01_methods.md").read_text()
+    assert "The low-resolution T1 map (" in methods
+    assert "PD and T2 were not acquired: they were estimated from T1" in methods
+    report = (out / "sub-01.html").read_text()
+    assert "maps NOT acquired (estimates, not measurements)" in report
+
+
+def test_mese_only_participant_fits_t2_and_pd_and_writes_the_estimate_on_request(subsets, tmp_path):
+    out = tmp_path / "out"
+    run = _run(subsets["mese"], out, tmp_path / "work", "--write-estimated")
+    assert run.returncode == 0, run.stderr[-2000:]
+    anat = out / "sub-01" / "anat"
+    for name in ("res-lo_desc-fitMESE_T2map", "res-hi_desc-swig_T2map", "res-hi_desc-swig_PDmap",
+                 "res-hi_desc-estimated_T1map"):  # fmt: skip
+        assert (anat / f"sub-01_{name}.nii.gz").exists(), name
+    estimate = json.loads((anat / "sub-01_res-hi_desc-estimated_T1map.json").read_text())
+    assert estimate["Description"].startswith("NOT A MEASUREMENT: T1 was not acquired")
+    group = subprocess.run(
+        [sys.executable, "-m", "swigapp.cli.run", str(subsets["mese"]), str(out), "group"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert group.returncode == 0, group.stderr[-2000:]
+    with open(out / "group_qc.tsv") as handle:
+        (row,) = list(csv.DictReader(handle, delimiter="\t"))
+    assert row["acquired_maps"] == "PD,T2"
+    assert row["GM_T1_ms"] == "n/a" and float(row["GM_T2_ms"]) > 50
