@@ -58,3 +58,30 @@ def tissue_prior(maps: Mapping[str, np.ndarray], acquired: Sequence[str]) -> dic
         estimate = np.exp(np.interp(log_driver, np.log(x), np.log(points[:, i])))
         out[name] = np.where(inside, estimate, 0.0).astype(np.float32)
     return out
+
+
+def not_acquired(valid: np.ndarray | None) -> list[int]:
+    """Channels (0 PD, 1 T1, 2 T2) of an LR validity mask (3, x, y, z) that hold no valid
+    voxel: the maps that were not acquired (an acquired map with no valid voxel is refused
+    on input)."""
+    if valid is None:
+        return []
+    return [i for i in range(len(valid)) if not np.asarray(valid[i]).any()]
+
+
+def refine(
+    lr: np.ndarray, sr: np.ndarray, channels: Sequence[int], acquisition: object = None
+) -> np.ndarray:
+    """LR maps (3, x, y, z) whose ``channels`` (the maps not acquired) are replaced by the
+    super-resolved maps ``sr`` (3, X, Y, Z) through the acquisition model: the estimates
+    after the guides have shaped them, for a second pass of the method. Measured on held-out
+    template phantoms at 2 mm (T1 only): GM T1 MAE 44.2 -> 40.1 ms after one pass, 40.1
+    after two (docs/subsets.md)."""
+    from swigapp.consistency import forward
+
+    out = np.array(lr, dtype=np.float32, copy=True)
+    if channels:
+        down = forward(sr, lr.shape[1:], acquisition)
+        for i in channels:
+            out[i] = np.clip(down[i], 0.0, None).astype(np.float32)
+    return out

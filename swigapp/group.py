@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from swigapp.io.derivatives import marker_path, participants
-from swigapp.io.files import atomic_write_text, write_tsv
+from swigapp.io.files import atomic_write_text, cell_number, write_tsv
 
 LOG = logging.getLogger(__name__)
 
@@ -56,11 +56,6 @@ def _row(qc: dict[str, Any]) -> dict[str, Any]:
     row["fallback_fraction"] = sum(f["fraction_of_brain"] for f in fallen)
     row["warnings"] = len(qc.get("Warnings", []))
     return row
-
-
-def _number(value: Any) -> float:
-    """A table cell as a float (NaN for "n/a" and missing cells)."""
-    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def robust_z(values: Sequence[float]) -> np.ndarray:
@@ -109,7 +104,7 @@ def collect(output_dir: str | Path, subjects: Sequence[str] | None = None) -> li
     columns = [k for k in rows[0] if k not in text]
     flags: list[list[str]] = [[] for _ in rows]
     for column in columns:
-        z = robust_z([_number(r.get(column)) for r in rows])
+        z = robust_z([cell_number(r.get(column)) for r in rows])
         for i, value in enumerate(z):
             if abs(value) > OUTLIER_Z:
                 flags[i].append(column)

@@ -20,10 +20,11 @@ import numpy as np
 
 from swigapp import kspace
 from swigapp.consistency import fallback_maps, guard, lr_residual
+from swigapp.estimate import not_acquired, refine
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
-from swigapp.methods import METHODS, fallback_method
+from swigapp.methods import METHOD_ARCH, METHODS, fallback_method
 from swigapp.metrics import guide_ssim
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 
@@ -269,7 +270,7 @@ def super_resolve(
     """
     import torch
 
-    from swigapp.models.features import prepare_subject
+    from swigapp.models.features import prepare_subject, upsample_maps
     from swigapp.models.inference import resolve_device
 
     if method not in METHODS:
@@ -316,6 +317,16 @@ def super_resolve(
         )
     else:
         sr, record = run_method(method, subject, request)
+    missing = not_acquired(valid)
+    if missing and METHOD_ARCH.get(method):
+        # the maps not acquired: their estimates as the guides shaped them, for a second pass
+        lr = refine(lr, sr, missing, acq)
+        up = upsample_maps(_as_dict(lr), sr.shape[1:], acq)
+        subject = prepare_subject(
+            _as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid, stack=stack
+        )
+        steps = int(adaptation["steps"]) if adaptation.get("kept", True) else 0
+        sr, record = run_method(method, subject, replace(request, adapt_steps=steps))
     spread = record.pop("uncertainty", None)
     blind_fraction, fallback_kind = 0.0, ""
     if coverage_files:

@@ -62,6 +62,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def cell_number(value: object) -> float:
+    """A table cell as a float: NaN for "n/a" (a map not acquired) and missing cells."""
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
 def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Rows as a TSV table (union of keys in first-seen order, "n/a" for missing cells, floats
     to 6 significant digits), written atomically."""

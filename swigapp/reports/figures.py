@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from swigapp.io.files import cell_number
+
 
 def _plt():
     import matplotlib
@@ -139,7 +141,7 @@ def distributions(table: Sequence[Mapping[str, object]], columns: Sequence[str])
     n = len(columns)
     fig, axes = plt.subplots(1, n, figsize=(max(2.2 * n, 4), 3.4), squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):
-        values = np.array([float(row[column]) for row in table], dtype=float)
+        values = np.array([cell_number(row.get(column)) for row in table], dtype=float)
         flagged = np.array([column in str(row.get("outliers", "")) for row in table])
         x = np.zeros_like(values)
         ax.scatter(x[~flagged], values[~flagged], color="tab:blue", s=18)
