@@ -121,7 +121,8 @@ def score(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def row(series: str, fit: str, condition: str, group: str, noise: float, **scores: Any) -> dict:
-    """One line of the accuracy table (``scores``: T (T1 or T2, named by ``t``) and M0)."""
+    """One line of the accuracy table; ``scores``: ``t``, the name of the relaxation time,
+    and ``T`` and ``M0``, :func:`score` dicts (``M0`` None where the fit gives none)."""
     return {
         "series": series,
         "fit": fit,

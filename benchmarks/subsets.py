@@ -114,10 +114,11 @@ def main() -> None:
                 f"| {name} | {m} | {cell([r[f'SR {m} SSIM'] for r in sel], 4)} | "
                 f"{cell([r[f'cubic {m} SSIM'] for r in sel], 4)} | {mae[0]} | {mae[1]} |"
             )
-    lines += ["", "Per subject:", "", "| maps given | subject | " + " | ".join(
-        k for k in rows[0] if k not in ("subset", "subject")) + " |"]  # fmt: skip
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("subset", "subject")))
+    lines += ["", "Per subject:", "", "| maps given | subject | " + " | ".join(keys) + " |"]
+    lines.append("|---|---|" + "---|" * len(keys))
     for r in rows:
-        values = [f"{v:.4g}" for k, v in r.items() if k not in ("subset", "subject")]
+        values = [f"{r[k]:.4g}" if k in r else "-" for k in keys]
         lines.append(f"| {r['subset']} | {r['subject']} | " + " | ".join(values) + " |")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"subsets_{args.anatomy}_{args.setting}.md"

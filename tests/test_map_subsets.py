@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from swigapp.estimate import TISSUE_PRIOR, driver, tissue_prior
 from swigapp.io.bids import find_inputs, layout, load_inputs
@@ -118,3 +119,27 @@ def test_mese_only_participant_fits_t2_and_pd_and_writes_the_estimate_on_request
         (row,) = list(csv.DictReader(handle, delimiter="\t"))
     assert row["acquired_maps"] == "PD,T2"
     assert row["GM_T1_ms"] == "n/a" and float(row["GM_T2_ms"]) > 50
+
+
+def test_training_crops_can_be_given_a_subset_of_the_maps(tiny_subject):
+    from swigapp.models.data import drop_maps, random_crop
+    from swigapp.models.features import prepare_subject
+
+    s = tiny_subject
+    protocols = dict(s.protocols)
+    subject = prepare_subject(s.lr_maps, s.guides, protocols, s.truth.brain_mask > 0.5)
+    rng = np.random.default_rng(0)
+    crop = random_crop(subject, rng, size=(32, 32, 8), guide_keep=1.0)
+    dropped = drop_maps(crop, ("T1",))
+    assert torch.equal(dropped["lr"][1], crop["lr"][1])  # T1 as acquired
+    assert dropped["lr_valid"][1].min() == 1 and dropped["lr_valid"][[0, 2]].max() == 0
+    expected = tissue_prior({"T1": crop["lr"][1].numpy()}, ["T1"])
+    assert np.allclose(dropped["lr"][2].numpy(), expected["T2"])
+    assert np.allclose(dropped["lr_up"][0].numpy(), tissue_prior(
+        {"T1": crop["lr_up"][1].numpy()}, ["T1"])["PD"])  # fmt: skip
+    # each guide's synthesised contrast follows the estimates: the T2w's changes
+    present = [i for i, p in enumerate(crop["protocols"]) if p is not None]
+    assert present and not torch.allclose(dropped["synth"][present[-1]], crop["synth"][present[-1]])
+    # and the option draws it: with map_drop 1 every crop holds a subset
+    drawn = random_crop(subject, rng, size=(32, 32, 8), guide_keep=1.0, map_drop=1.0)
+    assert float(drawn["lr_valid"].amin(dim=(1, 2, 3)).sum()) < 3

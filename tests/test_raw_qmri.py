@@ -103,14 +103,14 @@ def test_vfa_and_mp2rage_fits_recover_t1(datasets):
     assert any("B1" in n for n in run_fit(every["VFA"])[0].notes)
 
 
-def test_missing_maps_and_broken_series_are_refused_naming_the_file(datasets, tmp_path):
+def test_broken_series_are_refused_naming_the_file(datasets, tmp_path):
     root = tmp_path / "ds"
     shutil.copytree(datasets["mese_ir"], root)
     anat = root / "sub-01" / "anat"
     for path in anat.glob("*_MESE.*"):
         path.unlink()
-    with pytest.raises(InputError, match=r"missing qMRI map\(s\) T2: .*or a MESE series"):
-        find_inputs(layout(root), "01")
+    files = find_inputs(layout(root), "01")  # no T2 source: T2 is estimated
+    assert files.acquired == ["PD", "T1"] and files.fit_plan == {"PD": "IRT1", "T1": "IRT1"}
     shutil.rmtree(root)
     shutil.copytree(datasets["mese_ir"], root)
     sidecar = anat / "sub-01_acq-lowres_echo-5_MESE.json"
@@ -121,6 +121,10 @@ def test_missing_maps_and_broken_series_are_refused_naming_the_file(datasets, tm
         InputError, match=r"echo-5_MESE.nii.gz: the MESE series needs a numeric EchoTime"
     ):
         find_inputs(layout(root), "01")
+    meta["EchoTime"] = 0.0515  # echo 5 of 10 ms spacing moved by 1.5 ms
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"echo-1_MESE.nii.gz: the MESE fit .* n x the echo"):
+        load_inputs(find_inputs(layout(root), "01"))
     shutil.rmtree(root)
     shutil.copytree(datasets["vfa_mp2"], root)
     for path in [*anat.glob("*_VFA.*"), *anat.glob("*_UNIT1.*"), *anat.glob("*part-phase*")]:

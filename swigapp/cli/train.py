@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument(
         "--guide-keep", type=float, default=0.75, help="probability of keeping each guide"
     )
+    opt.add_argument(
+        "--map-drop",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a crop is given only T1, T2 and PD, or T1 and PD, the other "
+        "maps estimated as the app does (one network for every subset; default 0)",
+    )
     opt.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     opt.add_argument("--seed", type=int, default=0, help="seed of weights and crop sampling")
     opt.add_argument(
@@ -310,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         learning_rate=args.learning_rate,
         seed=args.seed,
         guide_keep=args.guide_keep,
+        map_drop=args.map_drop,
         checkpoint_every=args.checkpoint_every,
         net=NetConfig(
             args.width,

@@ -208,6 +208,13 @@ def _protocol_of(series: Mapping[str, Any]) -> dict[str, Any]:
     """The protocol values each fit needs, from the sidecars (InputError when missing)."""
     kind, files, metadata = series["kind"], series["files"], series["metadata"]
     if kind == "MESE":
+        te = np.asarray(series["values"])
+        spacing = np.diff(np.concatenate([[0.0], te]))
+        if not np.allclose(spacing, spacing[0], rtol=0.02):
+            raise InputError(
+                f"{files[0]}: the MESE fit (an EPG of a CPMG train) needs echoes at n x the echo "
+                f"spacing, got EchoTime {', '.join(f'{v:g}' for v in te)} s"
+            )
         return {"echo_times": list(series["values"])}
     if kind == "IRT1":
         tr = metadata[0].get("RepetitionTime")
@@ -279,10 +286,7 @@ def run_fit(series: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
     """Fit one series: (:class:`~swigapp.fitting.Fit` on the whole grid, background NaN),
     the grid's affine and the signal mask."""
     from swigapp.fitting import Fit
-    from swigapp.fitting.irt1 import fit_irt1
-    from swigapp.fitting.mese import fit_mese
     from swigapp.fitting.mp2rage import MP2RAGEProtocol, fit_mp2rage
-    from swigapp.fitting.vfa import fit_vfa
 
     kind, protocol = series["kind"], _protocol_of(series)
     if kind == "MP2RAGE":
@@ -293,7 +297,7 @@ def run_fit(series: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
             raise InputError(
                 f"{series['files'][0] if series['files'] else series['extra']['UNIT1']}: {err}"
             ) from err
-        inv = None
+        inv = mags = None
         if len(series["files"]) >= 2:
             mags, affine = _load_stack(series["files"][:2])
             phases = series["extra"].get("phase", {})
@@ -307,29 +311,24 @@ def run_fit(series: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
                     f"{series['files'][0]}: the MP2RAGE inversions are magnitudes only, which "
                     "lose the sign of the first inversion: add the part-phase images or UNIT1"
                 )
-        signal_from = np.abs(inv) if inv is not None else None
+        signal_from = mags
         unit1 = None
         if "UNIT1" in series["extra"]:
             unit1, affine = load_image(series["extra"]["UNIT1"], finite=False)
         if inv is not None and unit1 is None:
             fit = fit_mp2rage(mp2, inv1=inv[..., 0], inv2=inv[..., 1])
         else:
-            inv2 = np.abs(inv[..., 1]) if inv is not None else None
-            fit = fit_mp2rage(mp2, unit1=unit1, inv2=inv2)
+            # M0 needs only the second inversion's magnitude
+            fit = fit_mp2rage(mp2, unit1=unit1, inv2=None if mags is None else mags[..., 1])
         signal = _signal(signal_from) if signal_from is not None else np.isfinite(fit.maps["T1"])
     else:
         stack, affine = _load_stack(series["files"])
         signal = _signal(stack)
         voxels = stack[signal]
-        if kind == "MESE":
-            part = fit_mese(voxels, **protocol)
-        elif kind == "IRT1":
-            part = fit_irt1(voxels, **protocol)
-        else:
-            b1 = None
-            if "TB1map" in series["extra"]:
-                b1 = _b1_on(series["extra"]["TB1map"], stack.shape[:3], affine)[signal]
-            part = fit_vfa(voxels, b1=b1, **protocol)
+        try:
+            part = _fit_voxels(series, kind, protocol, voxels, stack, affine, signal)
+        except ValueError as err:
+            raise InputError(f"{series['files'][0]}: {err}") from err
         maps = {}
         for name, value in part.maps.items():
             full = np.full(signal.shape, np.nan)
@@ -341,6 +340,30 @@ def run_fit(series: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
     for value in fit.maps.values():
         value[~signal] = np.nan
     return fit, affine, signal
+
+
+def _fit_voxels(
+    series: Mapping[str, Any],
+    kind: str,
+    protocol: Mapping[str, Any],
+    voxels: np.ndarray,
+    stack: np.ndarray,
+    affine: np.ndarray,
+    signal: np.ndarray,
+) -> Any:
+    """The fit of one MESE, IRT1 or VFA series on its voxels with signal."""
+    from swigapp.fitting.irt1 import fit_irt1
+    from swigapp.fitting.mese import fit_mese
+    from swigapp.fitting.vfa import fit_vfa
+
+    if kind == "MESE":
+        return fit_mese(voxels, **protocol)
+    if kind == "IRT1":
+        return fit_irt1(voxels, **protocol)
+    b1 = None
+    if "TB1map" in series["extra"]:
+        b1 = _b1_on(series["extra"]["TB1map"], stack.shape[:3], affine)[signal]
+    return fit_vfa(voxels, b1=b1, **protocol)
 
 
 def _b1_on(path: str, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:

@@ -18,7 +18,13 @@ from tqdm import tqdm
 
 from swigapp import kspace
 from swigapp.acquisition import from_description
-from swigapp.models.features import GUIDE_ORDER, SubjectTensors, prepare_subject, upsample_maps
+from swigapp.models.features import (
+    GUIDE_ORDER,
+    MAP_ORDER,
+    SubjectTensors,
+    prepare_subject,
+    upsample_maps,
+)
 from swigapp.phantom.shift import random_shift
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 from swigapp.physics.protocol import Protocol
@@ -150,19 +156,58 @@ def crop_units(hr_shape: Sequence[int], lr_shape: Sequence[int]) -> list[tuple[i
     return units
 
 
+#: The subsets of the maps a crop may be given when maps are dropped (``map_drop``): the
+#: protocols sites have (MP2RAGE: T1; multi-echo spin echo: T2 and PD; IR or VFA: T1 and PD).
+MAP_SUBSETS: tuple[tuple[str, ...], ...] = (("T1",), ("PD", "T2"), ("PD", "T1"))
+
+
+def drop_maps(crop: dict, acquired: Sequence[str]) -> dict:
+    """A crop given only the ``acquired`` maps, as the app sees such a participant: the
+    others' LR and upsampled inputs replaced by their tissue-prior estimates
+    (:func:`swigapp.estimate.tissue_prior`), left out of the LR term (``lr_valid`` 0), and
+    each present guide's synthesised contrast rescaled voxel by voxel to those inputs (the
+    subject-level normalisation kept)."""
+    from swigapp.estimate import tissue_prior
+
+    out = dict(crop)
+    for key in ("lr", "lr_up"):
+        maps = dict(zip(MAP_ORDER, crop[key].numpy(), strict=True))
+        filled = tissue_prior(maps, acquired)
+        out[key] = torch.from_numpy(np.stack([filled[m] for m in MAP_ORDER]))
+    valid = torch.ones_like(crop["lr"]) if crop["lr_valid"] is None else crop["lr_valid"].clone()
+    for i, name in enumerate(MAP_ORDER):
+        if name not in acquired:
+            valid[i] = 0.0
+    out["lr_valid"] = valid
+    old, new = crop["lr_up"].numpy().astype(np.float64), out["lr_up"].numpy().astype(np.float64)
+    synth = crop["synth"].clone()
+    for g, protocol in enumerate(crop["protocols"]):
+        if protocol is None:
+            continue
+        before = protocol.signal_np(old[0], old[1], old[2])
+        after = protocol.signal_np(new[0], new[1], new[2])
+        ratio = np.where(np.abs(before) > 1e-12, after / np.where(before == 0, 1, before), 0.0)
+        synth[g] = synth[g] * torch.from_numpy(ratio.astype(np.float32))
+    out["synth"] = synth
+    return out
+
+
 def random_crop(
     subject: SubjectTensors,
     rng: np.random.Generator,
     size: tuple[int, int, int] = (64, 64, 16),
     perm: Sequence[int] | None = None,
     guide_keep: float = 0.75,
+    map_drop: float = 0.0,
 ) -> dict:
     """One random crop as a dict of channels-first tensors (slice axis last).
 
     ``size`` is (in-plane, in-plane, slices) in the orientation given by the axis
     permutation ``perm`` (random when None); each axis is cut to a multiple of its crop unit
     (:func:`crop_units`). Guides are kept with probability ``guide_keep`` each (1.0 keeps
-    all). ``box`` holds the crop's slices of the HR grid (before the permutation).
+    all). With probability ``map_drop`` the crop is given one of :data:`MAP_SUBSETS` only
+    (:func:`drop_maps`). ``box`` holds the crop's slices of the HR grid (before the
+    permutation).
     """
     units = crop_units(subject.hr_shape, subject.lr.shape[1:])
     perm = tuple(int(p) for p in (rng.permutation(3) if perm is None else perm))
@@ -198,7 +243,7 @@ def random_crop(
     protocols: list[Protocol | None] = [
         p if flag else None for p, flag in zip(subject.protocols, present.tolist(), strict=True)
     ]
-    return {
+    crop = {
         "lr_up": cut(subject.lr_up, hr),
         "lr": cut(subject.lr, lr),
         "guides": cut(subject.guides, hr) * gate,
@@ -212,6 +257,9 @@ def random_crop(
         "stack": None if subject.stack is None else subject.stack.permuted(perm),
         "box": hr,  # the crop's HR slices in the subject's own orientation
     }
+    if map_drop > 0 and rng.random() < map_drop:
+        crop = drop_maps(crop, MAP_SUBSETS[int(rng.integers(len(MAP_SUBSETS)))])
+    return crop
 
 
 def collate(crops: Sequence[dict], device: torch.device | str = "cpu") -> dict:
@@ -237,8 +285,10 @@ def sample_batch(
     size: tuple[int, int, int],
     guide_keep: float = 0.75,
     device: torch.device | str = "cpu",
+    map_drop: float = 0.0,
 ) -> dict:
-    """A batch of random crops from random subjects of ``pool``.
+    """A batch of random crops from random subjects of ``pool`` (``map_drop``: see
+    :func:`random_crop`).
 
     One orientation and one LR setting per batch, so that all crops have equal shapes.
     """
@@ -248,7 +298,9 @@ def sample_batch(
     crops = []
     for _ in range(batch_size):
         subject = same[int(rng.integers(len(same)))]
-        crops.append(random_crop(subject, rng, size=size, perm=perm, guide_keep=guide_keep))
+        crops.append(
+            random_crop(subject, rng, size, perm, guide_keep=guide_keep, map_drop=map_drop)
+        )
     # all crops of a batch must agree in size: cut to the smallest along each axis
     shapes = np.array([c["lr_up"].shape[1:] for c in crops])
     if (shapes != shapes[0]).any():

@@ -49,6 +49,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     guide_keep: float = 0.75
+    #: probability that a crop is given a subset of the maps (models.data.drop_maps)
+    map_drop: float = 0.0
     checkpoint_every: int = 100
     net: NetConfig = field(default_factory=NetConfig)
     weights: LossWeights = field(default_factory=LossWeights)
@@ -61,6 +63,8 @@ class TrainConfig:
         """JSON-ready dict of the configuration."""
         out = dataclasses.asdict(self)
         out["crop"] = list(self.crop)
+        if not self.map_drop:  # the records of runs made before the option existed
+            out.pop("map_drop")
         return out
 
 
@@ -143,7 +147,9 @@ def train(
     model.train()
     for step in range(start, config.steps):
         rng = np.random.default_rng([config.seed, step])
-        batch = sample_batch(pool, rng, config.batch_size, config.crop, config.guide_keep, dev)
+        batch = sample_batch(
+            pool, rng, config.batch_size, config.crop, config.guide_keep, dev, config.map_drop
+        )
         for group in optimiser.param_groups:
             group["lr"] = _lr_at(config, step)
         maps = model(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
