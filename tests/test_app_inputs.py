@@ -46,10 +46,12 @@ def _rewrite(path, fn):
     nib.save(nib.Nifti1Image(data, img.affine), path)
 
 
-def test_missing_map(dataset, tmp_path, capsys):
-    (dataset / ANAT / "sub-01_acq-lowres_T2map.nii.gz").unlink()
-    (dataset / ANAT / "sub-01_acq-lowres_T2map.json").unlink(missing_ok=True)
-    _expect_input_error(capsys, dataset, tmp_path / "out", "sub-01", "missing qMRI map", "T2")
+def test_missing_maps(dataset, tmp_path, capsys):
+    # a subset of the maps is accepted (tests/test_map_subsets.py); none at all is not
+    for m in ("PD", "T1", "T2"):
+        (dataset / ANAT / f"sub-01_acq-lowres_{m}map.nii.gz").unlink()
+        (dataset / ANAT / f"sub-01_acq-lowres_{m}map.json").unlink(missing_ok=True)
+    _expect_input_error(capsys, dataset, tmp_path / "out", "sub-01", "no qMRI map", "MESE")
 
 
 def test_missing_guides(dataset, tmp_path, capsys):

@@ -54,8 +54,9 @@ def test_bundle_registration_recovers_alignment(held_out):
 def test_missing_maps_and_guides_are_named(tmp_path, held_out):
     copy = tmp_path / "ds"
     shutil.copytree(held_out, copy)
-    (copy / "sub-01/anat/sub-01_acq-lowres_T2map.nii.gz").unlink()
-    with pytest.raises(InputError, match=r"sub-01: missing qMRI map.*T2"):
+    for m in ("PD", "T1", "T2"):
+        (copy / f"sub-01/anat/sub-01_acq-lowres_{m}map.nii.gz").unlink()
+    with pytest.raises(InputError, match=r"sub-01: no qMRI map: .*T2: a T2map or R2map"):
         load_bundle(layout(copy), "01")
     shutil.copytree(held_out, tmp_path / "ds2")
     for name in ("T1w", "T2w", "FLAIR"):
