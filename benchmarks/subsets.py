@@ -33,10 +33,11 @@ RESULTS = Path(__file__).parent / "results"
 SUBSETS = {"PD,T1,T2": ("PD", "T1", "T2"), "T1": ("T1",), "PD,T2": ("PD", "T2")}
 
 
-def run_app(bids: Path, out: Path, work: Path) -> None:
-    """``swigapp bids out participant`` (exit status checked)."""
+def run_app(bids: Path, out: Path, work: Path, model: str | None = None) -> None:
+    """``swigapp bids out participant`` (with ``--model``; exit status checked)."""
     cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
            "-w", str(work), "--skip-bids-validation"]  # fmt: skip
+    cmd += ["--model", model] if model else []
     run = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if run.returncode:
         raise RuntimeError(f"swigapp failed on {bids}: {run.stderr[-2000:]}")
@@ -69,17 +70,19 @@ def main() -> None:
     parser.add_argument("--size", default="slab", choices=("tiny", "slab", "full"))
     parser.add_argument("--setting", default="2mm-iso", choices=tuple(SETTINGS))
     parser.add_argument("--phantom-seed", type=int, default=HELD_OUT_SEED)
+    parser.add_argument("--model", help="the app's --model (default: its default weights)")
+    parser.add_argument("--subsets", nargs="+", choices=tuple(SUBSETS), default=list(SUBSETS))
     args = parser.parse_args()
     config = held_out_config(
         args.size, SETTINGS[args.setting], anatomies(args.anatomy, args.subjects)
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, subset in SUBSETS.items():
+        for name, subset in ((k, SUBSETS[k]) for k in args.subsets):
             bids = write_dataset(Path(tmp) / name / "bids", args.subjects, seed=args.phantom_seed,
                                  config=replace(config, maps=subset), progress=False)  # fmt: skip
             out = Path(tmp) / name / "out"
-            run_app(bids, out, Path(tmp) / name / "work")
+            run_app(bids, out, Path(tmp) / name / "work", args.model)
             for sub in sorted(p.name[4:] for p in bids.glob("sub-*")):
                 row = {"subset": name, "subject": sub, **scores(out, bids, sub, subset)}
                 rows.append(row)
@@ -88,7 +91,9 @@ def main() -> None:
         f"# Subsets of the maps: {args.anatomy} anatomy, {args.setting}",
         "",
         f"Command: `python -m benchmarks.subsets --anatomy {args.anatomy} --subjects "
-        f"{args.subjects} --size {args.size} --setting {args.setting}`; machine: "
+        f"{args.subjects} --size {args.size} --setting {args.setting}"
+        + (f" --model {args.model}" if args.model else "")
+        + f" --subsets {' '.join(args.subsets)}`; machine: "
         f"{platform.machine()}, 2 cores (this project's CI kind). Held-out phantoms (seed "
         f"{args.phantom_seed}); the app as users run it (`swigapp ... participant`, default "
         "options). Medians over subjects [min, max]; the maps not acquired are not scored "
@@ -102,7 +107,8 @@ def main() -> None:
         return (f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, "
                 f"{max(values):.{digits}f}]")  # fmt: skip
 
-    for name, subset in SUBSETS.items():
+    for name in args.subsets:
+        subset = SUBSETS[name]
         sel = [r for r in rows if r["subset"] == name]
         for m in subset:
             mae = ("-", "-")
@@ -121,7 +127,8 @@ def main() -> None:
         values = [f"{r[k]:.4g}" if k in r else "-" for k in keys]
         lines.append(f"| {r['subset']} | {r['subject']} | " + " | ".join(values) + " |")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"subsets_{args.anatomy}_{args.setting}.md"
+    tag = f"_{Path(args.model).parent.name or args.model}" if args.model else ""
+    path = RESULTS / f"subsets_{args.anatomy}_{args.setting}{tag}.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

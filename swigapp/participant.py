@@ -452,6 +452,8 @@ def write_outputs(
         subject, session, bids_dir, sources, results, params, work_dir
     )
     timings = {key: float(results[key]["seconds"]) for key in ("conform", "mask")}
+    if results.get("fit"):
+        timings["fit"] = sum(float(r["seconds"]) for r in results["fit"]["series"].values())
     timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
     timings["inference"] = float(results["superres"]["seconds"])
     timings["synthesis"] = float(results["synthesis"]["seconds"])
