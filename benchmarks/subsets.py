@@ -127,8 +127,14 @@ def main() -> None:
         values = [f"{r[k]:.4g}" if k in r else "-" for k in keys]
         lines.append(f"| {r['subset']} | {r['subject']} | " + " | ".join(values) + " |")
     RESULTS.mkdir(exist_ok=True)
-    tag = f"_{Path(args.model).parent.name or args.model}" if args.model else ""
-    path = RESULTS / f"subsets_{args.anatomy}_{args.setting}{tag}.md"
+    if args.model:
+        tag = Path(args.model).parent.name if Path(args.model).exists() else args.model
+    else:
+        from swigapp.models.shipped import model_card
+
+        tag = f"v{model_card('swig_default')['version']}"
+    seed = "" if args.phantom_seed == HELD_OUT_SEED else f"_seed{args.phantom_seed}"
+    path = RESULTS / f"subsets_{args.anatomy}_{args.setting}_{tag}{seed}.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
