@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -60,8 +61,6 @@ def test_a_t1_only_dataset_is_accepted_and_its_other_maps_estimated(subsets):
 
 
 def test_no_map_at_all_is_refused(tmp_path, subsets):
-    import shutil
-
     root = tmp_path / "ds"
     shutil.copytree(subsets["t1"], root)
     for path in (root / "sub-01" / "anat").glob("*_T1map.*"):
@@ -110,6 +109,11 @@ def test_mese_only_participant_fits_t2_and_pd_and_writes_the_estimate_on_request
         assert (anat / f"sub-01_{name}.nii.gz").exists(), name
     estimate = json.loads((anat / "sub-01_res-hi_desc-estimated_T1map.json").read_text())
     assert estimate["Description"].startswith("NOT A MEASUREMENT: T1 was not acquired")
+    if shutil.which("bids-validator-deno"):
+        check = subprocess.run(["bids-validator-deno", "--format", "json", str(out)],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        issues = json.loads(check.stdout)["issues"]["issues"]
+        assert [i for i in issues if i["severity"] == "error"] == []
     group = subprocess.run(
         [sys.executable, "-m", "swigapp.cli.run", str(subsets["mese"]), str(out), "group"],
         capture_output=True, text=True, check=False,
