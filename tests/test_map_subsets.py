@@ -40,7 +40,11 @@ def test_tissue_prior_follows_the_driver_along_tissue_values():
 def subsets(tmp_path_factory):
     base = tmp_path_factory.mktemp("subsets")
     made = {}
-    for name, maps, raw in (("t1", ("T1",), ()), ("mese", ("PD", "T2"), ("MESE",))):
+    for name, maps, raw in (
+        ("t1", ("T1",), ()),
+        ("mese", ("PD", "T2"), ("MESE",)),
+        ("ir", ("PD", "T1"), ("IRT1",)),
+    ):
         config = PhantomConfig(size="tiny", maps=maps, raw_qmri=raw)
         made[name] = write_dataset(base / name, n_subjects=1, seed=3, config=config,
                                    progress=False)  # fmt: skip
@@ -147,3 +151,27 @@ def test_training_crops_can_be_given_a_subset_of_the_maps(tiny_subject):
     # and the option draws it: with map_drop 1 every crop holds a subset
     drawn = random_crop(subject, rng, size=(32, 32, 8), guide_keep=1.0, map_drop=1.0)
     assert float(drawn["lr_valid"].amin(dim=(1, 2, 3)).sum()) < 3
+
+
+def test_irt1_only_participant_and_group_say_what_was_fitted_and_estimated(subsets, tmp_path):
+    out = tmp_path / "out"
+    run = _run(subsets["ir"], out, tmp_path / "work")
+    assert run.returncode == 0, run.stderr[-2000:]
+    anat = out / "sub-01" / "anat"
+    assert (anat / "sub-01_res-lo_desc-fitIRT1_T1map.nii.gz").exists()
+    assert (anat / "sub-01_res-hi_desc-swig_T1map.nii.gz").exists()
+    assert not list(anat.glob("*T2map*"))  # T2 was neither acquired nor asked for
+    qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
+    assert qc["FittedMaps"] == {"PD": "IRT1", "T1": "IRT1"} and qc["EstimatedMaps"] == ["T2"]
+    methods = (out / "sub-01" / "log" / "sub-01_methods.md").read_text()
+    assert "fitted by swigapp from the raw IRT1 series (7 images)" in methods
+    assert "T2 was not acquired: it was estimated from T1" in methods
+    group = subprocess.run(
+        [sys.executable, "-m", "swigapp.cli.run", str(subsets["ir"]), str(out), "group"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert group.returncode == 0, group.stderr[-2000:]
+    with open(out / "group_qc.tsv") as handle:
+        (row,) = list(csv.DictReader(handle, delimiter="\t"))
+    assert row["acquired_maps"] == "PD,T1" and row["GM_T2_ms"] == "n/a"
+    assert 1000 < float(row["GM_T1_ms"]) < 1800
