@@ -44,7 +44,7 @@ def _row(qc: dict[str, Any]) -> dict[str, Any]:
     row["acquired_maps"] = ",".join(qc.get("AcquiredMaps", ("PD", "T1", "T2")))
     row["brain_volume_ml"] = qc["BrainVolume_ml"]
     for m, value in qc["LRResidual"].items():
-        row[f"lr_residual_{m}"] = value
+        row[f"lr_residual_{m}"] = "n/a" if m in estimated else value
     for g, value in qc["GuideSSIM"].items():
         row[f"guide_ssim_{g}"] = value
     for g, value in qc["RegistrationMI"].items():

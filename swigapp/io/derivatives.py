@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -354,8 +355,10 @@ def software_versions() -> dict[str, str]:
 
 
 def _round(value: Any, digits: int = 6) -> Any:
+    """Floats rounded, and NaN/Inf as null (JSON has no NaN: e.g. the LR residual of a map
+    that was not acquired)."""
     if isinstance(value, float):
-        return round(value, digits)
+        return round(value, digits) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _round(v, digits) for k, v in value.items()}
     if isinstance(value, list):
