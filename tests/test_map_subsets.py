@@ -81,6 +81,18 @@ def _run(bids, out, work, *extra):
     )  # fmt: skip
 
 
+def _group_row(bids, out):
+    """Run the group level on ``out`` and return its one participant's table row."""
+    group = subprocess.run(
+        [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "group"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert group.returncode == 0, group.stderr[-2000:]
+    with open(out / "group_qc.tsv") as handle:
+        (row,) = list(csv.DictReader(handle, delimiter="\t"))
+    return row
+
+
 def test_t1_only_participant_writes_t1_alone_and_says_what_was_estimated(subsets, tmp_path):
     out = tmp_path / "out"
     run = _run(subsets["t1"], out, tmp_path / "work")
@@ -118,13 +130,7 @@ def test_mese_only_participant_fits_t2_and_pd_and_writes_the_estimate_on_request
                                capture_output=True, text=True, check=False)  # fmt: skip
         issues = json.loads(check.stdout)["issues"]["issues"]
         assert [i for i in issues if i["severity"] == "error"] == []
-    group = subprocess.run(
-        [sys.executable, "-m", "swigapp.cli.run", str(subsets["mese"]), str(out), "group"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert group.returncode == 0, group.stderr[-2000:]
-    with open(out / "group_qc.tsv") as handle:
-        (row,) = list(csv.DictReader(handle, delimiter="\t"))
+    row = _group_row(subsets["mese"], out)
     assert row["acquired_maps"] == "PD,T2"
     assert row["GM_T1_ms"] == "n/a" and float(row["GM_T2_ms"]) > 50
 
@@ -166,12 +172,6 @@ def test_irt1_only_participant_and_group_say_what_was_fitted_and_estimated(subse
     methods = (out / "sub-01" / "log" / "sub-01_methods.md").read_text()
     assert "fitted by swigapp from the raw IRT1 series (7 images)" in methods
     assert "T2 was not acquired: it was estimated from T1" in methods
-    group = subprocess.run(
-        [sys.executable, "-m", "swigapp.cli.run", str(subsets["ir"]), str(out), "group"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert group.returncode == 0, group.stderr[-2000:]
-    with open(out / "group_qc.tsv") as handle:
-        (row,) = list(csv.DictReader(handle, delimiter="\t"))
+    row = _group_row(subsets["ir"], out)
     assert row["acquired_maps"] == "PD,T1" and row["GM_T2_ms"] == "n/a"
     assert 1000 < float(row["GM_T1_ms"]) < 1800
