@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from swigapp import kspace
+from swigapp.registration import MIN_AXIS_VOXELS
 
 LOG = logging.getLogger("swigapp.masking")
 
@@ -83,12 +84,29 @@ def mask_from_maps(
         return candidate
     vox = float(np.mean(voxel_size)) if voxel_size is not None else 1.0
     steps = max(1, round(OPENING_MM / vox))
-    core = ndimage.binary_erosion(candidate, iterations=steps)
+    cross = thin_axes_cross(candidate.shape, steps)
+    core = ndimage.binary_erosion(candidate, cross, iterations=steps)
     core = largest_component(core if core.any() else candidate)
-    mask = ndimage.binary_dilation(core, iterations=steps + 1, mask=candidate)
-    mask = ndimage.binary_fill_holes(mask)
-    closed = ndimage.binary_closing(largest_component(mask), iterations=1)
-    return ndimage.binary_fill_holes(closed)
+    mask = ndimage.binary_dilation(core, cross, iterations=steps + 1, mask=candidate)
+    mask = ndimage.binary_fill_holes(mask, cross)
+    closed = ndimage.binary_closing(largest_component(mask), cross, iterations=1)
+    return ndimage.binary_fill_holes(closed, cross)
+
+
+def thin_axes_cross(shape: tuple[int, ...], steps: int) -> np.ndarray:
+    """The face-connected structuring element, without the axes that hold fewer than
+    ``2 * steps + 1`` voxels (a single slice, a thin slab): eroding along such an axis would
+    remove everything, and every voxel would touch the border there, so holes could not be
+    filled. Equal to ``ndimage.generate_binary_structure(ndim, 1)`` on ordinary volumes."""
+    cross = ndimage.generate_binary_structure(len(shape), 1)
+    for axis, n in enumerate(shape):
+        if n < 2 * steps + 1:
+            keep = [slice(None)] * len(shape)
+            keep[axis] = slice(1, 2)
+            only = np.zeros_like(cross)
+            only[tuple(keep)] = cross[tuple(keep)]
+            cross = only
+    return cross
 
 
 #: TemplateFlow template used when it is already cached (never downloaded at run time).
@@ -185,6 +203,13 @@ def brain_mask(
     mask = mask_from_maps(maps_hr[0], maps_hr[1], voxel_size=tuple(voxel), t2=maps_hr[2])
     if t1w_like is None:
         return mask, "maps (PD and T1 thresholds)"
+    if min(np.shape(t1w_like)) < MIN_AXIS_VOXELS:
+        LOG.warning(
+            "the maps hold %d voxel(s) along one axis: too few to register the brain template "
+            "to them; the brain mask comes from the maps alone",
+            min(np.shape(t1w_like)),
+        )
+        return mask, "maps (PD and T1 thresholds); too few slices to register a template"
     tpl, what = template_mask(t1w_like, t1w_affine, mask.shape, hr_affine, seed=seed)
     radius = np.maximum(np.round(margin_mm / voxel).astype(int), 1)
     structure = np.ones(tuple(2 * radius + 1), dtype=bool)

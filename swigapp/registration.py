@@ -105,6 +105,10 @@ def register_guide(
         raise ValueError(f"metric sampling {sampling} must be a fraction in (0, 1]")
     if shrink < 1:
         raise ValueError(f"shrink factor {shrink} must be >= 1")
+    if min(fixed.shape) < MIN_AXIS_VOXELS:
+        return _register_in_plane(
+            fixed_img, moving_img, TRANSFORMS[transform], sampling, save_prefix
+        )
     result = ants.registration(
         fixed_img,
         moving_img,
@@ -128,12 +132,83 @@ def register_guide(
     coverage = np.clip(fov.numpy(), 0.0, 1.0).astype(np.float32)
     metric = float(ants.image_similarity(fixed_img, warped, metric_type="MattesMutualInformation"))
     files = tuple(result["fwdtransforms"])
-    if save_prefix is not None:
-        saved = []
-        for i, src in enumerate(files):
-            dst = Path(f"{save_prefix}{i}{''.join(Path(src).suffixes)}")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            saved.append(str(dst))
-        files = tuple(saved)
-    return Registered(image=image, transforms=files, metric=metric, coverage=coverage)
+    return Registered(image=image, transforms=_saved(files, save_prefix), metric=metric,
+                      coverage=coverage)  # fmt: skip
+
+
+#: ITK's Gaussian smoothing (the registration pyramid, the metric) needs this many voxels
+#: along every axis; a grid with fewer along one axis (a single slice, a thin slab) is
+#: registered in its plane (:func:`_register_in_plane`).
+MIN_AXIS_VOXELS = 4
+
+
+def _saved(files: Sequence[str], save_prefix: str | Path | None) -> tuple[str, ...]:
+    """The transform files, copied to ``save_prefix``<i><suffixes> when given."""
+    if save_prefix is None:
+        return tuple(files)
+    saved = []
+    for i, src in enumerate(files):
+        dst = Path(f"{save_prefix}{i}{''.join(Path(src).suffixes)}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        saved.append(str(dst))
+    return tuple(saved)
+
+
+def _register_in_plane(
+    fixed_img: object,
+    moving_img: object,
+    ants_transform: str,
+    sampling: float,
+    save_prefix: str | Path | None,
+) -> Registered:
+    """Registration of a guide to a fixed grid thinner than :data:`MIN_AXIS_VOXELS` along one
+    axis (one slice or a few): the guide is first resampled onto the fixed grid by scanner
+    coordinates, then a 2D transform of the fixed grid's plane (its other two axes, in mm of
+    its voxel frame), estimated on the mean along the thin axis, is applied to every slice.
+    Out-of-plane motion cannot be estimated from so few slices and is left uncorrected; the
+    transform file is 2D (fixed voxel frame)."""
+    ants = import_ants()
+    shape = fixed_img.shape
+    thin = [a for a, n in enumerate(shape) if n < MIN_AXIS_VOXELS]
+    if len(thin) > 1:
+        raise ValueError(f"cannot register onto a grid of {shape} voxels: thin along 2 axes")
+    axis = thin[0]
+    plane = [a for a in range(3) if a != axis]
+    spacing = tuple(float(fixed_img.spacing[a]) for a in plane)
+    on_grid = ants.resample_image_to_target(moving_img, fixed_img, interp_type="linear")
+    seen = ants.resample_image_to_target(
+        moving_img.new_image_like(np.ones(moving_img.shape, np.float32)), fixed_img, "linear"
+    )
+
+    def image2d(volume: np.ndarray) -> object:
+        return ants.from_numpy(np.ascontiguousarray(volume, dtype=np.float32), spacing=spacing)
+
+    fixed2d = image2d(fixed_img.numpy().mean(axis=axis))
+    moving2d = image2d(on_grid.numpy().mean(axis=axis))
+    result = ants.registration(
+        fixed2d, moving2d, type_of_transform=ants_transform, aff_metric="mattes",
+        aff_iterations=(200, 100, 50), aff_shrink_factors=(4, 2, 1),
+        aff_smoothing_sigmas=(2, 1, 0), aff_random_sampling_rate=float(sampling),
+    )  # fmt: skip
+    xfm = result["fwdtransforms"]
+
+    def moved(volume: np.ndarray, interpolator: str) -> np.ndarray:
+        slices = [
+            ants.apply_transforms(fixed2d, image2d(np.take(volume, k, axis=axis)), xfm,
+                                  interpolator=interpolator).numpy()
+            for k in range(volume.shape[axis])
+        ]  # fmt: skip
+        return np.stack(slices, axis=axis)
+
+    image = np.clip(moved(on_grid.numpy(), "bSpline"), 0.0, None).astype(np.float32)
+    coverage = np.clip(moved(seen.numpy(), "linear"), 0.0, 1.0).astype(np.float32)
+    metric = float(ants.image_similarity(fixed2d, image2d(image.mean(axis=axis)),
+                                         metric_type="MattesMutualInformation"))  # fmt: skip
+    LOG.warning(
+        "the maps hold %d voxel(s) along axis %d: the guide was registered in that plane "
+        "only (2D %s); motion out of it is not corrected",
+        shape[axis], axis, ants_transform.lower(),
+    )  # fmt: skip
+    return Registered(image=image, transforms=_saved(xfm, save_prefix), metric=metric,
+                      coverage=coverage)  # fmt: skip

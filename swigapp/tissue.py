@@ -13,10 +13,16 @@ LABELS: dict[int, str] = {1: "WM", 2: "GM", 3: "CSF"}
 T1_CENTRES_S: tuple[float, float, float] = (0.85, 1.35, 3.5)
 
 
-def classify(t1: np.ndarray, mask: np.ndarray, iterations: int = 20) -> np.ndarray:
+def classify(
+    t1: np.ndarray,
+    mask: np.ndarray,
+    iterations: int = 20,
+    centres: tuple[float, float, float] = T1_CENTRES_S,
+) -> np.ndarray:
     """Labels (uint8, 0 outside ``mask``; 1 WM, 2 GM, 3 CSF) from a T1 map in seconds.
 
-    k-means in ln T1 started from :data:`T1_CENTRES_S`; the classes keep their T1 order.
+    k-means in ln T1 started from ``centres`` (s); the classes keep their T1 order. A T2 map
+    (s) works too with T2-like centres (WM < GM < CSF holds for T2 as well).
     """
     t1 = np.asarray(t1, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool) & np.isfinite(t1) & (t1 > 0)
@@ -24,7 +30,7 @@ def classify(t1: np.ndarray, mask: np.ndarray, iterations: int = 20) -> np.ndarr
     if not mask.any():
         return labels
     x = np.log(t1[mask])
-    centres = np.log(np.asarray(T1_CENTRES_S))
+    centres = np.log(np.asarray(centres, dtype=np.float64))
     for _ in range(iterations):
         assign = np.argmin(np.abs(x[:, None] - centres[None]), axis=1)
         new = np.array(

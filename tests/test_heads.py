@@ -16,7 +16,7 @@ from swigapp import kspace, metrics
 from swigapp.acquisition import from_metadata
 from swigapp.cli import phantom as phantom_cli
 from swigapp.interp import upsample_interp
-from swigapp.masking import mask_from_maps
+from swigapp.masking import brain_mask, mask_from_maps, thin_axes_cross
 from swigapp.participant import guide_weight
 from swigapp.phantom.head import HEAD_TISSUE_RANGES
 from swigapp.phantom.subject import PhantomConfig, make_subject
@@ -278,3 +278,33 @@ def test_t2_criterion_leaves_a_skull_stripped_individual_whole():
     with_t2 = mask_from_maps(up["PD"], up["T1"], voxel_size=vox, t2=up["T2"])
     assert with_t2.sum() > 0.98 * plain.sum()
     assert abs(with_t2.sum() / s.truth.brain_mask.sum() - 1) < 0.05
+
+
+# ------------------------------------------------------------------ one slice (real 2D data)
+
+
+def test_brain_mask_of_a_single_slice_is_not_eroded_away():
+    """One axial slice of a real head (7.5 mm thick, as the in-vivo MESE slice): eroding along
+    the slice axis removed every voxel ("the brain mask is empty"); the mask now works in the
+    slice's plane and matches the 3D mask's middle slice."""
+    fixture = Path(__file__).parent / "data" / "synthseg02_2mm_labels.nii.gz"
+    s = make_subject(0, 2, PhantomConfig(size="tiny", anatomy=str(fixture), head=True))
+    shape = s.truth.pd.shape
+    up = {k: np.clip(kspace.upsample(np.clip(v, 0, None).astype(np.float64), shape), 0, None)
+          for k, v in s.lr_maps.items()}  # fmt: skip
+    vox = kspace.voxel_sizes(s.affine)
+    k = shape[2] // 2
+    one = {m: v[:, :, k : k + 1] for m, v in up.items()}
+    mask = mask_from_maps(one["PD"], one["T1"], voxel_size=(vox[0], vox[1], 7.5), t2=one["T2"])
+    truth = s.truth.brain_mask[:, :, k : k + 1]
+    assert mask.shape == truth.shape
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.9
+    full = mask_from_maps(up["PD"], up["T1"], voxel_size=vox, t2=up["T2"])
+    assert np.array_equal(thin_axes_cross(shape, 2), ndimage.generate_binary_structure(3, 1))
+    assert full.any()
+    assert thin_axes_cross((30, 30, 1), 2)[:, :, [0, 2]].sum() == 0  # no neighbours along z
+    # no template is registered to one slice: the app's mask is the maps' mask
+    affine = np.diag([vox[0], vox[1], 7.5, 1.0])
+    maps = np.stack([one["PD"], one["T1"], one["T2"]])
+    app_mask, method = brain_mask(maps, affine, one["PD"], affine)
+    assert np.array_equal(app_mask, mask) and "too few slices" in method

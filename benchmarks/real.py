@@ -1,0 +1,377 @@
+"""Real acquisitions: the in-vivo MESE and IR slices through ``swigapp ... participant``
+from their raw series, scored against the fit of the full-resolution series.
+
+    python -m benchmarks.real [--data DIR] [--mirror-root DIR] [--cases mese irt1]
+
+Sources (``../shared/REALDATA.md``; no licence file, so evaluation only and never committed):
+``samuellestonge/qMRI-MOOC_T2-module`` (one axial slice, 30-echo spin echo, 0.69 mm
+in-plane, 7.5 mm slice) and ``mathieuboudreau/Gold-Standard-Inversion-Recovery-T1-Mapping``
+(one slice, 128x128, inversion recovery at 9 TIs). ``--mirror-root`` extracts them from the
+stored copies (``fetch``) into ``--data``; without them the benchmark says so and stops.
+
+Each case is turned into what a site would hold: the raw series at a lower in-plane
+resolution (k-space truncation of each magnitude image by ``factor``; the slice is kept) and
+full-resolution images as guides. The app runs on it as a user would (it fits the series
+itself, estimates the maps not acquired, super-resolves, guards). The reference is the
+app's own fit of the full-resolution series. The baseline is the cubic spline of the app's
+LR fit. Each score sits beside the reference's noise floor: the score of a refit of the
+full-resolution series with noise of the fit residual's level added (a perfect method
+scores about this well against a noisy reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from swigapp import metrics, tissue
+from swigapp.interp import upsample_interp
+from swigapp.io.files import save_nifti, write_json
+from swigapp.kspace import downsample, lr_affine, lr_shape
+from swigapp.physics.protocol import Protocol
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_DATA = Path.home() / ".cache" / "swigapp" / "realdata"
+SOURCES = {
+    "mese": ("samuellestonge/qMRI-MOOC_T2-module", {
+        "SEdata.nii.gz": "example_data/mono_t2_demo/mono_t2_data/SEdata.nii.gz",
+        "Mask.nii.gz": "example_data/mono_t2_demo/mono_t2_data/Mask.nii.gz",
+    }),
+    "irt1": ("mathieuboudreau/Gold-Standard-Inversion-Recovery-T1-Mapping", {
+        "IRData.mat": "data/IRData.mat",
+        "Mask.mat": "data/Mask.mat",
+        "BarralFit.mat": "fitdata/T1FitRD-NLS-PR_IRData.mat",
+    }),
+}  # fmt: skip
+#: Map names of the app's outputs per fitted quantity, and the SSIM range of each (s or a.u.).
+SCORED = {"MESE": ("T2", "PD"), "IRT1": ("T1", "PD")}
+SUFFIX = {"T1": "T1map", "T2": "T2map", "PD": "PDmap"}
+FIT_SUFFIX = {"T1": "T1map", "T2": "T2map", "PD": "M0map"}
+#: Initial k-means centres (s) for the GM label of a T2-only reference (WM, GM, CSF).
+T2_CENTRES_S = (0.07, 0.095, 0.8)
+
+
+@dataclass
+class RealCase:
+    """One real acquisition as a site would hold it, before the lower-resolution copy.
+
+    ``images``: (X, Y, 1, N) magnitudes; ``values``: EchoTime or InversionTime (s) of each;
+    ``guides``: guide suffix -> (image index, the protocol it was acquired with); ``held_out``:
+    images left out of the series (a guide that is not part of the fit); ``assumed``: the
+    acquisition facts not in the source, for the record.
+    """
+
+    name: str
+    kind: str
+    images: np.ndarray
+    values: list[float]
+    affine: np.ndarray
+    mask: np.ndarray
+    common: dict
+    guides: dict[str, tuple[int, Protocol]]
+    factor: int
+    held_out: tuple[int, ...] = ()
+    assumed: list[str] = field(default_factory=list)
+
+    @property
+    def series_index(self) -> list[int]:
+        """The images of the raw series (all but the held-out ones)."""
+        return [k for k in range(len(self.values)) if k not in self.held_out]
+
+
+def extract(mirror_root: Path, data: Path) -> None:
+    """Copy the source files out of the stored copies (bare git) under ``mirror_root``."""
+    for case, (repo, files) in SOURCES.items():
+        git_dir = mirror_root / repo.replace("/", "+") / "repo"
+        if not git_dir.is_dir():
+            raise SystemExit(f"{git_dir}: no stored copy of {repo} (fetch it first)")
+        (data / case).mkdir(parents=True, exist_ok=True)
+        for name, inside in files.items():
+            blob = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"HEAD:{inside}"],
+                                  capture_output=True, check=True).stdout  # fmt: skip
+            (data / case / name).write_bytes(blob)
+
+
+def load_mese(folder: Path) -> RealCase:
+    """The qMRI-MOOC multi-echo spin-echo slice (TE 12.8 ms x 1..30)."""
+    img = nib.load(folder / "SEdata.nii.gz")
+    images = np.asarray(img.dataobj, dtype=np.float64)
+    mask = np.asarray(nib.load(folder / "Mask.nii.gz").dataobj) > 0
+    tr = 3.0
+    guides = {
+        "PDw": (0, Protocol("SE", tr=tr, te=0.0128, source="echo 1")),
+        "T2w": (7, Protocol("SE", tr=tr, te=0.1024, source="echo 8")),
+    }
+    common = {"RepetitionTime": tr, "FlipAngle": 90, "RefocusingFlipAngle": 180}
+    assumed = [
+        "RepetitionTime 3 s (not in the source; it sets only the T1 weighting of the "
+        "synthesised guides)",
+        "the guides (echoes 1 and 8) stay in the series, since the EPG fit needs the whole "
+        "train: their noise is shared with the reference",
+    ]
+    values = [0.0128 * (k + 1) for k in range(images.shape[-1])]
+    return RealCase("mese", "MESE", images, values, img.affine, mask[..., None], common,
+                    guides, factor=3, assumed=assumed)  # fmt: skip
+
+
+def load_irt1(folder: Path) -> RealCase:
+    """The Barral in-vivo inversion-recovery slice (TI 350-1700 ms)."""
+    from scipy.io import loadmat
+
+    images = np.asarray(loadmat(folder / "IRData.mat")["data"], dtype=np.float64)
+    mask = np.asarray(loadmat(folder / "Mask.mat")["Mask"]) > 0
+    voxel = (2.0, 2.0, 5.0)
+    tis = [0.35, 0.5, 0.65, 0.8, 0.95, 1.1, 1.25, 1.4, 1.7]
+    tr, te = 2.55, 0.014
+    last = len(tis) - 1
+    guides = {"T1w": (last, Protocol("IR", tr=tr, te=te, ti=tis[last], source="TI 1700 ms"))}
+    assumed = [
+        "voxel 2x2x5 mm (the source has no geometry; the brain spans 66x84 voxels)",
+        "RepetitionTime 2.55 s and EchoTime 14 ms (Barral et al. 2010's protocol; TR sets "
+        "only M0 and the inversion efficiency, not T1)",
+        "the guide (TI 1700 ms, WM > GM > CSF) is left out of the series and of the reference",
+    ]
+    common = {"RepetitionTime": tr, "EchoTime": te, "FlipAngle": 90}
+    return RealCase("irt1", "IRT1", images, tis, np.diag([*voxel, 1.0]), mask[..., None],
+                    common, guides, factor=2, held_out=(last,), assumed=assumed)  # fmt: skip
+
+
+LOADERS = {"mese": load_mese, "irt1": load_irt1}
+
+
+def write_series(root: Path, case: RealCase, factor: int) -> Path:
+    """A BIDS dataset with the case's series at ``1/factor`` of its in-plane resolution and,
+    when ``factor`` is 1, nothing else; otherwise also the guides at full resolution."""
+    sub = f"sub-{case.name}"
+    anat = root / sub / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    write_json(root / "dataset_description.json",
+               {"Name": f"swigapp real case {case.name}", "BIDSVersion": "1.10.0"})  # fmt: skip
+    hr_shape = case.images.shape[:3]
+    shape = lr_shape(hr_shape, (factor, factor, 1))
+    affine = lr_affine(case.affine, hr_shape, shape)
+    parameter, entity = ("EchoTime", "echo") if case.kind == "MESE" else ("InversionTime", "inv")
+    voxel = [float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))]
+    for n, k in enumerate(case.series_index, start=1):
+        image = case.images[..., k]
+        lr = np.abs(downsample(image, shape)) if factor > 1 else image
+        stem = anat / f"{sub}_acq-{'lowres' if factor > 1 else 'full'}_{entity}-{n}_{case.kind}"
+        save_nifti(stem.with_suffix(".nii.gz"), lr.astype(np.float32), affine)
+        write_json(stem.with_suffix(".json"), {
+            **case.common, parameter: case.values[k], "MRAcquisitionType": "2D",
+            "SliceThickness": voxel[2],
+        })  # fmt: skip
+    if factor > 1:
+        for suffix, (k, protocol) in case.guides.items():
+            save_nifti(anat / f"{sub}_{suffix}.nii.gz", case.images[..., k], case.affine)
+            sidecar = {**protocol.to_sidecar(), "EchoTime": protocol.te}
+            write_json(anat / f"{sub}_{suffix}.json", sidecar | {"MRAcquisitionType": "2D"})
+    return root
+
+
+def fit_reference(
+    case: RealCase, images: np.ndarray | None = None, held_out: tuple[int, ...] | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The app's fit of the full-resolution series (``images``: another copy of them, e.g.
+    with noise added; ``held_out``: other images to leave out): {"T1" or "T2" (s), "PD"
+    (series units)}, NaN without signal, and the fit's RMS residual per voxel."""
+    from bids import BIDSLayout
+
+    from swigapp.io.raw_qmri import find_series, run_fit
+
+    copy = RealCase(**{**case.__dict__, "images": case.images if images is None else images})
+    copy.held_out = case.held_out if held_out is None else held_out
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_series(Path(tmp), copy, factor=1)
+        layout = BIDSLayout(root, validate=False)
+        series = find_series(layout, {"subject": case.name, "datatype": "anat"}, case.name)
+        fit, _, _ = run_fit(series[case.kind])
+    maps = {m: fit.maps["M0" if m == "PD" else m] for m in SCORED[case.kind]}
+    return maps, fit.residual
+
+
+def noise_sigma(case: RealCase, residual: np.ndarray) -> float:
+    """Gaussian noise SD of the magnitudes: the median RMS fit residual over the brain,
+    corrected for the 3 fitted parameters (model misfit counts as noise: conservative)."""
+    n = len(case.series_index)
+    rms = residual[case.mask & np.isfinite(residual)]
+    return float(np.median(rms) * np.sqrt(n / (n - 3)))
+
+
+def source_fit_check(case: RealCase, folder: Path) -> str:
+    """The app's IRT1 fit of all 9 TIs against the source's own fit (Barral's RD-NLS-PR)."""
+    from scipy.io import loadmat
+
+    theirs = np.asarray(loadmat(folder / "BarralFit.mat")["ll_T1"])[:, :, 0, 0] / 1000.0
+    ours = fit_reference(case, held_out=())[0]["T1"][..., 0]
+    ok = case.mask[..., 0] & np.isfinite(ours) & (theirs > 0)
+    rel = np.abs(ours[ok] - theirs[ok]) / theirs[ok]
+    return (
+        f"the app's fit of all 9 TIs against the source's own fit (Barral's RD-NLS-PR), "
+        f"{ok.sum()} brain voxels: median |T1 difference| {100 * np.median(rel):.2f} %, "
+        f"90th percentile {100 * np.percentile(rel, 90):.2f} %"
+    )
+
+
+def with_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Magnitudes with complex Gaussian noise of SD ``sigma`` added (Rician)."""
+    rng = np.random.default_rng(seed)
+    return np.abs(images + sigma * (rng.standard_normal(images.shape)
+                                    + 1j * rng.standard_normal(images.shape)))  # fmt: skip
+
+
+def scores(maps: dict[str, np.ndarray], ref: dict[str, np.ndarray], mask: np.ndarray,
+           gm: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """SSIM over the brain and GM MAE (ms) of T1/T2 against ``ref``.
+
+    PD is on each method's own scale (the app's water fraction, the fit's series units):
+    each PD map, the reference's included, is divided by its median over ``mask`` and
+    scored with a data range of 2.
+    """
+    row = {}
+    for m, value in ref.items():
+        x, y = np.nan_to_num(value[..., 0]), np.nan_to_num(maps[m][..., 0])
+        if m == "PD":
+            x, y = x / np.median(x[mask[..., 0]]), y / np.median(y[mask[..., 0]])
+        data_range = metrics.DATA_RANGE[m] if m != "PD" else 2.0
+        row[f"{m} SSIM"] = metrics.ssim(y, x, data_range, mask=mask[..., 0])
+        if m != "PD":
+            row[f"GM {m} MAE ms"] = metrics.tissue_mae_ms(y, x, {"GM": gm[..., 0]})["GM"]
+    return row
+
+
+#: Checks of the app's fit against the source's own, per case.
+CHECKS = {"irt1": source_fit_check}
+
+
+def _load(folder: Path, pattern: str) -> np.ndarray:
+    """The one image in ``folder`` matching ``pattern``, as float64."""
+    return np.asarray(nib.load(next(folder.glob(pattern))).dataobj, dtype=np.float64)
+
+
+def run_case(case: RealCase, work: Path, seed: int) -> dict:
+    """Run the app on one case and score SR, cubic and the noise floor."""
+    bids = write_series(work / "bids", case, case.factor)
+    out, wd = work / "out", work / "work"
+    cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
+           "-w", str(wd), "--skip-bids-validation", "--guides", ",".join(case.guides)]  # fmt: skip
+    print("running:", " ".join(cmd), flush=True)
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    log = run.stdout + run.stderr
+    (work / "app.log").write_text(log)
+    if run.returncode:
+        raise RuntimeError(f"swigapp failed on case {case.name}:\n{log[-3000:]}")
+    ref, residual = fit_reference(case)
+    sigma = noise_sigma(case, residual)
+    floor_maps = fit_reference(case, with_noise(case.images, sigma, seed))[0]
+    brain = case.mask & np.all([np.isfinite(v) for v in ref.values()], axis=0)
+    driver = "T1" if "T1" in ref else "T2"
+    centres = tissue.T1_CENTRES_S if driver == "T1" else T2_CENTRES_S
+    gm = tissue.classify(ref[driver], brain, centres=centres) == 2
+    anat = out / f"sub-{case.name}" / "anat"
+    sr = {m: _load(anat, f"*_res-hi_desc-swig_{SUFFIX[m]}.nii.gz") for m in ref}
+    lr_fit = {m: _load(anat, f"*_res-lo_desc-fit{case.kind}_{FIT_SUFFIX[m]}.nii.gz") for m in ref}
+    qc = json.loads((out / f"sub-{case.name}" / "log" / f"sub-{case.name}_qc.json").read_text())
+    cubic = {m: upsample_interp(np.nan_to_num(v), case.images.shape[:3], order=3)
+             for m, v in lr_fit.items()}  # fmt: skip
+    floor = {m: np.nan_to_num(v) for m, v in floor_maps.items()}
+    return {
+        "case": case.name, "sigma": sigma, "gm_voxels": int(gm.sum()),
+        "brain_voxels": int(brain.sum()),
+        "fallback": ", ".join(r["region"] for r in qc.get("RegionalFallback", [])) or "none",
+        "SR": scores(sr, ref, brain, gm),
+        "cubic": scores(cubic, ref, brain, gm),
+        "floor": scores(floor, ref, brain, gm),
+    }  # fmt: skip
+
+
+def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
+    """The markdown report: per case and map, SR, cubic and the reference's noise floor."""
+    lines = [
+        "# Real acquisitions: in-vivo slices from their raw series",
+        "",
+        f"Command: `{command}`; machine: {platform.machine()}, 2 cores (this project's CI "
+        "kind). The app as users run it (`swigapp ... participant --guides ...`, default "
+        "options), on the raw series at a lower in-plane resolution; reference: the app's fit "
+        "of the full-resolution series; cubic: cubic spline of the app's LR fit; floor: the "
+        "reference refitted after adding noise of the fit residual's level (what a perfect "
+        "method would score against this reference). SSIM over the source's brain mask (PD: "
+        "each map over its brain median, range 2); GM: k-means label of the reference.",
+        "",
+        "| case | map | SR SSIM | cubic SSIM | floor SSIM | SR GM MAE ms | cubic GM MAE ms "
+        "| floor GM MAE ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        case = cases[row["case"]]
+        for m in SCORED[case.kind]:
+            mae = [f"{row[k].get(f'GM {m} MAE ms', float('nan')):.1f}" if m != "PD" else "-"
+                   for k in ("SR", "cubic", "floor")]  # fmt: skip
+            ssim = [f"{row[k][f'{m} SSIM']:.4f}" for k in ("SR", "cubic", "floor")]
+            lines.append(f"| {case.name} | {m} | " + " | ".join(ssim + mae) + " |")
+    lines += ["", "Per case:", ""]
+    for row in rows:
+        case = cases[row["case"]]
+        hr = [float(v) for v in np.sqrt((case.affine[:3, :3] ** 2).sum(axis=0))]
+        lines.append(
+            f"- **{case.name}** ({case.kind}, {len(case.series_index)} images; guides "
+            + ", ".join(f"{g} = {p.source}" for g, (_, p) in case.guides.items())
+            + f"): full resolution {hr[0]:.2f} x {hr[1]:.2f} x {hr[2]:.1f} mm, series at "
+            f"1/{case.factor} in-plane; brain {row['brain_voxels']} voxels, GM "
+            f"{row['gm_voxels']}; noise SD (fit residual) {row['sigma']:.3g}; regions the "
+            f"app fell back in: {row['fallback']}. Assumed: "
+            + "; ".join(case.assumed)
+            + "."
+            + (f" Fit check: {row['check']}." if row.get("check") else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder of the extracted sources (default %(default)s)")  # fmt: skip
+    parser.add_argument("--mirror-root", type=Path,
+                        help="first extract the sources from the stored copies here")  # fmt: skip
+    parser.add_argument("--cases", nargs="+", choices=tuple(LOADERS), default=list(LOADERS))
+    parser.add_argument("--keep", type=Path, help="keep each case's BIDS, outputs and log here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise-floor refit")
+    args = parser.parse_args()
+    if args.mirror_root:
+        extract(args.mirror_root, args.data)
+    missing = [c for c in args.cases
+               if not all((args.data / c / n).exists() for n in SOURCES[c][1])]  # fmt: skip
+    if missing:
+        raise SystemExit(
+            f"real data absent for {', '.join(missing)} under {args.data}: run with "
+            "--mirror-root DIR after fetching " + ", ".join(SOURCES[c][0] for c in missing)
+        )
+    cases = {c: LOADERS[c](args.data / c) for c in args.cases}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, case in cases.items():
+            work = (args.keep or Path(tmp)) / name
+            shutil.rmtree(work, ignore_errors=True)
+            rows.append(run_case(case, work, args.seed))
+            if name in CHECKS:
+                rows[-1]["check"] = CHECKS[name](case, args.data / name)
+            print(json.dumps(rows[-1], default=str), flush=True)
+    command = "python -m benchmarks.real --cases " + " ".join(args.cases)
+    text = table(rows, cases, command)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "real.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
