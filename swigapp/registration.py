@@ -186,8 +186,12 @@ def _register_in_plane(
 
     fixed2d = image2d(fixed_img.numpy().mean(axis=axis))
     moving2d = image2d(on_grid.numpy().mean(axis=axis))
+    # the guide already sits where its scanner coordinates put it: start from there, not
+    # from ANTs' default centre-of-mass alignment (a brain-masked target against a whole
+    # head moved a real slice's guide by 18 mm)
     result = ants.registration(
-        fixed2d, moving2d, type_of_transform=ants_transform, aff_metric="mattes",
+        fixed2d, moving2d, type_of_transform=ants_transform, initial_transform="Identity",
+        aff_metric="mattes",
         aff_iterations=(200, 100, 50), aff_shrink_factors=(4, 2, 1),
         aff_smoothing_sigmas=(2, 1, 0), aff_random_sampling_rate=float(sampling),
     )  # fmt: skip
