@@ -80,13 +80,16 @@ def run(
     lr_factor: float,
     subsets: tuple[tuple[str, ...], ...] = (("PD", "T1", "T2"),),
     settings: tuple[str, ...] = tuple(SETTINGS),
+    anatomy: tuple[str, ...] | None = None,
+    head: bool = False,
 ) -> dict:
     from swigapp import participant
     from swigapp.physics.protocol import Protocol
 
     config = PhantomConfig(
-        size=size, lr_factors=(lr_factor,), max_rotation_deg=3.0, max_translation_mm=3.0
-    )
+        size=size, lr_factors=(lr_factor,), max_rotation_deg=3.0, max_translation_mm=3.0,
+        anatomy=anatomy, head=head,
+    )  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         bids = write_dataset(Path(tmp) / "bids", subjects, seed=seed, config=config)
@@ -141,16 +144,27 @@ def main() -> None:
         "app, each comma-separated (the others are estimated, as the app does)",
     )  # fmt: skip
     parser.add_argument("--settings", choices=("all", "default"), default="all")
+    parser.add_argument("--anatomy", choices=("template", "validation", "heldout"),
+                        default="template", help="the phantoms' anatomy (individuals: the "
+                        "first --subjects of that part of the split)")  # fmt: skip
+    parser.add_argument("--head", action="store_true", help="heads with skull, scalp, eyes")
     args = parser.parse_args()
     subsets = tuple(tuple(m for m in ("PD", "T1", "T2") if m in s.split(",")) for s in args.maps)
     settings = tuple(SETTINGS) if args.settings == "all" else (DEFAULT_SETTING,)
-    rows = run(args.subjects, args.size, args.seed, args.lr_factor, subsets, settings)["rows"]
+    from benchmarks.quality import anatomies
+
+    people = anatomies(args.anatomy, args.subjects)
+    rows = run(args.subjects, args.size, args.seed, args.lr_factor, subsets, settings, people,
+               args.head)["rows"]  # fmt: skip
     lines = [
         "# Registration: accuracy against the phantoms' known motion, and time",
         "",
         f"Command: `python -m benchmarks.registration --subjects {args.subjects} --size "
         f"{args.size} --seed {args.seed} --lr-factor {args.lr_factor:g} --maps "
-        f"{' '.join(args.maps)} --settings {args.settings}`; machine: "
+        f"{' '.join(args.maps)} --settings {args.settings} --anatomy {args.anatomy}"
+        + " --head"
+        * args.head
+        + "`; machine: "
         f"{platform.machine()}, ITK single-threaded (the app's reproducible setting). Head "
         "motion up to 3 degrees and 3 mm per axis between maps and each guide.",
         "",
@@ -177,6 +191,8 @@ def main() -> None:
     ]
     RESULTS.mkdir(exist_ok=True)
     name = "registration.md" if args.maps == ["PD,T1,T2"] else "registration_subsets.md"
+    if args.anatomy != "template" or args.head:
+        name = f"registration_{args.anatomy}{'_head' * args.head}.md"
     (RESULTS / name).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
