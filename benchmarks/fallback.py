@@ -105,7 +105,7 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
         row = {"setting": setting, "scenario": scenario, "subject": subject.name, "region": name}
         row["fraction"] = region["fraction_of_brain"]
         row["falls_back"] = name in fell
-        row["fails"] = ",".join(cons.failures(region)) or "-"
+        row["fails"] = ",".join(cons.region_failures(region)) or "-"
         smooth = cons.relative_residual(smooth_sr, lr64, None, lr_labels == label)
         smooth_in = cons.relative_residual(smooth_up, lr64, None, lr_labels == label)
         for i, m in enumerate(MAP_ORDER):

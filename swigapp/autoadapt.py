@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from swigapp.consistency import failures, lr_residual, ssim_flagged
+from swigapp.consistency import lr_residual, region_failures, ssim_flagged
 from swigapp.metrics import guide_ssim
 from swigapp.physics.protocol import Protocol
 
@@ -56,10 +56,10 @@ def check(
     }
 
 
-def failing(checks: Mapping[str, Any]) -> dict[str, str]:
+def subject_failures(checks: Mapping[str, Any]) -> dict[str, str]:
     """The checks that fail, with the reason: "lr" (an LR residual flagged) and "guides"
     (any guide's SSIM flagged; stricter than a region's "every guide")."""
-    out = dict(failures(checks))
+    out = dict(region_failures(checks))
     flagged = ssim_flagged(checks["guide_ssim"])
     if flagged and "guides" not in out:
         figures = ", ".join(f"{g} {checks['guide_ssim'][g]:.3f}" for g in flagged)
@@ -72,7 +72,7 @@ def mended(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     the adapted maps (``after``) pass both. An improvement short of the flags is not enough:
     adaptation optimises these very quantities, and on guides that are noise it raises
     their re-synthesis SSIM a little by drawing the noise into the maps."""
-    return bool(failing(before)) and not failing(after)
+    return bool(subject_failures(before)) and not subject_failures(after)
 
 
 def decide(
@@ -87,7 +87,7 @@ def decide(
     checks before (and after) adaptation."""
     maps, record = run(0)
     before = checks(maps)
-    failed = failing(before)
+    failed = subject_failures(before)
     decision: dict[str, Any] = {"mode": "auto", "steps": 0, "kept": False, "before": before}
     if not failed:
         decision["reason"] = "not needed: the pre-trained maps pass both data-consistency checks"
@@ -102,6 +102,6 @@ def decide(
     decision["losses"] = adapted_record.get("adapt_losses", [])
     decision["reason"] = (
         f"reverted: after {steps} steps of adaptation the maps still fail "
-        f"({'; '.join(failing(after).values())}); the pre-trained maps are kept"
+        f"({'; '.join(subject_failures(after).values())}); the pre-trained maps are kept"
     )
     return maps, record, decision

@@ -186,7 +186,7 @@ def ssim_flagged(scores: Mapping[str, float]) -> list[str]:
     return [g for g, value in scores.items() if np.isfinite(value) and value < GUIDE_SSIM_FLAG]
 
 
-def failures(region: Mapping[str, Any]) -> dict[str, str]:
+def region_failures(region: Mapping[str, Any]) -> dict[str, str]:
     """The checks a region (an entry of :func:`regional_checks`) fails, with the reason:
     "lr" when its maps depart from the acquired LR maps (:func:`lr_flagged`), "guides" when
     no guide is explained by them (every guide :func:`ssim_flagged`), "interp" when the
@@ -214,7 +214,7 @@ def failures(region: Mapping[str, Any]) -> dict[str, str]:
 def falls_back(region: Mapping[str, Any]) -> bool:
     """Whether a region falls back (:func:`failures`): its maps explain the guides worse
     than the interpolated LR maps, or it fails both fixed checks (LR and guides)."""
-    failed = failures(region)
+    failed = region_failures(region)
     return "interp" in failed or ("lr" in failed and "guides" in failed)
 
 
@@ -251,7 +251,7 @@ def guard(
     )
     fell = [
         {"region": name, "fraction_of_brain": r["fraction_of_brain"],
-         "reasons": list(failures(r).values())}
+         "reasons": list(region_failures(r).values())}
         for name, r in regions.items()
         if falls_back(r)
     ]  # fmt: skip

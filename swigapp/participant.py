@@ -8,7 +8,6 @@ T2 (s). Protocols travel as plain dicts (:meth:`Protocol.as_dict`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,12 +26,14 @@ from swigapp.io.files import load_maps, save_maps, save_nifti
 from swigapp.methods import METHOD_ARCH, METHODS, fallback_method
 from swigapp.metrics import guide_ssim
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
+from swigapp.timing import timed
 
 
 def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(MAP_ORDER, maps, strict=True))
 
 
+@timed
 def conform_maps(
     map_files: Mapping[str, str],
     map_suffixes: Mapping[str, str],
@@ -66,7 +67,6 @@ def conform_maps(
     from swigapp.io.qmri import prepare_lr_maps
     from swigapp.models.features import upsample_maps
 
-    start = time.perf_counter()
     prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
     if prepared.notes:  # the CLI warned when it validated the inputs
         logging.getLogger("swigapp.io").info("imperfect qMRI maps: %s", "; ".join(prepared.notes))
@@ -94,7 +94,6 @@ def conform_maps(
         "acquired": list(prepared.acquired),
         "estimated": {m: u for m, u in prepared.units.items() if m not in prepared.acquired},
         "acquisition": {**acq.describe(), "lr_model": lr_model},
-        "seconds": time.perf_counter() - start,
     }
 
 
@@ -107,6 +106,7 @@ def load_valid(lr_valid_file: str | Path | None) -> np.ndarray | None:
     return None if valid.all() else valid
 
 
+@timed
 def make_mask(
     lr_file: str, lr_up_file: str, out_dir: str | Path, template: bool = True, seed: int = 0
 ) -> dict[str, Any]:
@@ -114,7 +114,6 @@ def make_mask(
     from swigapp.masking import brain_mask
     from swigapp.synthesis import synthesize
 
-    start = time.perf_counter()
     up, hr_affine = load_maps(lr_up_file)
     t1w_like = lr_affine = None
     if template:
@@ -124,9 +123,10 @@ def make_mask(
     if not mask.any():
         raise ValueError(f"{lr_file}: the brain mask is empty (PD or T1 map implausible?)")
     mask_file = str(save_nifti(Path(out_dir) / "brain_mask.nii.gz", mask, hr_affine))
-    return {"mask_file": mask_file, "method": method, "seconds": time.perf_counter() - start}
+    return {"mask_file": mask_file, "method": method}
 
 
+@timed
 def register(
     lr_up_file: str,
     mask_file: str,
@@ -154,7 +154,6 @@ def register(
     from swigapp.registration import final_shrink, register_guide
     from swigapp.synthesis import synthesize
 
-    start = time.perf_counter()
     up, hr_affine = load_maps(lr_up_file)
     shrink = 1
     if lr_file is not None and not full_resolution:
@@ -180,7 +179,6 @@ def register(
         "metric": result.metric,
         "coverage": float((result.coverage[mask] > SEEN).mean()) if mask.any() else 1.0,
         "shrink": shrink,
-        "seconds": time.perf_counter() - start,
     }
 
 
@@ -218,6 +216,7 @@ def guide_weight(coverages: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(weight > 0.999, np.float32(1.0), np.clip(weight, 0.0, 1.0))
 
 
+@timed
 def super_resolve(
     lr_file: str,
     lr_up_file: str,
@@ -277,7 +276,6 @@ def super_resolve(
         raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     from swigapp.methods import Request, run_method
 
-    start = time.perf_counter()
     if n_threads:
         torch.set_num_threads(int(n_threads))
     torch.manual_seed(seed)
@@ -379,10 +377,10 @@ def super_resolve(
         "adaptation": adaptation,
         "lr_residual_input": residual_input,
         "lr_residual": lr_residual(sr, lr, valid, acq),
-        "seconds": time.perf_counter() - start,
     }
 
 
+@timed
 def synthesize_contrasts(
     sr_file: str,
     mask_file: str,
@@ -395,7 +393,6 @@ def synthesize_contrasts(
     acquired guide) and each requested contrast. Returns files and ``guide_ssim``."""
     from swigapp.synthesis import synthesize
 
-    start = time.perf_counter()
     sr, affine = load_maps(sr_file)
     maps = _as_dict(sr)
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
@@ -413,13 +410,7 @@ def synthesize_contrasts(
         "guide_synth_files": guide_synth,
         "synth_files": synth,
         "guide_ssim": scores,
-        "seconds": time.perf_counter() - start,
     }
-
-
-def read_json(path: str | Path) -> dict[str, Any]:
-    """Load a JSON file."""
-    return json.loads(Path(path).read_text())
 
 
 def write_outputs(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from swigapp.autoadapt import check, decide, failing, mended
+from swigapp.autoadapt import check, decide, mended, subject_failures
 from swigapp.consistency import GUIDE_SSIM_FLAG, LR_RESIDUAL_FLAG, lr_residual
 from swigapp.methods import Request, run_method
 from swigapp.models.features import MAP_ORDER, prepare_subject
@@ -21,11 +21,14 @@ def _checks(residual: float, ssim: float, residual_input: float = 0.03) -> dict:
 
 def test_failing_and_mended_follow_the_flags():
     good = _checks(0.04, 0.9)
-    assert failing(good) == {}
+    assert subject_failures(good) == {}
     bad_lr = _checks(2.5 * LR_RESIDUAL_FLAG, 0.9)
-    assert set(failing(bad_lr)) == {"lr"} and "T1 0.250" in failing(bad_lr)["lr"]
+    assert set(subject_failures(bad_lr)) == {"lr"} and "T1 0.250" in subject_failures(bad_lr)["lr"]
     bad_guide = _checks(0.04, GUIDE_SSIM_FLAG - 0.1)
-    assert set(failing(bad_guide)) == {"guides"} and "T2w 0.700" in failing(bad_guide)["guides"]
+    assert (
+        set(subject_failures(bad_guide)) == {"guides"}
+        and "T2w 0.700" in subject_failures(bad_guide)["guides"]
+    )
     assert not mended(good, good)  # nothing failed: nothing to mend
     assert mended(bad_guide, _checks(0.04, 0.85))  # the guide passes now
     assert not mended(bad_guide, _checks(0.04, 0.75))  # better, still flagged: not enough
@@ -95,7 +98,7 @@ def test_shipped_model_in_distribution_is_not_adapted(registered_subject):
     returns exactly the pre-trained maps."""
     run, checks = _shipped_case(registered_subject, corrupt=False)
     maps, _, decision = decide(run, checks)
-    assert decision["steps"] == 0 and not failing(decision["before"])
+    assert decision["steps"] == 0 and not subject_failures(decision["before"])
     assert min(decision["before"]["guide_ssim"].values()) > GUIDE_SSIM_FLAG
     np.testing.assert_array_equal(maps, run(0)[0])
 
@@ -108,7 +111,7 @@ def test_shipped_model_is_not_kept_adapted_to_noise(registered_subject):
     plain = run(0)[0]
     maps, record, decision = decide(run, checks, steps=10)
     before, after = decision["before"]["guide_ssim"], decision["after"]["guide_ssim"]
-    assert "guides" in failing(decision["before"]) and decision["steps"] == 10
+    assert "guides" in subject_failures(decision["before"]) and decision["steps"] == 10
     assert all(after[g] > before[g] for g in before)  # it does follow the noise
     assert not decision["kept"] and "still fail" in decision["reason"]
     np.testing.assert_array_equal(maps, plain)

@@ -51,7 +51,9 @@ def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
     checks = cons.regional_checks(sr, up, lr, lr_affine, hr_affine, mask, guide, guide)
     assert len(checks) == 8
     assert sum(c["fraction_of_brain"] for c in checks.values()) == pytest.approx(1.0)
-    failed = {name: cons.failures(c) for name, c in checks.items() if cons.failures(c)}
+    failed = {
+        name: cons.region_failures(c) for name, c in checks.items() if cons.region_failures(c)
+    }
     assert list(failed) == ["right anterior superior"]
     assert set(failed["right anterior superior"]) == {"lr"}  # the guide is still explained
     assert not any(cons.falls_back(c) for c in checks.values())
@@ -93,7 +95,7 @@ def test_a_region_whose_detail_the_guides_do_not_support_falls_back_to_cubic_spl
     )
     region = checks["right anterior superior"]
     assert region["guide_ssim"]["T1w"] < region["guide_ssim_interp"]["T1w"]
-    assert set(cons.failures(region)) == {"interp"}  # LR residual and fixed flag pass
+    assert set(cons.region_failures(region)) == {"interp"}  # LR residual and fixed flag pass
     fell = [name for name, c in checks.items() if cons.falls_back(c)]
     assert fell == ["right anterior superior"]
     # the truth explains the guide better than the interpolation everywhere: kept
@@ -103,7 +105,7 @@ def test_a_region_whose_detail_the_guides_do_not_support_falls_back_to_cubic_spl
     )  # fmt: skip
     assert not any(cons.falls_back(c) for c in checks.values())
     # whole-brain checks (no interpolation scores) keep the two fixed reasons only
-    assert "interp" not in cons.failures(
+    assert "interp" not in cons.region_failures(
         {k: v for k, v in region.items() if k != "guide_ssim_interp"}
     )
 
@@ -176,7 +178,7 @@ def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, capl
     region = qc["RegionalChecks"]["right anterior superior"]
     assert max(region["guide_ssim"].values()) < cons.GUIDE_SSIM_FLAG
     others = [r for name, r in qc["RegionalChecks"].items() if name != "right anterior superior"]
-    assert all(not cons.failures(r) for r in others)
+    assert all(not cons.region_failures(r) for r in others)
     assert any("right anterior superior region" in w and "fell back" in w for w in qc["Warnings"])
     assert "right anterior superior region" in caplog.text
     assert "fell back to the interpolated" in (out / "sub-01/log/sub-01_methods.md").read_text()

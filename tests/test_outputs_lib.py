@@ -163,3 +163,25 @@ def test_a_single_slice_is_registered_in_its_plane():
     com = ndimage.center_of_mass(np.where(brain, result.image[..., 0], 0))
     assert np.allclose(com, ndimage.center_of_mass(np.where(brain, moving[..., 0], 0)), atol=0.5)
     assert result.coverage.shape == fixed.shape and result.coverage.max() == pytest.approx(1.0)
+
+
+def test_timed_steps_record_their_seconds():
+    """One timing helper for the participant steps: the wall time goes into ``seconds``
+    (the QC's ``Seconds``); a value the step set itself is kept."""
+    import time
+
+    from swigapp.timing import timed
+
+    @timed
+    def step(wait: float) -> dict:
+        time.sleep(wait)
+        return {"value": 1}
+
+    @timed
+    def own() -> dict:
+        return {"seconds": 123.0}
+
+    out = step(0.05)
+    assert out["value"] == 1 and 0.04 < out["seconds"] < 5.0
+    assert own()["seconds"] == 123.0
+    assert step.__name__ == "step"  # Nipype interfaces and tracebacks see the step's name

@@ -1,5 +1,6 @@
 """Nipype workflow factories for swigapp (installed as ``swigapp.workflows``).
 
 Workflows only wire library functions from :mod:`swigapp` into Nipype graphs; no maths
-lives here. The participant-level graph arrives with the BIDS App issue.
+lives here. :mod:`.base` builds the participant graph (``init_swig_wf``), :mod:`.fit` the
+guide registrations, :mod:`.interfaces` the thin Nipype interfaces.
 """

@@ -1,4 +1,5 @@
-"""Estimation workflows: brain mask and guide registration (``init_*_wf`` factories)."""
+"""The guide-registration workflow (``init_register_guides_wf``): one registration node per
+guide, in parallel; the brain mask is a node of the participant graph (:mod:`.base`)."""
 
 from __future__ import annotations
 

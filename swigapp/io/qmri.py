@@ -87,11 +87,6 @@ class LRMaps:
     #: The maps that were acquired (the others are estimates: :mod:`swigapp.estimate`).
     acquired: list[str] = field(default_factory=lambda: list(MAP_ORDER))
 
-    @property
-    def all_valid(self) -> bool:
-        """True when no voxel of any map was invalid."""
-        return all(bool(v.all()) for v in self.valid.values())
-
     def valid_stack(self) -> np.ndarray:
         """Validity (3, x, y, z) uint8 in MAP_ORDER."""
         return np.stack([self.valid[m] for m in MAP_ORDER]).astype(np.uint8)

@@ -22,9 +22,9 @@ from swigapp.autoadapt import AUTO_STEPS
 from swigapp.consistency import (
     GUIDE_SSIM_FLAG,
     LR_RESIDUAL_FLAG,
-    failures,
     falls_back,
     lr_flagged,
+    region_failures,
     ssim_flagged,
 )
 from swigapp.estimate import driver
@@ -607,7 +607,7 @@ def regional_warnings(superres: Mapping[str, Any]) -> list[str]:
     fell = {f["region"] for f in superres.get("regional_fallback") or []}
     out = []
     for name, region in regions.items():
-        failed = failures(region)
+        failed = region_failures(region)
         share = f"{100 * region['fraction_of_brain']:.0f} % of the brain"
         if name in fell:
             out.append(
