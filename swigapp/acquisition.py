@@ -305,7 +305,7 @@ class SliceStack2D(Acquisition):
 class ThroughPlane:
     """The slice model of a 2D stack without its grid: slice axis (0-2 of the last three),
     spacing and thickness (mm), profile. The LR-consistency terms of adaptation and of the
-    INR fit crops of the HR grid (whole LR slices, as :func:`swigapp.models.data.random_crop`
+    INR fit crops of the HR grid (whole LR slices, as :func:`swigapp.models.crops.random_crop`
     cuts them); :meth:`operator` is the stack's operator on such a crop, periodic within the
     crop as the k-space operator is (both sides of the loss go through the same operator,
     so the wrap cancels where prediction and data agree)."""

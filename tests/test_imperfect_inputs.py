@@ -19,7 +19,7 @@ from swigapp import kspace
 from swigapp.cli import run as cli
 from swigapp.io.bids import InputError, find_inputs, layout, load_lr_maps
 from swigapp.io.qmri import fill_invalid, head_region, prepare_lr_maps
-from swigapp.models.data import collate, random_crop
+from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import prepare_subject
 from swigapp.models.losses import lr_loss
 from swigapp.participant import conform_maps, load_valid, lr_residual

@@ -136,7 +136,7 @@ def test_mese_only_participant_fits_t2_and_pd_and_writes_the_estimate_on_request
 
 
 def test_training_crops_can_be_given_a_subset_of_the_maps(tiny_subject):
-    from swigapp.models.data import drop_maps, random_crop
+    from swigapp.models.crops import drop_maps, random_crop
     from swigapp.models.features import prepare_subject
 
     s = tiny_subject

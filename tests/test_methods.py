@@ -13,7 +13,7 @@ from swigapp import metrics
 from swigapp.cli import run as cli
 from swigapp.interp import upsample_interp
 from swigapp.methods import Request, fallback_method
-from swigapp.models.data import collate, random_crop
+from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import predict_volume
 from swigapp.models.inr import (
@@ -495,7 +495,7 @@ def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
 def test_crops_and_inr_on_a_fractional_grid():
     """LR 1.5 mm in-plane and 2 mm through-plane onto 1 mm: crops line up with the LR grid in
     units of 3 HR / 2 LR voxels, and the INR fits (as on real data with such voxel sizes)."""
-    from swigapp.models.data import crop_units
+    from swigapp.models.crops import crop_units
     from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 
     assert crop_units((30, 30, 20), (20, 20, 10)) == [(3, 2), (3, 2), (2, 1)]

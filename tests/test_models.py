@@ -11,7 +11,8 @@ from scipy import ndimage
 
 from swigapp import kspace
 from swigapp.models import train as train_mod
-from swigapp.models.data import phantom_pool, random_crop, sample_batch
+from swigapp.models.crops import random_crop
+from swigapp.models.data import phantom_pool, sample_batch
 from swigapp.models.features import (
     GUIDE_ORDER,
     T1_MAX,

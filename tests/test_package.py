@@ -59,3 +59,20 @@ def test_no_library_module_imports_the_orchestrator():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert node.module != "swigapp.participant", path
+
+
+def test_inference_never_imports_the_phantom_generator():
+    """The participant steps, every method and the inference code run on users' data: none
+    of them may load the phantom generator (it lived on the inference path through
+    models.data's crops)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, swigapp.participant, swigapp.methods.swig, swigapp.methods.inr, "
+        "swigapp.methods.wmri2q, swigapp.models.inference, swigapp.models.inr, "
+        "swigapp.workflows.base; "
+        "print(','.join(m for m in sys.modules if m.startswith('swigapp.phantom')))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "", run.stdout

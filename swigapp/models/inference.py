@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from swigapp.models.data import collate, random_crop
+from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import SubjectTensors, decode, encode
 from swigapp.models.losses import LossWeights, supervised_loss, total_loss
 

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from swigapp import metrics
 from swigapp.methods import INR_INITS, INR_STOP_RULES
-from swigapp.models.data import collate, random_crop
+from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import SubjectTensors, decode, encode
 from swigapp.models.inference import ADAPT_WEIGHTS
 from swigapp.models.losses import LossWeights, masked_l1, total_loss
@@ -84,7 +84,7 @@ class INRConfig:
     physics terms do not pull hard (``None``, the default: :data:`SWIG_ANCHOR` over SWIG,
     0 over the LR maps).
     ``crops_per_step`` crops of ``crop`` HR voxels (each axis cut to a multiple of its crop
-    unit, :func:`swigapp.models.data.crop_units`) per step, spread over the brain.
+    unit, :func:`swigapp.models.crops.crop_units`) per step, spread over the brain.
     Every ``check_every`` steps the mean mutual information (nats) between the maps and the
     guides is measured on ``check_voxels`` fixed brain voxels. ``stop="auto"`` (the default)
     becomes ``"steps"`` over the LR maps and ``"mi"`` over the SWIG prediction

@@ -233,7 +233,7 @@ def total_loss(
     maps: torch.Tensor,
     batch: dict,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the active terms for a batch dict (see models.data.collate); an
+    """Weighted sum of the active terms for a batch dict (see models.crops.collate); an
     optional ``guide_mask`` (B, X, Y, Z) restricts the guide term (e.g. to where the guides
     have data)."""
     parts: dict[str, torch.Tensor] = {}

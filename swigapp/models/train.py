@@ -49,7 +49,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     guide_keep: float = 0.75
-    #: probability that a crop is given a subset of the maps (models.data.drop_maps)
+    #: probability that a crop is given a subset of the maps (models.crops.drop_maps)
     map_drop: float = 0.0
     checkpoint_every: int = 100
     net: NetConfig = field(default_factory=NetConfig)
