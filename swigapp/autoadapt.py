@@ -42,7 +42,7 @@ def check(
     map beside the zero-filled input's (``residual_input``, :func:`lr_residual` of the
     upsampled LR maps, computed once by the caller), and each guide's re-synthesis SSIM in
     ``mask``."""
-    from swigapp.io.bids import MAP_ORDER
+    from swigapp.maps import MAP_ORDER
     from swigapp.synthesis import synthesize
 
     maps = dict(zip(MAP_ORDER, sr, strict=True))

@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from swigapp import kspace
 from swigapp.interp import upsample_interp
-from swigapp.io.bids import MAP_ORDER
+from swigapp.maps import MAP_ORDER
 from swigapp.metrics import guide_ssim_map
 
 #: Guide SSIM (re-synthesised vs acquired) below this is flagged.

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from swigapp.io.images import MAP_ORDER
+from swigapp.maps import MAP_ORDER
 
 #: Typical 3T (PD water fraction, T1 s, T2 s) of WM, GM and CSF: the estimates' curve
 #: (WM T1 0.85 s and GM 1.35 s as the tissue classes of :mod:`swigapp.tissue`).

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from swigapp.io.bids import MAP_ORDER
+from swigapp.maps import MAP_ORDER
 
 #: The interval stated: |error| <= K sigma ...
 K = 2.0

@@ -76,3 +76,38 @@ def test_inference_never_imports_the_phantom_generator():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "", run.stdout
+
+
+def _imported_units(path: Path) -> set[str]:
+    """The swigapp units (subpackage or top-level module names) a file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        found |= {n.split(".")[1] for n in names if n and n.startswith("swigapp.")}
+    return found
+
+
+def test_the_library_units_import_each_other_without_cycles():
+    """Subpackages and top-level modules of swigapp form an acyclic import graph (there was
+    io -> methods -> models -> io, and io <-> estimate/uncertainty through MAP_ORDER)."""
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "swigapp").rglob("*.py"):
+        parts = path.relative_to(ROOT / "swigapp").with_suffix("").parts
+        if parts == ("__init__",):
+            continue
+        unit = parts[0]
+        graph.setdefault(unit, set()).update(_imported_units(path) - {unit})
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(unit: str, path: list[str]) -> None:
+        state[unit] = 1
+        for nxt in sorted(graph.get(unit, ())):
+            assert state.get(nxt) != 1, " -> ".join([*path, unit, nxt])
+            if nxt not in state:
+                visit(nxt, [*path, unit])
+        state[unit] = 2
+
+    for unit in sorted(graph):
+        if unit not in state:
+            visit(unit, [])

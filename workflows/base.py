@@ -27,6 +27,7 @@ from swigapp.workflows.interfaces import (
 )
 
 from swigapp.io.bids import SubjectFiles
+from swigapp.methods import METHOD_DESCRIPTIONS
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def init_single_subject_wf(
         "registration_full_resolution": options.registration_full_resolution,
         "lr_model": options.lr_model,
         "versions": dict(options.versions),
+        # the derivatives name the method that ran; io does not import the methods
+        "method_descriptions": dict(METHOD_DESCRIPTIONS),
     }
     if options.write_estimated:
         params["write_estimated"] = True

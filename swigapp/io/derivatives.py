@@ -379,13 +379,14 @@ def participant_outputs(
 
     ``sources``: input name (PD, T1, T2, or a guide) -> input path; ``results``: the step
     results of :mod:`swigapp.participant` under keys conform, mask, registration (per
-    guide), superres, synthesis; ``params``: the run's parameters (recorded in sidecars).
+    guide), superres, synthesis; ``params``: the run's parameters (recorded in sidecars),
+    with ``method_descriptions`` (method name -> one line:
+    :data:`swigapp.methods.METHOD_DESCRIPTIONS`).
     The SR maps are split into one file per map in ``work_dir``.
     """
 
     from swigapp.io.files import load_maps, save_nifti
     from swigapp.kspace import voxel_sizes
-    from swigapp.methods import METHOD_DESCRIPTIONS
 
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     anat = subject_dir("", subject, session)
@@ -496,7 +497,7 @@ def participant_outputs(
                 "Resolution": resolution,
                 "SkullStripped": False,
                 "Sources": [*map_uris, *(uri[g] for g in guides), mask_uri],
-                "EstimationAlgorithm": METHOD_DESCRIPTIONS[sr["method"]],
+                "EstimationAlgorithm": params["method_descriptions"][sr["method"]],
                 **(
                     {"Description": ESTIMATED_DESCRIPTION.format(m=m, how=estimated[m])}
                     if m in estimated

@@ -11,8 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-#: The quantitative maps in channel/volume order (T1/T2 in s).
-MAP_ORDER: tuple[str, ...] = ("PD", "T1", "T2")
+from swigapp.maps import MAP_ORDER  # noqa: F401 (io's callers import it from here too)
 
 
 class InputError(ValueError):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from swigapp.models.inr_choices import INITS, STOP_RULES
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -39,8 +41,7 @@ class MethodInfo:
 
 
 #: What ``--method inr`` corrects (``--inr-init``) and how it stops (``--inr-stop``).
-INR_INITS = ("lr", "swig")
-INR_STOP_RULES = ("auto", "mi", "steps")
+INR_INITS, INR_STOP_RULES = INITS, STOP_RULES
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from swigapp import kspace
-from swigapp.io.bids import MAP_ORDER
+from swigapp.maps import MAP_ORDER
 from swigapp.physics.protocol import Protocol
 
 if TYPE_CHECKING:

@@ -43,18 +43,16 @@ from torch import nn
 from tqdm import tqdm
 
 from swigapp import metrics
-from swigapp.methods import INR_INITS, INR_STOP_RULES
 from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import SubjectTensors, decode, encode
 from swigapp.models.inference import ADAPT_WEIGHTS
+from swigapp.models.inr_choices import INITS, STOP_RULES
 from swigapp.models.losses import LossWeights, masked_l1, total_loss
 
 #: The SWIG adaptation's unsupervised terms: there is no HR truth for a real subject.
 INR_WEIGHTS = ADAPT_WEIGHTS
 #: Position encodings, stopping rules and bases (``INRConfig.encoding/stop/init``).
 ENCODINGS = ("grid", "fourier")
-STOP_RULES = INR_STOP_RULES
-INITS = INR_INITS
 #: Activations of the trunk and heads (``INRConfig.activation``).
 ACTIVATIONS = ("leaky_relu", "relu")
 #: Negative slope of the leaky ReLU: no unit can die. With plain ReLU, the three heads' hidden

@@ -28,7 +28,7 @@ from swigapp.consistency import (
     ssim_flagged,
 )
 from swigapp.estimate import driver
-from swigapp.io.images import MAP_ORDER
+from swigapp.maps import MAP_ORDER
 from swigapp.reports.citations import bibtex, reference_line
 
 #: A sentence and the reference keys it cites.

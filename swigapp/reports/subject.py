@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import tissue
-from swigapp.io.bids import MAP_ORDER
 from swigapp.io.derivatives import UNCERTAINTY_DESCRIPTION
 from swigapp.io.files import load_maps
+from swigapp.maps import MAP_ORDER
 from swigapp.metrics import ls_scale
 from swigapp.reports import figures
 from swigapp.reports.boilerplate import regional_warnings
