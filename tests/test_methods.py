@@ -449,8 +449,8 @@ def test_method_option_errors(tiny_dataset, tmp_path, capsys):
     from swigapp.models.shipped import weights_dir
 
     out = tmp_path / "out"
-    _expect_error(capsys, tiny_dataset, out, "applies to --method swig", "--method", "inr",
-                  "--adapt-steps", "5")  # fmt: skip
+    _expect_error(capsys, tiny_dataset, out, "--adapt-steps: only for --method swig, not inr",
+                  "--method", "inr", "--adapt-steps", "5")  # fmt: skip
     swig = weights_dir() / "swig_default.pt"
     _expect_error(capsys, tiny_dataset, out, "does not apply to --method inr", "--method",
                   "inr", "--model", str(swig))  # fmt: skip
@@ -514,3 +514,20 @@ def test_crops_and_inr_on_a_fractional_grid():
     config = INRConfig(max_steps=3, min_steps=3, check_every=1, crop=(12, 12, 6), crops_per_step=2)
     fit = fit_inr(subject, (1.0, 1.0, 1.0), config)
     assert fit.steps == 3 and np.isfinite(fit.losses).all()
+
+
+def test_each_method_owns_its_command_line_options():
+    """The options only one method takes are declared in its registry line; the command line
+    refuses them for any other method, naming the owner (no method name compared in the
+    CLI)."""
+    from swigapp.methods import REGISTRY, foreign_options
+
+    assert foreign_options("swig", {"adapt_steps": 5}) is None
+    assert foreign_options("inr", {"adapt_steps": 0, "inr_init": "lr"}) is None  # defaults
+    assert foreign_options("inr", {"adapt_steps": "auto"}) == (
+        "--adapt-steps: only for --method swig, not inr"
+    )
+    msg = foreign_options("wmri2q", {"inr_stop": "mi", "inr_max_steps": 50})
+    assert msg == "--inr-stop, --inr-max-steps: only for --method inr, not wmri2q"
+    parser_flags = {"--adapt-steps", "--inr-init", "--inr-stop", "--inr-max-steps"}
+    assert {f for m in REGISTRY.values() for f, _ in m.options} == parser_flags

@@ -171,8 +171,10 @@ def check_model(path: Path | None, method: str = "swig") -> str:
 
     if path is None:
         return ""
-    if method == "inr":
-        raise InputError(f"{path}: --model does not apply to --method inr (fitted per subject)")
+    if METHOD_ARCH.get(method) is None:
+        raise InputError(
+            f"{path}: --model does not apply to --method {method} (it runs no trained network)"
+        )
     shipped = shipped_name(path)
     try:
         model = load_shipped(shipped) if shipped else load_model(path)
@@ -224,6 +226,7 @@ def run_participant(args: Any) -> int:
     """The participant level; returns the exit code."""
     from swigapp.io.bids import run_validator
     from swigapp.io.derivatives import clean_stale, software_versions
+    from swigapp.methods import foreign_options
     from swigapp.models.inference import resolve_device
 
     check_paths(args.bids_dir, args.output_dir, args.work_dir)
@@ -240,19 +243,9 @@ def run_participant(args: Any) -> int:
     subjects = collect_subjects(args)
     synth = synthesis_protocols(args.synthesize, args.synth_protocol)
     model_path = check_model(args.model, args.method)
-    if args.adapt_steps and args.method != "swig":
-        raise InputError(f"--adapt-steps applies to --method swig, not {args.method}")
-    changed = [
-        f
-        for f, v in (
-            ("--inr-init", args.inr_init != "lr"),
-            ("--inr-stop", args.inr_stop != "auto"),
-            ("--inr-max-steps", bool(args.inr_max_steps)),
-        )
-        if v
-    ]
-    if changed and args.method != "inr":
-        raise InputError(f"{', '.join(changed)}: only for --method inr, not {args.method}")
+    foreign = foreign_options(args.method, vars(args))
+    if foreign:
+        raise InputError(foreign)
     try:
         resolve_device(args.device)
     except RuntimeError as err:

@@ -12,6 +12,7 @@ package imports nothing heavy, so that the command-line parser can list the meth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ class MethodInfo:
     #: The method runs with no guide at all (the network was trained with guides left
     #: out): it then serves as its own fallback where no guide saw a voxel.
     guide_free: bool = False
+    #: Command-line options that only this method takes: (flag, its value when not given).
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 #: What ``--method inr`` corrects (``--inr-init``) and how it stops (``--inr-stop``).
@@ -67,6 +70,7 @@ REGISTRY: dict[str, MethodInfo] = {
         default_weights="swig_default",
         arch="resnet",
         guide_free=True,
+        options=(("--adapt-steps", 0),),
     ),
     "inr": MethodInfo(
         "swigapp.methods.inr",
@@ -74,6 +78,7 @@ REGISTRY: dict[str, MethodInfo] = {
         "and a shared network with one head per map; after McGinnis et al., MICCAI 2023) "
         "fitted to this subject by guide consistency through the signal equations and LR "
         "consistency through the acquisition model (swigapp)",
+        options=(("--inr-init", "lr"), ("--inr-stop", "auto"), ("--inr-max-steps", 0)),
     ),
     "wmri2q": MethodInfo(
         "swigapp.methods.wmri2q",
@@ -104,6 +109,20 @@ def run_method(
     if method not in REGISTRY:
         raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     return import_module(REGISTRY[method].module).super_resolve(subject, request)
+
+
+def foreign_options(method: str, given: Mapping[str, Any]) -> str | None:
+    """The error when options of another method were given to ``method`` (``given``: the
+    parsed command line by destination, e.g. ``vars(args)``), else None."""
+    for owner, info in REGISTRY.items():
+        if owner == method:
+            continue
+        flags = [
+            f for f, unset in info.options if given.get(f[2:].replace("-", "_"), unset) != unset
+        ]
+        if flags:
+            return f"{', '.join(flags)}: only for --method {owner}, not {method}"
+    return None
 
 
 def fallback_method(method: str, request: Request) -> str | None:
