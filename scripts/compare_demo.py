@@ -4,9 +4,10 @@
 
 Runs ``swigapp-demo`` on this working tree and on a clone of revision ``REV`` (with this
 tree's virtual environment; the clone's own ``swigapp`` and ``workflows`` are imported), then
-compares every NIfTI byte for byte and every JSON after removing what names the run rather
-than the maps: absolute paths (the two runs live in different folders) and the QC's
-``Seconds``. Exit 0 when all agree; otherwise lists the files that differ.
+compares every NIfTI byte for byte, and every JSON and methods text (``*_methods.md``,
+``.bib``) after removing what names the run rather than the maps: absolute paths (the two
+runs live in different folders) and the QC's ``Seconds``. Exit 0 when all agree; otherwise
+lists the files that differ.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _scrub(value: object, roots: tuple[str, ...]) -> object:
 
 
 def digests(out: Path, roots: tuple[str, ...]) -> dict[str, str]:
-    """sha256 of each NIfTI and each scrubbed JSON under ``out`` (the work folder skipped)."""
+    """sha256 of each NIfTI and each scrubbed JSON and methods text under ``out`` (the work
+    folder skipped)."""
     found = {}
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
@@ -52,6 +54,9 @@ def digests(out: Path, roots: tuple[str, ...]) -> dict[str, str]:
             found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
         elif path.suffix == ".json":
             text = json.dumps(_scrub(json.loads(path.read_text()), roots), sort_keys=True)
+            found[rel] = hashlib.sha256(text.encode()).hexdigest()
+        elif path.name.endswith(("_methods.md", ".bib")):
+            text = str(_scrub(path.read_text(), roots))
             found[rel] = hashlib.sha256(text.encode()).hexdigest()
     return found
 
