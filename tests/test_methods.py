@@ -531,3 +531,29 @@ def test_each_method_owns_its_command_line_options():
     assert msg == "--inr-stop, --inr-max-steps: only for --method inr, not wmri2q"
     parser_flags = {"--adapt-steps", "--inr-init", "--inr-stop", "--inr-max-steps"}
     assert {f for m in REGISTRY.values() for f, _ in m.options} == parser_flags
+
+
+def test_no_method_name_is_compared_outside_the_methods_package():
+    """Adding a method touches its module and the registry only: no code outside
+    swigapp/methods/ compares a method against a method's name (the CLI's option checks and
+    the methods text used to)."""
+    import ast
+    from pathlib import Path
+
+    from swigapp.methods import METHODS
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in [*(root / "swigapp").rglob("*.py"), *(root / "workflows").rglob("*.py")]:
+        if "methods" in path.relative_to(root).parts[:2]:
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            names = [s.value for s in sides if isinstance(s, ast.Constant) and s.value in METHODS]
+            other = " ".join(ast.get_source_segment(source, s) or "" for s in sides)
+            if names and "method" in other:
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not found, found

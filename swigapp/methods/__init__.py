@@ -125,6 +125,14 @@ def foreign_options(method: str, given: Mapping[str, Any]) -> str | None:
     return None
 
 
+def methods_text(
+    method: str, sr: Mapping[str, Any], params: Mapping[str, Any], guides: str
+) -> list[tuple[str, tuple[str, ...]]]:
+    """The methods-text sentences (text, citation keys) the registered ``method`` writes
+    about its run (``sr``: the super-resolution step's result; ``guides``: joined names)."""
+    return import_module(REGISTRY[method].module).methods_text(sr, params, guides)
+
+
 def fallback_method(method: str, request: Request) -> str | None:
     """The method run with no guide where no guide saw a voxel: a guide-free method itself,
     SWIG for the INR over SWIG (the base it refines), otherwise None (the upsampled LR

@@ -3,6 +3,7 @@ maps or over the SWIG prediction (``--inr-init swig``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from swigapp.methods import Request
 from swigapp.models.features import SubjectTensors
+from swigapp.text import Sentence
 
 
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
@@ -30,3 +32,63 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
     fit = fit_inr(subject, request.voxel_size, config, device=request.device, base=base)
     maps = render_volume(fit, subject, device=request.device)
     return maps, {"inr": fit.summary(), **record}
+
+
+def methods_text(sr: Mapping[str, Any], params: Mapping[str, Any], guides: str) -> list[Sentence]:
+    """This method's sentences of the methods text (``guides``: the guides, joined)."""
+    out: list[Sentence] = []
+    fit = sr["inr"] or {}
+    c = fit.get("config", {})
+    if c.get("encoding", "fourier") == "grid":
+        spacings = ", ".join(f"{v:g}" for v in c.get("grid_spacings_mm", []))
+        encoding = (
+            f"multi-resolution dense feature grids ({c.get('grid_features')} features per "
+            f"node, node spacings {spacings} mm, trilinear interpolation), a shared trunk "
+            f"of {c.get('trunk_layers')} layers of width {c.get('width')}",
+            ("mcginnis2023inr", "muller2022instant"),
+        )
+    else:
+        encoding = (
+            f"a coordinate MLP with {c.get('features')} Gaussian random Fourier features "
+            f"(standard deviation {c.get('sigma')} cycles/mm), a shared trunk of "
+            f"{c.get('trunk_layers')} layers of width {c.get('width')}",
+            ("mcginnis2023inr", "tancik2020fourier"),
+        )
+    base = (
+        "the SWIG network's prediction"
+        if c.get("init") == "swig"
+        else "the upsampled low-resolution maps"
+    )
+    out.append(
+        (
+            "High-resolution PD, T1 and T2 maps were estimated by a subject-specific "
+            f"implicit neural representation after McGinnis et al., written for swigapp: "
+            f"{encoding[0]} and one head per map, representing the correction to {base}",
+            encoding[1],
+        )
+    )
+    rule = (
+        "; early stopping followed the mutual information between maps and guides (the "
+        "state of its best check was kept)"
+        if c.get("stop", "mi") == "mi"
+        else "; it ran a fixed number of steps"
+    )
+    out.append(
+        (
+            f"It was fitted to this participant alone for {fit.get('steps')} steps "
+            f"(stopped by {str(fit.get('stopped_by', '')).replace('_', ' ')}; at most "
+            f"{c.get('max_steps')}) with guide consistency through the signal "
+            f"equations ({guides}) and consistency with the low-resolution maps "
+            "through the acquisition model"
+            + (f", total variation of the grids weighted {c.get('tv'):g}" if c.get("tv") else "")
+            + (
+                f", and an L1 proximal term weighted {c.get('anchor'):g} holding the "
+                "correction near its base"
+                if c.get("anchor")
+                else ""
+            )
+            + rule,
+            ("mcginnis2023inr",),
+        )
+    )
+    return out

@@ -3,6 +3,7 @@ slice by slice along the least-downsampled axes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from swigapp.methods import DEFAULT_WEIGHTS, Request
 from swigapp.models.features import SubjectTensors
+from swigapp.text import Sentence, dims, join
 
 
 def load_network(method: str, model_path: str | None) -> tuple[nn.Module, dict[str, Any]]:
@@ -50,3 +52,134 @@ def predict(
     chosen = list(axes[-1:] if request.single_orientation else axes)
     maps, spread = predict_ensemble(model, subject, chosen, device=request.device)
     return maps, chosen, calibrated(spread, maps, calibration)
+
+
+#: Loss terms of the training configuration (swigapp-train weights), as methods text.
+LOSS_TERMS = {
+    "guide": "consistency of the guides synthesised from the predicted maps through their "
+    "signal equations with the acquired guides (intensity scale solved in closed form)",
+    "lr": "consistency of the k-space-truncated prediction with the low-resolution maps",
+    "supervised": "L1 supervision by the phantoms' high-resolution truth",
+    "edge": "a scale-invariant Sobel edge loss between synthesised and acquired guides",
+    "lowres": "L1 against the low-resolution maps upsampled to the high-resolution grid "
+    "(low-resolution labels)",
+    "linear": "supervision in the linear domain",
+    "beyond": "supervision of the detail outside the low-resolution k-space band",
+}
+
+
+def training_text(card: Mapping[str, Any] | None) -> list[Sentence]:
+    """How the network was trained, from its model card (methods text)."""
+    if not card:
+        return [("No model card was found for this model, so its training is not described", ())]
+    t = card.get("training", {})
+    terms = [
+        f"{LOSS_TERMS.get(k, k)} (weight {w:g})"
+        for k, w in t.get("weights", {}).items()
+        if w and w > 0
+    ]
+    data = t.get("data", {})
+    refs: tuple[str, ...] = ()
+    if data.get("source") == "phantom":
+        phantom = data.get("phantom", {})
+        lesions = phantom.get("n_lesions")
+        where = (
+            f"{data.get('subjects')} synthetic subjects made by swigapp-phantom from "
+            "deformations of the ICBM 2009 template anatomy"
+            + (f", with {lesions} white-matter lesions each" if lesions else "")
+            + (f" (phantom seed {data['phantom_seed']})" if "phantom_seed" in data else "")
+        )
+        settings = data.get("lr_settings")
+        if settings:
+            where += ", at low resolutions " + join([dims(s, "g") + " mm" for s in settings])
+        if data.get("randomisation"):
+            where += (
+                "; each subject drew its own tissue values, guide protocols, mismatch between "
+                "sidecar and acquisition, noise, bias, guide resolution, deformation, atrophy "
+                "and lesion load (domain randomisation)"
+            )
+        refs = ("fonov2009icbm",)
+    else:
+        where = f"{data.get('subjects', 'the')} subjects of a BIDS cohort"
+    init = t.get("init")
+    start = (
+        f"fine-tuned from earlier weights (sha256 {str(init.get('sha256'))[:12]}...)"
+        if isinstance(init, Mapping)
+        else "trained from scratch"
+    )
+    hw = card.get("hardware", {})
+    return [
+        (
+            f"The network ({card.get('parameters', 0):,} parameters) was {start} for "
+            f"{t.get('steps')} steps (batch {t.get('batch_size')}, Adam, learning rate "
+            f"{t.get('learning_rate'):g}) on {where}, with a loss of {join(terms)}"
+            + (
+                f"; training took {card['training_seconds']:.0f} s on {hw.get('device', '?')}"
+                if "training_seconds" in card
+                else ""
+            ),
+            refs,
+        )
+    ]
+
+
+def model_name(model: Mapping[str, Any]) -> str:
+    """The weights a network ran with: shipped name, version and release, or the file,
+    with the sha256."""
+    if model.get("version"):
+        return (
+            f"model {model['name']} version {model['version']}, introduced in swigapp "
+            f"{model['introduced_in']}; sha256 {model['sha256']}"
+        )
+    return f"model file {model['name']}; sha256 {model['sha256']}"
+
+
+def network_text(sr: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
+    """What the network methods share in the methods text: their training, the slice axes
+    they ran along and the adaptation to the participant."""
+    from swigapp.autoadapt import AUTO_STEPS
+    from swigapp.models.shipped import card_for
+
+    model = sr["model"]
+    out = training_text(card_for(model))
+    axes = sr.get("slice_axes") or []
+    if len(axes) > 1:
+        listed = join([str(a) for a in axes])
+        out.append(
+            (
+                f"Predictions slice by slice along each of the voxel axes {listed} (the "
+                "least-downsampled axes) were averaged (PD, ln T1, ln T2); their standard "
+                "deviation, converted to the maps' units, is reported as a per-voxel "
+                "uncertainty map",
+                (),
+            )
+        )
+    elif axes:
+        out.append((f"The network ran slice by slice along voxel axis {axes[0]}", ()))
+    adaptation = sr.get("adaptation") or {}
+    steps = int(adaptation.get("steps", 0) if adaptation else params.get("adapt_steps") or 0)
+    if adaptation.get("mode") == "auto":
+        out.append(
+            (
+                "Adaptation to this participant was decided automatically: the network "
+                f"is adapted ({steps or AUTO_STEPS} steps of the physics-informed loss without "
+                "supervision, anchored to the pre-trained prediction) only where the "
+                "pre-trained maps fail a data-consistency check, and the adapted maps "
+                f"are kept only if they pass both checks. Here: {adaptation['reason']}",
+                ("samadifardheris2025swig",),
+            )
+        )
+    elif steps:
+        losses = sr.get("adapt_losses") or []
+        last = f" (final loss {losses[-1]:.4g})" if losses else ""
+        out.append(
+            (
+                f"Before inference the network was adapted to this participant for {steps} "
+                "steps of the physics-informed loss without supervision (guide and "
+                f"low-resolution consistency){last}",
+                ("samadifardheris2025swig",),
+            )
+        )
+    else:
+        out.append(("The network was not adapted to this participant", ()))
+    return out

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from swigapp.methods import Request
-from swigapp.methods.network import load_network, predict
+from swigapp.methods.network import load_network, model_name, network_text, predict
 from swigapp.models.features import SubjectTensors
+from swigapp.text import Sentence
 
 
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
@@ -25,3 +27,18 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
     maps, axes, spread = predict(model, subject, request, record.get("uncertainty_calibration"))
     return maps, {"model": record, "adapt_losses": losses, "slice_axes": axes,
                   "uncertainty": spread}  # fmt: skip
+
+
+def methods_text(sr: Mapping[str, Any], params: Mapping[str, Any], guides: str) -> list[Sentence]:
+    """This method's sentences of the methods text (``guides``: the guides, joined)."""
+    model = sr["model"]
+    first: Sentence = (
+        "High-resolution PD, T1 and T2 maps were estimated with SWIG, a "
+        "physics-informed, weighted-image-guided super-resolution method, as "
+        "implemented in swigapp: a 2.5D residual convolutional network "
+        f"({model_name(model)}) takes the zero-filled upsampled low-resolution "
+        f"maps and the registered guides ({guides}) and predicts PD, ln T1 and "
+        "ln T2",
+        ("samadifardheris2025swig",),
+    )
+    return [first, *network_text(sr, params)]

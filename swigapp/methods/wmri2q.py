@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from swigapp.methods import Request
-from swigapp.methods.network import load_network, predict
+from swigapp.methods.network import load_network, model_name, network_text, predict
 from swigapp.models.features import SubjectTensors
+from swigapp.text import Sentence
 
 
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
@@ -16,3 +18,17 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
     model, record = load_network("wmri2q", request.model_path)
     maps, axes, spread = predict(model, subject, request, record.get("uncertainty_calibration"))
     return maps, {"model": record, "slice_axes": axes, "uncertainty": spread}
+
+
+def methods_text(sr: Mapping[str, Any], params: Mapping[str, Any], guides: str) -> list[Sentence]:
+    """This method's sentences of the methods text (``guides``: the guides, joined)."""
+    model = sr["model"]
+    first: Sentence = (
+        "High-resolution PD, T1 and T2 maps were estimated from the registered "
+        f"weighted images alone ({guides}) after Qiu et al.: a 2.5D U-Net "
+        f"({model_name(model)}) trained with low-resolution labels and a "
+        "scale-invariant Sobel edge loss; the low-resolution maps are not an input "
+        "of the network",
+        ("qiu2022hybrid",),
+    )
+    return [first, *network_text(sr, params)]

@@ -18,7 +18,6 @@ from typing import Any
 
 import nibabel as nib
 
-from swigapp.autoadapt import AUTO_STEPS
 from swigapp.consistency import (
     GUIDE_SSIM_FLAG,
     LR_RESIDUAL_FLAG,
@@ -30,22 +29,12 @@ from swigapp.consistency import (
 from swigapp.estimate import driver
 from swigapp.maps import MAP_ORDER
 from swigapp.reports.citations import bibtex, reference_line
+from swigapp.text import Sentence
+from swigapp.text import dims as _dims
+from swigapp.text import join as _join
 
 #: A sentence and the reference keys it cites.
-Sentence = tuple[str, tuple[str, ...]]
 
-#: Loss terms of the training configuration (swigapp-train weights), as methods text.
-LOSS_TERMS = {
-    "guide": "consistency of the guides synthesised from the predicted maps through their "
-    "signal equations with the acquired guides (intensity scale solved in closed form)",
-    "lr": "consistency of the k-space-truncated prediction with the low-resolution maps",
-    "supervised": "L1 supervision by the phantoms' high-resolution truth",
-    "edge": "a scale-invariant Sobel edge loss between synthesised and acquired guides",
-    "lowres": "L1 against the low-resolution maps upsampled to the high-resolution grid "
-    "(low-resolution labels)",
-    "linear": "supervision in the linear domain",
-    "beyond": "supervision of the detail outside the low-resolution k-space band",
-}
 #: How the warnings about accepted imperfect input begin.
 IMPERFECT_INPUT = "imperfect input accepted"
 
@@ -96,13 +85,6 @@ def _protocol_refs(protocol: Mapping[str, Any]) -> tuple[str, ...]:
     return ("deichmann2000mprage",) if protocol["model"] == "MPRAGE" else ()
 
 
-def _join(items: Sequence[str]) -> str:
-    items = list(items)
-    if len(items) <= 2:
-        return " and ".join(items)
-    return ", ".join(items[:-1]) + f" and {items[-1]}"
-
-
 def _figures(values: Mapping[str, float], digits: int = 3) -> str:
     return ", ".join(f"{k} {v:.{digits}f}" for k, v in values.items() if _finite(v))
 
@@ -116,10 +98,6 @@ def _grid(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
 
     img = nib.load(path)
     return tuple(int(n) for n in img.shape[:3]), tuple(float(v) for v in voxel_sizes(img.affine))
-
-
-def _dims(values: Sequence[float], fmt: str = "g") -> str:
-    return "x".join(f"{v:{fmt}}" for v in values)
 
 
 def _overview(params: Mapping[str, Any]) -> list[Sentence]:
@@ -314,202 +292,13 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
     ]
 
 
-def _training(card: Mapping[str, Any] | None) -> list[Sentence]:
-    if not card:
-        return [("No model card was found for this model, so its training is not described", ())]
-    t = card.get("training", {})
-    terms = [
-        f"{LOSS_TERMS.get(k, k)} (weight {w:g})"
-        for k, w in t.get("weights", {}).items()
-        if w and w > 0
-    ]
-    data = t.get("data", {})
-    refs: tuple[str, ...] = ()
-    if data.get("source") == "phantom":
-        phantom = data.get("phantom", {})
-        lesions = phantom.get("n_lesions")
-        where = (
-            f"{data.get('subjects')} synthetic subjects made by swigapp-phantom from "
-            "deformations of the ICBM 2009 template anatomy"
-            + (f", with {lesions} white-matter lesions each" if lesions else "")
-            + (f" (phantom seed {data['phantom_seed']})" if "phantom_seed" in data else "")
-        )
-        settings = data.get("lr_settings")
-        if settings:
-            where += ", at low resolutions " + _join([_dims(s, "g") + " mm" for s in settings])
-        if data.get("randomisation"):
-            where += (
-                "; each subject drew its own tissue values, guide protocols, mismatch between "
-                "sidecar and acquisition, noise, bias, guide resolution, deformation, atrophy "
-                "and lesion load (domain randomisation)"
-            )
-        refs = ("fonov2009icbm",)
-    else:
-        where = f"{data.get('subjects', 'the')} subjects of a BIDS cohort"
-    init = t.get("init")
-    start = (
-        f"fine-tuned from earlier weights (sha256 {str(init.get('sha256'))[:12]}...)"
-        if isinstance(init, Mapping)
-        else "trained from scratch"
-    )
-    hw = card.get("hardware", {})
-    return [
-        (
-            f"The network ({card.get('parameters', 0):,} parameters) was {start} for "
-            f"{t.get('steps')} steps (batch {t.get('batch_size')}, Adam, learning rate "
-            f"{t.get('learning_rate'):g}) on {where}, with a loss of {_join(terms)}"
-            + (
-                f"; training took {card['training_seconds']:.0f} s on {hw.get('device', '?')}"
-                if "training_seconds" in card
-                else ""
-            ),
-            refs,
-        )
-    ]
-
-
-def _model_name(model: Mapping[str, Any]) -> str:
-    if model.get("version"):
-        return (
-            f"model {model['name']} version {model['version']}, introduced in swigapp "
-            f"{model['introduced_in']}; sha256 {model['sha256']}"
-        )
-    return f"model file {model['name']}; sha256 {model['sha256']}"
-
-
 def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
-    from swigapp.models.shipped import card_for
+    from swigapp.methods import methods_text
 
     sr = results["superres"]
-    method = sr["method"]
     guides = _join(list(results["registration"]))
     torch_v = params.get("versions", {}).get("torch", "")
-    out: list[Sentence] = []
-    if method == "inr":
-        fit = sr["inr"] or {}
-        c = fit.get("config", {})
-        if c.get("encoding", "fourier") == "grid":
-            spacings = ", ".join(f"{v:g}" for v in c.get("grid_spacings_mm", []))
-            encoding = (
-                f"multi-resolution dense feature grids ({c.get('grid_features')} features per "
-                f"node, node spacings {spacings} mm, trilinear interpolation), a shared trunk "
-                f"of {c.get('trunk_layers')} layers of width {c.get('width')}",
-                ("mcginnis2023inr", "muller2022instant"),
-            )
-        else:
-            encoding = (
-                f"a coordinate MLP with {c.get('features')} Gaussian random Fourier features "
-                f"(standard deviation {c.get('sigma')} cycles/mm), a shared trunk of "
-                f"{c.get('trunk_layers')} layers of width {c.get('width')}",
-                ("mcginnis2023inr", "tancik2020fourier"),
-            )
-        base = (
-            "the SWIG network's prediction"
-            if c.get("init") == "swig"
-            else "the upsampled low-resolution maps"
-        )
-        out.append(
-            (
-                "High-resolution PD, T1 and T2 maps were estimated by a subject-specific "
-                f"implicit neural representation after McGinnis et al., written for swigapp: "
-                f"{encoding[0]} and one head per map, representing the correction to {base}",
-                encoding[1],
-            )
-        )
-        rule = (
-            "; early stopping followed the mutual information between maps and guides (the "
-            "state of its best check was kept)"
-            if c.get("stop", "mi") == "mi"
-            else "; it ran a fixed number of steps"
-        )
-        out.append(
-            (
-                f"It was fitted to this participant alone for {fit.get('steps')} steps "
-                f"(stopped by {str(fit.get('stopped_by', '')).replace('_', ' ')}; at most "
-                f"{c.get('max_steps')}) with guide consistency through the signal "
-                f"equations ({guides}) and consistency with the low-resolution maps "
-                "through the acquisition model"
-                + (
-                    f", total variation of the grids weighted {c.get('tv'):g}"
-                    if c.get("tv")
-                    else ""
-                )
-                + (
-                    f", and an L1 proximal term weighted {c.get('anchor'):g} holding the "
-                    "correction near its base"
-                    if c.get("anchor")
-                    else ""
-                )
-                + rule,
-                ("mcginnis2023inr",),
-            )
-        )
-    else:
-        model = sr["model"]
-        if method == "wmri2q":
-            out.append(
-                (
-                    "High-resolution PD, T1 and T2 maps were estimated from the registered "
-                    f"weighted images alone ({guides}) after Qiu et al.: a 2.5D U-Net "
-                    f"({_model_name(model)}) trained with low-resolution labels and a "
-                    "scale-invariant Sobel edge loss; the low-resolution maps are not an input "
-                    "of the network",
-                    ("qiu2022hybrid",),
-                )
-            )
-        else:
-            out.append(
-                (
-                    "High-resolution PD, T1 and T2 maps were estimated with SWIG, a "
-                    "physics-informed, weighted-image-guided super-resolution method, as "
-                    "implemented in swigapp: a 2.5D residual convolutional network "
-                    f"({_model_name(model)}) takes the zero-filled upsampled low-resolution "
-                    f"maps and the registered guides ({guides}) and predicts PD, ln T1 and "
-                    "ln T2",
-                    ("samadifardheris2025swig",),
-                )
-            )
-        out += _training(card_for(model))
-        axes = sr.get("slice_axes") or []
-        if len(axes) > 1:
-            listed = _join([str(a) for a in axes])
-            out.append(
-                (
-                    f"Predictions slice by slice along each of the voxel axes {listed} (the "
-                    "least-downsampled axes) were averaged (PD, ln T1, ln T2); their standard "
-                    "deviation, converted to the maps' units, is reported as a per-voxel "
-                    "uncertainty map",
-                    (),
-                )
-            )
-        elif axes:
-            out.append((f"The network ran slice by slice along voxel axis {axes[0]}", ()))
-        adaptation = sr.get("adaptation") or {}
-        steps = int(adaptation.get("steps", 0) if adaptation else params.get("adapt_steps") or 0)
-        if adaptation.get("mode") == "auto":
-            out.append(
-                (
-                    "Adaptation to this participant was decided automatically: the network "
-                    f"is adapted ({steps or AUTO_STEPS} steps of the physics-informed loss without "
-                    "supervision, anchored to the pre-trained prediction) only where the "
-                    "pre-trained maps fail a data-consistency check, and the adapted maps "
-                    f"are kept only if they pass both checks. Here: {adaptation['reason']}",
-                    ("samadifardheris2025swig",),
-                )
-            )
-        elif steps:
-            losses = sr.get("adapt_losses") or []
-            last = f" (final loss {losses[-1]:.4g})" if losses else ""
-            out.append(
-                (
-                    f"Before inference the network was adapted to this participant for {steps} "
-                    "steps of the physics-informed loss without supervision (guide and "
-                    f"low-resolution consistency){last}",
-                    ("samadifardheris2025swig",),
-                )
-            )
-        else:
-            out.append(("The network was not adapted to this participant", ()))
+    out = methods_text(sr["method"], sr, params, guides)
     out.append(
         (
             f"The networks ran in PyTorch {torch_v} on the {sr['device']} device with seed "
