@@ -126,17 +126,23 @@ def test_brain_mask_of_a_skull_stripped_brain_is_unchanged_in_volume():
     assert abs(mask.sum() / truth.sum() - 1) < 0.02  # measured 0.994
 
 
-def test_brain_mask_of_a_real_head_leaves_muscle_and_soft_tissue_out():
-    """A real person's head (the committed SynthSeg fixture: face, neck and scalp soft
-    tissue, whose T1 is GM-like) at 2 mm: the T2 criterion keeps the mask within 10 % of
-    the true brain (measured 1.04-1.07x over seeds 1-3); PD and T1 alone take in muscle
-    (1.19x, as before it)."""
+def _real_head_upsampled():
+    """The committed SynthSeg head fixture (seed 2, 2 mm): the phantom subject, its LR maps
+    zero-filled upsampled to the HR grid (negatives clipped), and the HR voxel size (mm)."""
     fixture = Path(__file__).parent / "data" / "synthseg02_2mm_labels.nii.gz"
     s = make_subject(0, 2, PhantomConfig(size="tiny", anatomy=str(fixture), head=True))
     shape = s.truth.pd.shape
     up = {k: np.clip(kspace.upsample(np.clip(v, 0, None).astype(np.float64), shape), 0, None)
           for k, v in s.lr_maps.items()}  # fmt: skip
-    vox = kspace.voxel_sizes(s.affine)
+    return s, up, kspace.voxel_sizes(s.affine)
+
+
+def test_brain_mask_of_a_real_head_leaves_muscle_and_soft_tissue_out():
+    """A real person's head (the committed SynthSeg fixture: face, neck and scalp soft
+    tissue, whose T1 is GM-like) at 2 mm: the T2 criterion keeps the mask within 10 % of
+    the true brain (measured 1.04-1.07x over seeds 1-3); PD and T1 alone take in muscle
+    (1.19x, as before it)."""
+    s, up, vox = _real_head_upsampled()
     truth = s.truth.brain_mask
     mask = mask_from_maps(up["PD"], up["T1"], voxel_size=vox, t2=up["T2"])
     assert abs(mask.sum() / truth.sum() - 1) < 0.10
@@ -287,12 +293,8 @@ def test_brain_mask_of_a_single_slice_is_not_eroded_away():
     """One axial slice of a real head (7.5 mm thick, as the in-vivo MESE slice): eroding along
     the slice axis removed every voxel ("the brain mask is empty"); the mask now works in the
     slice's plane and matches the 3D mask's middle slice."""
-    fixture = Path(__file__).parent / "data" / "synthseg02_2mm_labels.nii.gz"
-    s = make_subject(0, 2, PhantomConfig(size="tiny", anatomy=str(fixture), head=True))
+    s, up, vox = _real_head_upsampled()
     shape = s.truth.pd.shape
-    up = {k: np.clip(kspace.upsample(np.clip(v, 0, None).astype(np.float64), shape), 0, None)
-          for k, v in s.lr_maps.items()}  # fmt: skip
-    vox = kspace.voxel_sizes(s.affine)
     k = shape[2] // 2
     one = {m: v[:, :, k : k + 1] for m, v in up.items()}
     mask = mask_from_maps(one["PD"], one["T1"], voxel_size=(vox[0], vox[1], 7.5), t2=one["T2"])
