@@ -26,18 +26,18 @@ import json
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from benchmarks.subsets import run_app
 from swigapp import metrics, tissue
 from swigapp.interp import upsample_interp
 from swigapp.io.files import save_nifti, write_json
-from swigapp.kspace import downsample, lr_affine, lr_shape
+from swigapp.kspace import downsample, lr_affine, lr_shape, voxel_sizes
 from swigapp.physics.protocol import Protocol
 
 RESULTS = Path(__file__).parent / "results"
@@ -161,7 +161,7 @@ def write_series(root: Path, case: RealCase, factor: int) -> Path:
     shape = lr_shape(hr_shape, (factor, factor, 1))
     affine = lr_affine(case.affine, hr_shape, shape)
     parameter, entity = ("EchoTime", "echo") if case.kind == "MESE" else ("InversionTime", "inv")
-    voxel = [float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))]
+    voxel = voxel_sizes(affine)
     for n, k in enumerate(case.series_index, start=1):
         image = case.images[..., k]
         lr = np.abs(downsample(image, shape)) if factor > 1 else image
@@ -189,8 +189,11 @@ def fit_reference(
 
     from swigapp.io.raw_qmri import find_series, run_fit
 
-    copy = RealCase(**{**case.__dict__, "images": case.images if images is None else images})
-    copy.held_out = case.held_out if held_out is None else held_out
+    copy = replace(
+        case,
+        images=case.images if images is None else images,
+        held_out=case.held_out if held_out is None else held_out,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = write_series(Path(tmp), copy, factor=1)
         layout = BIDSLayout(root, validate=False)
@@ -263,16 +266,10 @@ def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = 
     """Run the app on one case (``app_args``: more options) and score SR, cubic and the
     noise floor."""
     bids = write_series(work / "bids", case, case.factor)
-    out, wd = work / "out", work / "work"
-    cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
-           "-w", str(wd), "--skip-bids-validation", "--guides", ",".join(case.guides),
-           *app_args]  # fmt: skip
-    print("running:", " ".join(cmd), flush=True)
-    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    log = run.stdout + run.stderr
+    out = work / "out"
+    print(f"running swigapp on case {case.name} ...", flush=True)
+    log = run_app(bids, out, work / "work", extra=("--guides", ",".join(case.guides), *app_args))
     (work / "app.log").write_text(log)
-    if run.returncode:
-        raise RuntimeError(f"swigapp failed on case {case.name}:\n{log[-3000:]}")
     ref, residual = fit_reference(case)
     sigma = noise_sigma(case, residual)
     floor_maps = fit_reference(case, with_noise(case.images, sigma, seed))[0]
@@ -324,7 +321,7 @@ def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
     lines += ["", "Per case:", ""]
     for row in rows:
         case = cases[row["case"]]
-        hr = [float(v) for v in np.sqrt((case.affine[:3, :3] ** 2).sum(axis=0))]
+        hr = voxel_sizes(case.affine)
         lines.append(
             f"- **{case.name}** ({case.kind}, {len(case.series_index)} images; guides "
             + ", ".join(f"{g} = {p.source}" for g, (_, p) in case.guides.items())

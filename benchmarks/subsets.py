@@ -33,14 +33,18 @@ RESULTS = Path(__file__).parent / "results"
 SUBSETS = {"PD,T1,T2": ("PD", "T1", "T2"), "T1": ("T1",), "PD,T2": ("PD", "T2")}
 
 
-def run_app(bids: Path, out: Path, work: Path, model: str | None = None) -> None:
-    """``swigapp bids out participant`` (with ``--model``; exit status checked)."""
+def run_app(
+    bids: Path, out: Path, work: Path, model: str | None = None, extra: tuple[str, ...] = ()
+) -> str:
+    """``swigapp bids out participant`` (with ``--model`` and ``extra`` options; exit status
+    checked); returns its output (stdout, then stderr)."""
     cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
            "-w", str(work), "--skip-bids-validation"]  # fmt: skip
     cmd += ["--model", model] if model else []
-    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    run = subprocess.run([*cmd, *extra], capture_output=True, text=True, check=False)
     if run.returncode:
         raise RuntimeError(f"swigapp failed on {bids}: {run.stderr[-2000:]}")
+    return run.stdout + run.stderr
 
 
 def scores(out: Path, bids: Path, sub: str, acquired: tuple[str, ...]) -> dict[str, float]:
