@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -65,6 +66,18 @@ def _to_ants(data: np.ndarray, affine: np.ndarray):
 DEFAULT_SAMPLING, SAMPLING_0_1_0 = 0.1, 0.2
 
 
+def _pyramid(shrink: int, sampling: float) -> dict[str, Any]:
+    """The app's ANTs settings: Mattes MI sampling ``sampling`` of the fixed voxels, 3
+    levels (shrink 4, 2, 1 at ``shrink`` 1, else 2s, s, s; smoothing 2, 1, 0 voxels)."""
+    return {
+        "aff_metric": "mattes",
+        "aff_iterations": (200, 100, 50),
+        "aff_shrink_factors": (4, 2, 1) if shrink == 1 else (2 * shrink, shrink, shrink),
+        "aff_smoothing_sigmas": (2, 1, 0),
+        "aff_random_sampling_rate": float(sampling),
+    }
+
+
 def final_shrink(detail_mm: Sequence[float], voxel_mm: Sequence[float]) -> int:
     """Shrink factor of the registration pyramid's last level: 2 where the fixed image holds
     nothing finer than twice its voxel (the LR maps' voxels, ``detail_mm``, at least twice
@@ -113,11 +126,7 @@ def register_guide(
         fixed_img,
         moving_img,
         type_of_transform=TRANSFORMS[transform],
-        aff_metric="mattes",
-        aff_iterations=(200, 100, 50),
-        aff_shrink_factors=(4, 2, 1) if shrink == 1 else (2 * shrink, shrink, shrink),
-        aff_smoothing_sigmas=(2, 1, 0),
-        aff_random_sampling_rate=float(sampling),
+        **_pyramid(shrink, sampling),
     )
     warped = ants.apply_transforms(
         fixed_img, moving_img, transformlist=result["fwdtransforms"], interpolator="bSpline"
@@ -191,9 +200,7 @@ def _register_in_plane(
     # head moved a real slice's guide by 18 mm)
     result = ants.registration(
         fixed2d, moving2d, type_of_transform=ants_transform, initial_transform="Identity",
-        aff_metric="mattes",
-        aff_iterations=(200, 100, 50), aff_shrink_factors=(4, 2, 1),
-        aff_smoothing_sigmas=(2, 1, 0), aff_random_sampling_rate=float(sampling),
+        **_pyramid(1, sampling),
     )  # fmt: skip
     xfm = result["fwdtransforms"]
 

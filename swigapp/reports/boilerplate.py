@@ -33,8 +33,6 @@ from swigapp.text import Sentence
 from swigapp.text import dims as _dims
 from swigapp.text import join as _join
 
-#: A sentence and the reference keys it cites.
-
 #: How the warnings about accepted imperfect input begin.
 IMPERFECT_INPUT = "imperfect input accepted"
 
