@@ -29,7 +29,7 @@ from benchmarks.fallback import foreign_guides
 from benchmarks.quality import GUIDES, SETTINGS, eval_subjects, measured
 from benchmarks.shift import AXES
 from swigapp.autoadapt import check, decide
-from swigapp.consistency import lr_residual
+from swigapp.consistency import Evidence
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import adapt, predict_volume
 from swigapp.models.shipped import load_shipped
@@ -68,10 +68,12 @@ def auto_run(model, tensors, prepared, guides, protocols, decisions: list, label
         tuned, losses = adapt(model, tensors, steps)
         return predict_volume(tuned, tensors), {"adapt_losses": losses}
 
-    residual_input = lr_residual(up, lr, None, prepared.acquisition)
+    acq = prepared.acquisition
+    evidence = Evidence(lr, acq, guides, protocols, mask, acq.lr_affine, prepared.hr_affine)
+    residual_input = evidence.residual(up)
 
     def checks(maps: np.ndarray) -> dict:
-        return check(maps, residual_input, lr, mask, guides, protocols, None, prepared.acquisition)
+        return check(maps, residual_input, evidence)
 
     def go() -> np.ndarray:
         maps, _, decision = decide(run, checks)
@@ -91,7 +93,10 @@ def case_rows(case: str, subject, other, model, args, decisions: list) -> list[d
     if other is not None:
         guides = foreign_guides(prepared, other.prepared, mask, prepared.hr_affine, None)
         lr_maps = dict(zip(MAP_ORDER, tensors.lr.numpy(), strict=True))
-        tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=tensors.lr_up.numpy())
+        tensors = prepare_subject(
+            lr_maps, guides, protocols, mask, lr_up=tensors.lr_up.numpy(),
+            acquisition=prepared.acquisition,
+        )  # fmt: skip
     runs = variants(model, tensors, args.steps, args.runs)
     if args.auto:
         label = f"{case}, sub-{subject.name}"

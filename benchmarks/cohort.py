@@ -76,7 +76,8 @@ def score_models(models: dict, n: int, size: str, seed: int, work: Path, split: 
         for k, (name, model) in enumerate(models.items()):
             table = method_table(subject.prepared.tensors, {"swig": model}, args, voxel,
                                  subject.prepared)  # fmt: skip
-            keep = {SWIG: name} | ({LR_ROW[False]: LR_ROW[False], CUBIC: CUBIC} if k == 0 else {})
+            lr_row = LR_ROW["kspace"]
+            keep = {SWIG: name} | ({lr_row: lr_row, CUBIC: CUBIC} if k == 0 else {})
             for method, label in keep.items():
                 volume, seconds, _ = measured(table[method])
                 row = {"split": split, "subject": subject.name, "model": label,

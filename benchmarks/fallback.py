@@ -45,7 +45,7 @@ WRONG_REGION = "right anterior superior"
 
 def smoothed_diff(maps, lr, acquisition, sigma=1.0) -> np.ndarray:
     """D(maps) - LR, Gaussian-smoothed by ``sigma`` LR voxels (systematic departures only)."""
-    diff = cons.forward(maps, lr.shape[1:], acquisition) - np.asarray(lr, np.float64)
+    diff = cons.forward(maps, acquisition) - np.asarray(lr, np.float64)
     return np.stack([ndimage.gaussian_filter(d, sigma) for d in diff])
 
 
@@ -77,14 +77,13 @@ def region_rows(setting, subject, network, guides=None, scenario="as acquired") 
     if guides is not None:
         lr_maps = dict(zip(MAP_ORDER, lr, strict=True))
         protocols = {g: subject.protocols[g] for g in GUIDES}
-        tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=up)
+        tensors = prepare_subject(lr_maps, guides, protocols, mask, lr_up=up, acquisition=acq)
     sr, spread = predict_ensemble(network, tensors)
     protocols = {g: subject.protocols[g] for g in GUIDES}
-    after, checks, fallen = cons.guard(
-        sr, up, lr, (acq.lr_affine, hr_affine), mask, registered, protocols, None, acq
-    )  # the app's checks and fallback
+    evidence = cons.Evidence(lr, acq, registered, protocols, mask, acq.lr_affine, hr_affine)
+    after, checks, fallen = cons.guard(sr, up, evidence)  # the app's checks and fallback
     fell = [f["region"] for f in fallen]
-    up = cons.fallback_maps(lr, mask.shape, acq)  # the scores' LR reference: the fallback
+    up = evidence.interpolated  # the scores' LR reference: the fallback
     centre = cons.brain_centre(mask, hr_affine)
     hr_labels = cons.octant_labels(mask.shape, hr_affine, centre)
     lr_labels = cons.octant_labels(lr.shape[1:], acq.lr_affine, centre)

@@ -27,8 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from benchmarks.quality import HELD_OUT_SEED, SETTINGS, held_out_config
-from swigapp import kspace, metrics
-from swigapp.acquisition import from_description
+from swigapp import metrics
 from swigapp.interp import upsample_interp
 from swigapp.models.features import MAP_ORDER
 from swigapp.phantom.subject import make_subject
@@ -52,15 +51,12 @@ def candidates(subject) -> dict[str, np.ndarray]:
     """Every interpolation of the subject's LR maps onto its truth grid, (3, X, Y, Z)."""
     lr = np.stack([subject.lr_maps[m] for m in MAP_ORDER]).astype(np.float64)
     hr_shape = subject.truth.pd.shape
-    stack = from_description(subject.acquisition)
+    acquisition = subject.acquisition
     out = {
         "trilinear": np.stack([upsample_interp(v, hr_shape, 1) for v in lr]),
         "cubic spline": np.stack([upsample_interp(v, hr_shape, 3) for v in lr]),
     }
-    if stack is None:
-        out["zero-filled k-space"] = np.asarray(kspace.upsample(lr, hr_shape), np.float32)
-    else:
-        out["zero-filled in-plane, lsq through-plane"] = np.asarray(stack.upsample(lr), np.float32)
+    out[acquisition.upsampling_name] = np.asarray(acquisition.upsample(lr), np.float32)
     return out
 
 

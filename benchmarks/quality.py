@@ -36,7 +36,7 @@ import torch
 
 from benchmarks.app import tree_rss_bytes
 from swigapp import kspace, metrics
-from swigapp.consistency import guard
+from swigapp.consistency import Evidence, guard
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import layout, load_bundle
 from swigapp.models.cohort import PreparedSubject, prepare_bundle
@@ -70,7 +70,7 @@ SETTINGS: dict[str, dict] = {
 }
 GUIDES = ("T1w", "T2w")
 #: The LR input row: zero-filled k-space (3D), or the 2D stack's least-squares upsampling.
-LR_ROW = {False: "LR input (zero-filled)", True: "LR input (lsq, 2D stack)"}
+LR_ROW = {"kspace": "LR input (zero-filled)", "slice-profile": "LR input (lsq, 2D stack)"}
 
 
 def held_out_config(
@@ -177,11 +177,7 @@ def method_table(
     weight = None
     if prepared is not None and prepared.coverage:
         weight = guide_weight([prepared.coverage[g] for g in GUIDES if g in prepared.coverage])
-    stack = (
-        prepared is not None
-        and prepared.acquisition is not None
-        and (prepared.acquisition.describe()["model"] == "slice-profile")
-    )
+    lr_row = LR_ROW[tensors.acquisition.to_record()["model"]]
 
     alone: list[np.ndarray] = []
 
@@ -222,14 +218,14 @@ def method_table(
         return swig_row[0]
 
     def guarded() -> np.ndarray:  # the SWIG row's maps through the app's regional guard
-        assert prepared is not None and protocols is not None and prepared.acquisition
+        assert prepared is not None and protocols is not None
         acq = prepared.acquisition
-        mask = tensors.mask.numpy().astype(bool)
-        base = swig_row[0] if swig_row else swig_final()
-        maps, _, fell = guard(
-            base, up, lr, (acq.lr_affine, prepared.hr_affine), mask,
-            {g: prepared.registered[g] for g in GUIDES}, protocols, None, acq,
+        evidence = Evidence(
+            lr, acq, {g: prepared.registered[g] for g in GUIDES}, protocols,
+            tensors.mask.numpy().astype(bool), acq.lr_affine, prepared.hr_affine,
         )  # fmt: skip
+        base = swig_row[0] if swig_row else swig_final()
+        maps, _, fell = guard(base, up, evidence)
         print(f"  guard: {', '.join(f['region'] for f in fell) or 'no region'} fell back")
         return maps
 
@@ -238,7 +234,7 @@ def method_table(
         return predict_volume(tuned, both)
 
     methods = {
-        LR_ROW[stack]: lambda: up,
+        lr_row: lambda: up,
         "trilinear": lambda: np.stack([upsample_interp(v, hr_shape, 1) for v in lr]),
         "cubic spline": lambda: np.stack([upsample_interp(v, hr_shape, 3) for v in lr]),
         "SWIG T1w+T2w": swig_final,
@@ -266,7 +262,7 @@ def method_table(
             methods[f"wmri2q {label} (T1w+T2w)"] = guided(lambda m=model: predict_volume(m, both))
     if not args.adapt_steps:
         methods.pop("SWIG T1w+T2w + adapt")
-    if prepared is None or protocols is None or prepared.acquisition is None:
+    if prepared is None or protocols is None:
         methods.pop("SWIG T1w+T2w + guard")
     if args.methods:  # baselines always run (by their exact names): the targets need them
         baselines = (*LR_ROW.values(), "cubic spline")
@@ -446,7 +442,7 @@ def summarise(rows: list[dict]) -> tuple[str, list[dict]]:
 
 def targets(table: dict) -> list[str]:
     """The issue's quality targets, checked against this table."""
-    lr = table.get(LR_ROW[False]) or table.get(LR_ROW[True])
+    lr = table.get(LR_ROW["kspace"]) or table.get(LR_ROW["slice-profile"])
     cubic = table.get("cubic spline")
     out = []
     for name in ("SWIG T1w+T2w", "SWIG T1w+T2w + adapt"):

@@ -136,7 +136,7 @@ def run_axis(name: str, fields: dict, args, models: dict, work: Path) -> list[di
         fields, args.subjects, args.size, args.phantom_seed, args.seed, work,
         sampling=args.registration_sampling,
     )  # fmt: skip
-    keep = (LR_ROW[False], LR_ROW[True], CUBIC, SWIG) + (
+    keep = (LR_ROW["kspace"], LR_ROW["slice-profile"], CUBIC, SWIG) + (
         (f"{SWIG} + adapt",) * bool(args.adapt_steps) + (INR_FROM_SWIG,) * args.inr
     )
     for subject in subjects:
@@ -219,7 +219,7 @@ def report(rows: list[dict], settings: list[str]) -> str:
     ]
     full, checks, uncertainty = [], [], []
     for setting in settings:
-        lr = means(rows, setting, LR_ROW[False]) or means(rows, setting, LR_ROW[True])
+        lr = means(rows, setting, LR_ROW["kspace"]) or means(rows, setting, LR_ROW["slice-profile"])
         cubic, swig = means(rows, setting, CUBIC), means(rows, setting, SWIG)
         if not (lr and cubic and swig):
             continue

@@ -66,8 +66,8 @@ import abc
 import functools
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -75,6 +75,8 @@ import torch
 from scipy import ndimage, special
 
 from swigapp import kspace
+from swigapp.interp import upsample_interp
+from swigapp.text import dims
 
 ArrayLike = np.ndarray | torch.Tensor
 Profile = Literal["gaussian", "rect"]
@@ -123,9 +125,61 @@ class Acquisition(abc.ABC):
         t, is_numpy = _tensor(y, self.lr_shape, "LR")
         return _back(self._upsample(t), is_numpy)
 
+    def interpolate(self, y: ArrayLike) -> np.ndarray:
+        """The best measured interpolation of LR data for this acquisition (the fallback
+        where super-resolution is not trusted; :func:`swigapp.consistency.fallback_maps`):
+        LR (..., *lr_shape) -> HR (..., *hr_shape), numpy."""
+        return np.asarray(self.upsample(y))
+
     @abc.abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready description (model, factors, geometry) for methods text and sidecars."""
+    def restrict(self, hr_shape: Sequence[int], lr_shape: Sequence[int]) -> Acquisition:
+        """The same acquisition from an HR box to its LR box (crops cut along whole LR
+        voxels, :func:`swigapp.models.crops.random_crop`): periodic within the box, as the
+        k-space operator is (both sides of an LR loss go through it, so the wrap cancels
+        where prediction and data agree)."""
+
+    @abc.abstractmethod
+    def permuted(self, perm: Sequence[int]) -> Acquisition:
+        """The same acquisition after the axes are permuted (new axis i = old ``perm[i]``);
+        the grids' affines are dropped."""
+
+    @abc.abstractmethod
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready record (model, shapes, factors, geometry) for methods text, sidecars
+        and the workflow's traits; :meth:`from_record` rebuilds the operator from it."""
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> Acquisition:
+        """The acquisition that :meth:`to_record` recorded."""
+        model = record.get("model")
+        if model not in _MODELS:
+            raise ValueError(
+                f"unknown acquisition model {model!r} in record (one of {', '.join(_MODELS)})"
+            )
+        return _MODELS[model]._from_record(record)
+
+    @property
+    @abc.abstractmethod
+    def upsampling_name(self) -> str:
+        """Short name of the initial upsampling, e.g. 'zero-filled k-space'."""
+
+    @abc.abstractmethod
+    def summary(self) -> str:
+        """One line for the report, e.g. '3D k-space truncation'."""
+
+    @abc.abstractmethod
+    def methods_sentence(self, hr_voxel_mm: Sequence[float], lr_model: str) -> str:
+        """The methods-text sentence on how the LR maps were modelled (``lr_model``: the
+        ``--lr-model`` option; ``hr_voxel_mm``: the HR voxel size)."""
+
+    @abc.abstractmethod
+    def _key(self) -> tuple[Any, ...]: ...
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._key() == self._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @abc.abstractmethod
     def _forward(self, t: torch.Tensor) -> torch.Tensor: ...
@@ -184,7 +238,52 @@ class KSpace3D(Acquisition):
     def _upsample(self, t: torch.Tensor) -> torch.Tensor:
         return kspace.upsample(t, self.hr_shape)
 
-    def describe(self) -> dict[str, Any]:
+    def interpolate(self, y: ArrayLike) -> np.ndarray:
+        """Cubic spline of each LR volume (best measured for 3D k-space: module docstring of
+        :mod:`swigapp.consistency`)."""
+        y = np.asarray(y)
+        _check_tail(y, self.lr_shape, "LR")
+        flat = y.reshape(-1, *self.lr_shape)
+        out = np.stack([upsample_interp(v, self.hr_shape, order=3) for v in flat])
+        return out.reshape(*y.shape[:-3], *self.hr_shape)
+
+    def restrict(self, hr_shape: Sequence[int], lr_shape: Sequence[int]) -> KSpace3D:
+        """k-space truncation from the HR box to the LR box."""
+        return KSpace3D(tuple(hr_shape)[-3:], tuple(lr_shape)[-3:])
+
+    def permuted(self, perm: Sequence[int]) -> KSpace3D:
+        """The truncation with its axes permuted."""
+        perm = [int(p) for p in perm]
+        return KSpace3D([self.hr_shape[p] for p in perm], [self.lr_shape[p] for p in perm])
+
+    @classmethod
+    def _from_record(cls, record: Mapping[str, Any]) -> KSpace3D:
+        return cls(record["hr_shape"], record["lr_shape"])
+
+    def _key(self) -> tuple[Any, ...]:
+        return ("kspace", self.hr_shape, self.lr_shape)
+
+    @property
+    def upsampling_name(self) -> str:
+        """'zero-filled k-space'."""
+        return "zero-filled k-space"
+
+    def summary(self) -> str:
+        """The report's line."""
+        return "3D k-space truncation"
+
+    def methods_sentence(self, hr_voxel_mm: Sequence[float], lr_model: str) -> str:
+        """The methods-text sentence (``lr_model`` is not named: 3D is the default)."""
+        return (
+            "Their acquisition was modelled as truncation of k-space (a 3D acquisition): the "
+            f"low-resolution maps are the central {dims(self.lr_shape)} k-space samples of "
+            f"maps on a {dims(self.hr_shape)} grid of {dims(hr_voxel_mm, '.3g')} mm voxels "
+            "covering the same field of view (downsampling factors "
+            f"{dims(self.factors, '.3g')}), and the network input is their zero-filled "
+            "upsampling to that grid"
+        )
+
+    def to_record(self) -> dict[str, Any]:
         """Model name, shapes and factors (and voxel sizes in mm when the grids are known)."""
         return {
             "model": "kspace",
@@ -238,21 +337,104 @@ class SliceStack2D(Acquisition):
         self.hr_slice_voxel = self.slice_spacing * m / n
         self.step = n / m
         self.fwhm = self.slice_thickness / self.hr_slice_voxel
-        self.matrix = slice_matrix(n, m, self.fwhm, profile)
         if lam is None:
             lam = {"lsq": LSQ_LAMBDA, "tikhonov": TIKHONOV_LAMBDA}.get(upsampling, 0.0)
         self.lam = float(lam)
-        self.inverse = through_plane_inverse(self.matrix, upsampling, self.lam)
         self._cache: dict[tuple[Any, Any, str], torch.Tensor] = {}
+
+    @functools.cached_property
+    def matrix(self) -> np.ndarray:
+        """Through-plane operator (M, N) (:func:`slice_matrix`), built on first use."""
+        n, m = self.hr_shape[self.slice_axis], self.lr_shape[self.slice_axis]
+        return slice_matrix(n, m, self.fwhm, self.profile)
+
+    @functools.cached_property
+    def inverse(self) -> np.ndarray:
+        """Through-plane upsampling (N, M) (:func:`through_plane_inverse`), built on first use."""
+        return through_plane_inverse(self.matrix, self.upsampling, self.lam)
 
     @property
     def slice_gap(self) -> float:
         """Gap between slices in mm (negative: slices overlap)."""
         return self.slice_spacing - self.slice_thickness
 
-    def through_plane(self) -> ThroughPlane:
-        """The grid-free through-plane model (for crops of the HR grid)."""
-        return ThroughPlane(self.slice_axis, self.slice_spacing, self.slice_thickness, self.profile)
+    def interpolate(self, y: ArrayLike) -> np.ndarray:
+        """The stack's own least-squares upsampling, in float64 (best measured for a 2D
+        stack: module docstring of :mod:`swigapp.consistency`)."""
+        return np.asarray(self.upsample(np.asarray(y, np.float64)))
+
+    def restrict(self, hr_shape: Sequence[int], lr_shape: Sequence[int]) -> SliceStack2D:
+        """The stack's operator from an HR box to its LR box (cached per shape)."""
+        return _crop_operator(
+            tuple(int(v) for v in hr_shape[-3:]),
+            tuple(int(v) for v in lr_shape[-3:]),
+            self.slice_axis,
+            self.slice_spacing,
+            self.slice_thickness,
+            self.profile,
+        )
+
+    def permuted(self, perm: Sequence[int]) -> SliceStack2D:
+        """The stack with its axes permuted (the slice axis moves with them)."""
+        perm = [int(p) for p in perm]
+        return SliceStack2D(
+            [self.hr_shape[p] for p in perm],
+            [self.lr_shape[p] for p in perm],
+            self.slice_spacing,
+            self.slice_thickness,
+            slice_axis=perm.index(self.slice_axis),
+            profile=self.profile,
+            upsampling=self.upsampling,
+            lam=self.lam,
+        )
+
+    @classmethod
+    def _from_record(cls, record: Mapping[str, Any]) -> SliceStack2D:
+        text = str(record.get("upsampling", ""))
+        method = next((k for k, v in _UPSAMPLING_TEXT.items() if v in text), "lsq")
+        lam = re.search(r"\(lambda ([^)]+)\)", text)
+        return cls(
+            record["hr_shape"],
+            record["lr_shape"],
+            slice_spacing=record["slice_spacing_mm"],
+            slice_thickness=record["slice_thickness_mm"],
+            slice_axis=record["slice_axis"],
+            profile=record["profile"],
+            upsampling=method,  # type: ignore[arg-type]
+            lam=float(lam.group(1)) if lam else None,
+        )
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            "slice-profile", self.hr_shape, self.lr_shape, self.slice_axis, self.slice_spacing,
+            self.slice_thickness, self.profile, self.upsampling, self.lam,
+        )  # fmt: skip
+
+    @property
+    def upsampling_name(self) -> str:
+        """E.g. 'zero-filled in-plane, lsq through-plane'."""
+        return f"zero-filled in-plane, {self.upsampling} through-plane"
+
+    def summary(self) -> str:
+        """The report's line: profile, thickness, spacing and gap in mm."""
+        return (
+            f"2D multi-slice: {self.profile} slice profile, {self.slice_thickness:.3g} mm "
+            f"thick every {self.slice_spacing:.3g} mm (gap {self.slice_gap:.3g} mm)"
+        )
+
+    def methods_sentence(self, hr_voxel_mm: Sequence[float], lr_model: str) -> str:
+        """The methods-text sentence, naming ``--lr-model``."""
+        in_plane = [self.factors[a] for a in range(3) if a != self.slice_axis]
+        return (
+            f"Their acquisition was modelled as a 2D multi-slice stack (--lr-model {lr_model}): "
+            f"in-plane truncation of k-space (factors {dims(in_plane, '.3g')}) and, along the "
+            f"{'xyz'[self.slice_axis]} axis, a {self.profile} slice profile of "
+            f"{self.slice_thickness:.3g} mm FWHM sampled every {self.slice_spacing:.3g} mm "
+            f"(gap {self.slice_gap:.3g} mm), onto a {dims(self.hr_shape)} grid of "
+            f"{dims(hr_voxel_mm, '.3g')} mm voxels covering the same field of view; the "
+            "network input is their upsampling to that grid by zero-filled k-space in-plane "
+            "and a regularised least-squares inverse of the slice profile through-plane"
+        )
 
     def _mat(self, name: str, like: torch.Tensor) -> torch.Tensor:
         key = (like.dtype, like.device, name)
@@ -277,7 +459,7 @@ class SliceStack2D(Acquisition):
         t = kspace.upsample(t, tuple(mid))
         return _along(t, self._mat("R", t), self.slice_axis - 3)
 
-    def describe(self) -> dict[str, Any]:
+    def to_record(self) -> dict[str, Any]:
         """Model name, factors and slice geometry in mm (thickness, spacing, gap, profile)."""
         in_plane = [a for a in range(3) if a != self.slice_axis]
         return {
@@ -299,37 +481,6 @@ class SliceStack2D(Acquisition):
                 + (f" (lambda {self.lam:g})" if self.upsampling in ("lsq", "tikhonov") else "")
             ),
         }
-
-
-@dataclass(frozen=True)
-class ThroughPlane:
-    """The slice model of a 2D stack without its grid: slice axis (0-2 of the last three),
-    spacing and thickness (mm), profile. The LR-consistency terms of adaptation and of the
-    INR fit crops of the HR grid (whole LR slices, as :func:`swigapp.models.crops.random_crop`
-    cuts them); :meth:`operator` is the stack's operator on such a crop, periodic within the
-    crop as the k-space operator is (both sides of the loss go through the same operator,
-    so the wrap cancels where prediction and data agree)."""
-
-    slice_axis: int
-    spacing_mm: float
-    thickness_mm: float
-    profile: str = "gaussian"
-
-    def permuted(self, perm: Sequence[int]) -> ThroughPlane:
-        """The same model after the axes are permuted by ``perm`` (new axis i = old perm[i])."""
-        axis = [int(p) for p in perm].index(self.slice_axis)
-        return ThroughPlane(axis, self.spacing_mm, self.thickness_mm, self.profile)
-
-    def operator(self, hr_shape: Sequence[int], lr_shape: Sequence[int]) -> SliceStack2D:
-        """The stack's operator from an HR box to its LR box (cached per shape)."""
-        return _crop_operator(
-            tuple(int(v) for v in hr_shape[-3:]),
-            tuple(int(v) for v in lr_shape[-3:]),
-            self.slice_axis,
-            self.spacing_mm,
-            self.thickness_mm,
-            self.profile,
-        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -473,21 +624,6 @@ def from_metadata(
     )
 
 
-def from_description(description: Mapping[str, Any] | None) -> SliceStack2D | None:
-    """The 2D stack that :meth:`SliceStack2D.describe` recorded, or None (3D k-space
-    truncation, also for records that name no model)."""
-    if not description or description.get("model") != "slice-profile":
-        return None
-    return SliceStack2D(
-        description["hr_shape"],
-        description["lr_shape"],
-        slice_spacing=description["slice_spacing_mm"],
-        slice_thickness=description["slice_thickness_mm"],
-        slice_axis=description["slice_axis"],
-        profile=description["profile"],
-    )
-
-
 def choose_model(
     lr_voxel_size: Sequence[float], sidecar: Mapping[str, Any], slice_axis: int | None = None
 ) -> Literal["kspace", "slice-profile"]:
@@ -519,6 +655,12 @@ def _shapes(
     if any(m < 1 or m > n for n, m in zip(hr, lr, strict=True)):
         raise ValueError(f"LR shape {lr} must be positive and no larger than HR shape {hr}")
     return hr, lr  # type: ignore[return-value]
+
+
+_MODELS: dict[str, type[KSpace3D] | type[SliceStack2D]] = {
+    "kspace": KSpace3D,
+    "slice-profile": SliceStack2D,
+}
 
 
 def _check_tail(x: ArrayLike, shape: tuple[int, ...], what: str) -> None:

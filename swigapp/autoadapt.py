@@ -19,39 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from swigapp.consistency import lr_residual, region_failures, ssim_flagged
+from swigapp.consistency import Evidence, region_failures, ssim_flagged
 from swigapp.metrics import guide_ssim
-from swigapp.physics.protocol import Protocol
 
 #: Adaptation steps that ``auto`` runs when a check fails (those of benchmarks.adaptation).
 AUTO_STEPS = 30
 
 
 def check(
-    sr: np.ndarray,
-    residual_input: Mapping[str, float],
-    lr: np.ndarray,
-    mask: np.ndarray,
-    guides: Mapping[str, np.ndarray],
-    protocols: Mapping[str, Protocol],
-    valid: np.ndarray | None = None,
-    acquisition: Any = None,
+    sr: np.ndarray, residual_input: Mapping[str, float], evidence: Evidence
 ) -> dict[str, Any]:
     """Whole-brain checks of maps ``sr`` (3, X, Y, Z; PD, T1 s, T2 s), in the form of a
     region of :func:`swigapp.consistency.regional_checks`: the LR residual of ``sr`` per
-    map beside the zero-filled input's (``residual_input``, :func:`lr_residual` of the
-    upsampled LR maps, computed once by the caller), and each guide's re-synthesis SSIM in
-    ``mask``."""
-    from swigapp.maps import MAP_ORDER
-    from swigapp.synthesis import synthesize
-
-    maps = dict(zip(MAP_ORDER, sr, strict=True))
+    map beside the zero-filled input's (``residual_input``, the residual of the upsampled
+    LR maps, computed once by the caller), and each guide's re-synthesis SSIM in the brain
+    mask."""
+    synth = evidence.synthesise(sr)
     return {
-        "lr_residual": lr_residual(sr, lr, valid, acquisition),
+        "lr_residual": evidence.residual(sr),
         "lr_residual_input": dict(residual_input),
         "guide_ssim": {
-            g: guide_ssim(synthesize(maps, protocols[g]), image, mask)
-            for g, image in guides.items()
+            g: guide_ssim(synth[g], image, evidence.mask) for g, image in evidence.guides.items()
         },
     }
 

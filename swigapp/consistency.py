@@ -26,16 +26,21 @@ T2 and PD SSIM on the template only).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
 
 from swigapp import kspace
-from swigapp.interp import upsample_interp
 from swigapp.maps import MAP_ORDER
 from swigapp.metrics import guide_ssim_map
+
+if TYPE_CHECKING:
+    from swigapp.acquisition import Acquisition
+    from swigapp.physics.protocol import Protocol
 
 #: Guide SSIM (re-synthesised vs acquired) below this is flagged.
 GUIDE_SSIM_FLAG = 0.8
@@ -47,35 +52,30 @@ MIN_REGION_FRACTION = 0.02
 FALLBACK_EDGE_MM = 4.0
 
 
-def fallback_maps(lr: np.ndarray, hr_shape: tuple[int, ...], acquisition: Any = None) -> np.ndarray:
+def fallback_maps(lr: np.ndarray, acquisition: Acquisition) -> np.ndarray:
     """The maps where super-resolution is not trusted: the LR maps (3, x, y, z; PD, T1 s,
-    T2 s) by the best measured interpolation for their acquisition (``None``: 3D k-space),
-    negative overshoot clipped to 0, float32: cubic spline for 3D k-space, the stack's own
-    least-squares upsampling for a 2D stack (:meth:`SliceStack2D.upsample`)."""
-    if acquisition is not None and acquisition.describe()["model"] == "slice-profile":
-        out = np.asarray(acquisition.upsample(np.asarray(lr, np.float64)))
-    else:
-        out = np.stack([upsample_interp(v, tuple(hr_shape), order=3) for v in np.asarray(lr)])
-    return np.clip(out, 0.0, None).astype(np.float32)
+    T2 s) by the best measured interpolation for their acquisition
+    (:meth:`Acquisition.interpolate`: cubic spline for 3D k-space, the stack's own
+    least-squares upsampling for a 2D stack), negative overshoot clipped to 0, float32."""
+    return np.clip(acquisition.interpolate(np.asarray(lr)), 0.0, None).astype(np.float32)
 
 
 def lr_residual(
-    maps_hr: np.ndarray, lr: np.ndarray, valid: np.ndarray | None = None, acquisition: Any = None
+    maps_hr: np.ndarray,
+    lr: np.ndarray,
+    acquisition: Acquisition,
+    valid: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Data consistency: ||D(x) - y|| / ||y|| per map (D: the acquisition's forward model,
-    k-space truncation to the LR grid when ``acquisition`` is None), over the LR voxels
-    where ``valid`` (3, x, y, z) is True (all when None: invalid input voxels were filled,
-    they are not data)."""
-    diff = forward(maps_hr, lr.shape[1:], acquisition) - np.asarray(lr, np.float64)
+    """Data consistency: ||D(x) - y|| / ||y|| per map (D: the acquisition's forward model),
+    over the LR voxels where ``valid`` (3, x, y, z) is True (all when None: invalid input
+    voxels were filled, they are not data)."""
+    diff = forward(maps_hr, acquisition) - np.asarray(lr, np.float64)
     return relative_residual(diff, np.asarray(lr, np.float64), valid)
 
 
-def forward(maps_hr: np.ndarray, lr_shape: tuple[int, ...], acquisition: Any = None) -> np.ndarray:
+def forward(maps_hr: np.ndarray, acquisition: Acquisition) -> np.ndarray:
     """The maps (3, x, y, z) through the acquisition model onto the LR grid (float64)."""
-    hr = np.asarray(maps_hr, np.float64)
-    if acquisition is None:
-        return np.asarray(kspace.downsample(hr, tuple(lr_shape)))
-    return np.asarray(acquisition.forward(hr))
+    return np.asarray(acquisition.forward(np.asarray(maps_hr, np.float64)))
 
 
 def relative_residual(
@@ -119,17 +119,44 @@ def octant_name(label: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What maps are checked against: the acquired LR maps ``lr`` (3, x, y, z; PD a.u., T1
+    and T2 in s) with their ``acquisition`` model and validity ``valid`` (3, x, y, z bool,
+    None: all valid), the registered ``guides`` on the HR grid with their ``protocols``,
+    the brain ``mask`` and both grids' affines (mm)."""
+
+    lr: np.ndarray
+    acquisition: Acquisition
+    guides: Mapping[str, np.ndarray]
+    protocols: Mapping[str, Protocol]
+    mask: np.ndarray
+    lr_affine: np.ndarray
+    hr_affine: np.ndarray
+    valid: np.ndarray | None = None
+
+    @functools.cached_property
+    def interpolated(self) -> np.ndarray:
+        """The LR maps by their best interpolation (:func:`fallback_maps`), computed once."""
+        return fallback_maps(self.lr, self.acquisition)
+
+    def residual(self, maps_hr: np.ndarray) -> dict[str, float]:
+        """:func:`lr_residual` of HR maps against these LR maps."""
+        return lr_residual(maps_hr, self.lr, self.acquisition, self.valid)
+
+    def synthesise(self, maps_hr: np.ndarray) -> dict[str, np.ndarray]:
+        """Each guide re-synthesised from HR maps (3, X, Y, Z) by its protocol."""
+        from swigapp.synthesis import synthesize
+
+        maps = dict(zip(MAP_ORDER, maps_hr, strict=True))
+        return {g: synthesize(maps, self.protocols[g]) for g in self.guides}
+
+
 def regional_checks(
     sr: np.ndarray,
     up: np.ndarray,
-    lr: np.ndarray,
-    lr_affine: np.ndarray,
-    hr_affine: np.ndarray,
-    mask: np.ndarray,
+    evidence: Evidence,
     synth: Mapping[str, np.ndarray],
-    guides: Mapping[str, np.ndarray],
-    valid: np.ndarray | None = None,
-    acquisition: Any = None,
     synth_interp: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per region (:func:`octant_name`) holding at least :data:`MIN_REGION_FRACTION` of the
@@ -138,12 +165,13 @@ def regional_checks(
     guide re-synthesised from ``sr``) to the acquired guide over the region's brain voxels;
     with ``synth_interp`` (the guides re-synthesised from :func:`fallback_maps`), their
     SSIM too (``guide_ssim_interp``)."""
-    centre = brain_centre(mask, hr_affine)
+    lr, mask, valid, guides = evidence.lr, evidence.mask, evidence.valid, evidence.guides
+    centre = brain_centre(mask, evidence.hr_affine)
     lr64 = np.asarray(lr, np.float64)
-    lr_labels = octant_labels(lr.shape[1:], lr_affine, centre)
-    diff_sr = forward(sr, lr.shape[1:], acquisition) - lr64
-    diff_up = forward(up, lr.shape[1:], acquisition) - lr64
-    hr_labels = octant_labels(mask.shape, hr_affine, centre)
+    lr_labels = octant_labels(lr.shape[1:], evidence.lr_affine, centre)
+    diff_sr = forward(sr, evidence.acquisition) - lr64
+    diff_up = forward(up, evidence.acquisition) - lr64
+    hr_labels = octant_labels(mask.shape, evidence.hr_affine, centre)
     ssim_maps = {
         name: guide_ssim_map(synth[name], acquired, mask) for name, acquired in guides.items()
     }
@@ -219,36 +247,21 @@ def falls_back(region: Mapping[str, Any]) -> bool:
 
 
 def guard(
-    sr: np.ndarray,
-    up: np.ndarray,
-    lr: np.ndarray,
-    affines: tuple[np.ndarray, np.ndarray],
-    mask: np.ndarray,
-    guides: Mapping[str, np.ndarray],
-    protocols: Mapping[str, Any],
-    valid: np.ndarray | None = None,
-    acquisition: Any = None,
+    sr: np.ndarray, up: np.ndarray, evidence: Evidence
 ) -> tuple[np.ndarray, dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """The regional checks of ``sr`` (3, X, Y, Z) and their fallback, as the app runs them:
-    the guides re-synthesised from ``sr`` and from :func:`fallback_maps` (``protocols``:
-    :class:`~swigapp.physics.protocol.Protocol` per guide), :func:`regional_checks`, and
-    the maps with every region that :func:`falls_back` blended to the interpolation
-    (:func:`fallback_weight`). ``affines``: (LR, HR). Returns (maps, checks per region,
-    fallen regions with their share of the brain and reasons); ``sr`` itself, no checks
-    and none fallen without guides or brain."""
-    if not guides or not mask.any():
+    the guides re-synthesised from ``sr`` and from :func:`fallback_maps`,
+    :func:`regional_checks` (``up``: the zero-filled input, the LR residual's reference),
+    and the maps with every region that :func:`falls_back` blended to the interpolation
+    (:func:`fallback_weight`). Returns (maps, checks per region, fallen regions with their
+    share of the brain and reasons); ``sr`` itself, no checks and none fallen without
+    guides or brain."""
+    mask = evidence.mask
+    if not evidence.guides or not mask.any():
         return sr, {}, []
-    from swigapp.synthesis import synthesize
-
-    lr_affine, hr_affine = affines
-    interp = fallback_maps(lr, sr.shape[1:], acquisition)
-    synth, synth_interp = (
-        {g: synthesize(dict(zip(MAP_ORDER, maps, strict=True)), protocols[g]) for g in guides}
-        for maps in (sr, interp)
-    )
-    regions = regional_checks(
-        sr, up, lr, lr_affine, hr_affine, mask, synth, guides, valid, acquisition, synth_interp
-    )
+    interp = evidence.interpolated
+    synth, synth_interp = evidence.synthesise(sr), evidence.synthesise(interp)
+    regions = regional_checks(sr, up, evidence, synth, synth_interp)
     fell = [
         {"region": name, "fraction_of_brain": r["fraction_of_brain"],
          "reasons": list(region_failures(r).values())}
@@ -257,7 +270,7 @@ def guard(
     ]  # fmt: skip
     if not fell:
         return sr, regions, fell
-    w = fallback_weight([f["region"] for f in fell], mask.shape, hr_affine, mask)
+    w = fallback_weight([f["region"] for f in fell], mask.shape, evidence.hr_affine, mask)
     return (w * sr + (1.0 - w) * interp).astype(np.float32), regions, fell
 
 

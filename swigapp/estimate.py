@@ -16,10 +16,14 @@ guides then carry the rest: the network sees them and their contrast.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from swigapp.maps import MAP_ORDER
+
+if TYPE_CHECKING:
+    from swigapp.acquisition import Acquisition
 
 #: Typical 3T (PD water fraction, T1 s, T2 s) of WM, GM and CSF: the estimates' curve
 #: (WM T1 0.85 s and GM 1.35 s as the tissue classes of :mod:`swigapp.tissue`).
@@ -70,7 +74,7 @@ def not_acquired(valid: np.ndarray | None) -> list[int]:
 
 
 def refine(
-    lr: np.ndarray, sr: np.ndarray, channels: Sequence[int], acquisition: object = None
+    lr: np.ndarray, sr: np.ndarray, channels: Sequence[int], acquisition: Acquisition
 ) -> np.ndarray:
     """LR maps (3, x, y, z) whose ``channels`` (the maps not acquired) are replaced by the
     super-resolved maps ``sr`` (3, X, Y, Z) through the acquisition model: the estimates
@@ -81,7 +85,7 @@ def refine(
 
     out = np.array(lr, dtype=np.float32, copy=True)
     if channels:
-        down = forward(sr, lr.shape[1:], acquisition)
+        down = forward(sr, acquisition)
         for i in channels:
             out[i] = np.clip(down[i], 0.0, None).astype(np.float32)
     return out

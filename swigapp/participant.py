@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 
 from swigapp import kspace
-from swigapp.consistency import fallback_maps, guard, lr_residual
+from swigapp.consistency import Evidence, guard
 from swigapp.estimate import not_acquired, refine
 from swigapp.interp import upsample_interp
 from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
-from swigapp.methods import METHOD_ARCH, METHODS, fallback_method
+from swigapp.methods import METHOD_ARCH, METHODS, Request, fallback_method
 from swigapp.metrics import guide_ssim
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
 from swigapp.timing import timed
+
+if TYPE_CHECKING:
+    from swigapp.models.features import SubjectTensors
 
 
 def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,9 +60,8 @@ def conform_maps(
     non-negative, one volume per map), ``hr_shape``, ``input_quality`` (per map: counts of
     invalid voxels), ``units`` (per map: the unit decision in words), ``pd_scale``
     (reference, factor = internal / input), ``notes`` (what was accepted although
-    imperfect, one line each) and ``acquisition``
-    (:meth:`Acquisition.describe`, which
-    :func:`swigapp.acquisition.from_description` turns back into the model).
+    imperfect, one line each) and ``acquisition`` (:meth:`Acquisition.to_record`, which
+    :meth:`Acquisition.from_record` turns back into the model).
     """
     import logging
 
@@ -80,7 +82,7 @@ def conform_maps(
     lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
     valid = np.moveaxis(prepared.valid_stack(), 0, -1)
     lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
-    up = upsample_maps(lr, hr_shape, acq)
+    up = upsample_maps(lr, acq)
     lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
     return {
         "lr_file": lr_file,
@@ -93,7 +95,7 @@ def conform_maps(
         "notes": list(prepared.notes),
         "acquired": list(prepared.acquired),
         "estimated": {m: u for m, u in prepared.units.items() if m not in prepared.acquired},
-        "acquisition": {**acq.describe(), "lr_model": lr_model},
+        "acquisition": {**acq.to_record(), "lr_model": lr_model},
     }
 
 
@@ -216,167 +218,300 @@ def guide_weight(coverages: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(weight > 0.999, np.float32(1.0), np.clip(weight, 0.0, 1.0))
 
 
-@timed
-def super_resolve(
-    lr_file: str,
-    lr_up_file: str,
+@dataclass(frozen=True)
+class LRInputs:
+    """The LR maps as :func:`conform_maps` wrote them: ``lr_file`` (4D: PD a.u., T1 s, T2
+    s), ``lr_up_file`` (their initial upsampling onto the HR grid), ``acquisition`` (the
+    acquisition model's record, :meth:`Acquisition.to_record`; None: 3D k-space truncation
+    between the two grids) and ``lr_valid_file`` (the LR validity mask, or None)."""
+
+    lr_file: str
+    lr_up_file: str
+    acquisition: Mapping[str, Any] | None = None
+    lr_valid_file: str | None = None
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """What the participant asked of the method (the command line's options): ``method``
+    (a name of :data:`swigapp.methods.METHODS`), ``model_path`` (a model.pt or a shipped
+    model's name; None: the method's default weights), ``adapt_steps`` (steps of
+    per-subject adaptation, or ``"auto"``: :func:`swigapp.autoadapt.decide`), ``seed``,
+    ``device``, ``n_threads`` (torch threads; None: torch's default), the INR's
+    ``inr_max_steps``, ``inr_init`` and ``inr_stop``, and ``single_orientation`` (the
+    networks predict along one slice axis instead of averaging over every
+    least-downsampled one)."""
+
+    method: str = "swig"
+    model_path: str | None = None
+    adapt_steps: int | str = 0
+    seed: int = 0
+    device: str = "auto"
+    n_threads: int | None = None
+    inr_max_steps: int | None = None
+    inr_init: str = "lr"
+    inr_stop: str = "auto"
+    single_orientation: bool = False
+
+    def request(self, voxel_size: Sequence[float]) -> Request:
+        """The methods' :class:`~swigapp.methods.Request` (``voxel_size``: HR, mm)."""
+        from swigapp.models.inference import resolve_device
+
+        return Request(
+            device=resolve_device(self.device),
+            model_path=self.model_path,
+            adapt_steps=0 if self.adapt_steps == "auto" else int(self.adapt_steps),
+            seed=self.seed,
+            inr_max_steps=self.inr_max_steps,
+            inr_init=self.inr_init,
+            inr_stop=self.inr_stop,
+            single_orientation=self.single_orientation,
+            voxel_size=tuple(voxel_size),
+        )
+
+
+@dataclass
+class Prediction:
+    """A method's HR maps before the guard: ``maps`` (3, X, Y, Z: PD a.u., T1 s, T2 s),
+    their orientation-ensemble ``spread`` (same units, or None), the method's provenance
+    ``record``, the ``adaptation`` it ran, and the inputs it ran on (``subject``,
+    ``evidence``, ``up``: after the second pass that refines the maps not acquired), with
+    the LR residual of the input before that pass (``residual_input``)."""
+
+    method: str
+    maps: np.ndarray
+    spread: np.ndarray | None
+    record: dict[str, Any]
+    adaptation: dict[str, Any]
+    subject: SubjectTensors
+    evidence: Evidence
+    up: np.ndarray
+    residual_input: dict[str, float]
+
+
+@dataclass
+class Guarded:
+    """The maps after the guard (:func:`guard_prediction`): ``maps`` and ``spread`` as
+    kept, the share of the brain no guide saw and what stands there
+    (``guide_fallback_fraction``, ``guide_fallback``), the regional checks (``regions``)
+    and the regions that fell back (``regional_fallback``)."""
+
+    maps: np.ndarray
+    spread: np.ndarray | None
+    guide_fallback_fraction: float
+    guide_fallback: str
+    regions: dict[str, dict[str, Any]]
+    regional_fallback: list[dict[str, Any]]
+
+
+def load_inputs(
+    lr_inputs: LRInputs,
     mask_file: str,
     guide_files: Mapping[str, str],
     protocols: Mapping[str, Mapping[str, Any]],
-    out_dir: str | Path,
-    model_path: str | None = None,
-    adapt_steps: int | str = 0,
-    seed: int = 0,
-    device: str = "auto",
-    n_threads: int | None = None,
-    method: str = "swig",
-    inr_max_steps: int | None = None,
-    inr_init: str = "lr",
-    inr_stop: str = "auto",
-    single_orientation: bool = False,
-    lr_valid_file: str | None = None,
-    acquisition: Mapping[str, Any] | None = None,
-    coverage_files: Sequence[str] = (),
-    fallback: bool = True,
-) -> dict[str, Any]:
-    """HR maps by ``method`` -> ``sr_file``.
+) -> tuple[SubjectTensors, Evidence, np.ndarray]:
+    """The participant's network inputs, the evidence its maps are checked against, and
+    the upsampled LR maps ``up`` (3, X, Y, Z), from the files of the earlier steps
+    (``guide_files``: registered guides on the HR grid; ``protocols``: their
+    :meth:`Protocol.as_dict`)."""
+    from swigapp.acquisition import Acquisition, KSpace3D
+    from swigapp.models.features import prepare_subject
 
-    ``swig``: SWIG inference after ``adapt_steps`` of per-subject adaptation (``"auto"``:
-    only where the pre-trained maps fail a data-consistency check, kept only if the adapted
-    maps pass both, :func:`swigapp.autoadapt.decide`); ``wmri2q``: the U-Net on the guides
-    alone; ``inr``: a representation fitted to this subject (at most ``inr_max_steps``
-    steps, over the LR maps or with ``inr_init="swig"`` over the SWIG prediction, stopped by
-    ``inr_stop``). The networks average their predictions along every least-downsampled
-    slice axis unless ``single_orientation``. ``guide_files``: registered guides on the HR
-    grid; ``model_path``: a model.pt or a shipped model's name, or None for the method's
-    default weights (the network methods also write their orientation ensemble's spread,
-    ``uncertainty_file``: 4D, PD a.u., T1 and T2 in s; 0 outside the brain mask; None with a
-    single slice axis); ``lr_valid_file``: the LR validity mask of :func:`conform_maps`
-    (invalid input voxels are left out of the LR terms of adaptation, of the INR fit and of
-    the residual); ``acquisition``: conform's record of the acquisition model (the
-    residual's forward model); ``coverage_files``: the guides' field of view on the HR grid
-    (:func:`register`): where no guide saw anything, the maps are those of the method run
-    with no guide (SWIG), else the best interpolation of the LR maps for their acquisition
-    (:func:`guide_weight`, :func:`swigapp.consistency.fallback_maps`), never detail drawn
-    from empty guides. With ``fallback``, a region whose maps explain the guides worse than
-    that interpolation, or that fails both fixed data-consistency checks, gets the
-    interpolation (:func:`swigapp.consistency.regional_checks` and ``falls_back``). The maps
-    are 0 outside the head (the LR maps' support). Returns the method, the model's name and
-    sha256 (network methods), the slice axes, the adaptation losses or the INR fit summary,
-    the adaptation (mode, steps and, for ``auto``, its decision with the checks before and
-    after), the regional checks and fallbacks, and the LR data-consistency residual of the
-    input and of the result.
-    """
-    import torch
-
-    from swigapp.models.features import prepare_subject, upsample_maps
-    from swigapp.models.inference import resolve_device
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    from swigapp.methods import Request, run_method
-
-    if n_threads:
-        torch.set_num_threads(int(n_threads))
-    torch.manual_seed(seed)
-    lr, lr_affine = load_maps(lr_file)
-    up, hr_affine = load_maps(lr_up_file)
-    mask = np.asarray(nib.load(mask_file).dataobj) > 0
-    guides = {g: load_image(f)[0] for g, f in guide_files.items()}
-    protos = {g: Protocol(**protocols[g]) for g in guide_files}
-    valid = load_valid(lr_valid_file)
-    from swigapp.acquisition import from_description
-
-    acq = from_description(acquisition)
-    stack = None if acq is None else acq.through_plane()
+    lr, lr_affine = load_maps(lr_inputs.lr_file)
+    up, hr_affine = load_maps(lr_inputs.lr_up_file)
+    record = lr_inputs.acquisition
+    acq = Acquisition.from_record(record) if record else KSpace3D(up.shape[1:], lr.shape[1:])
+    evidence = Evidence(
+        lr=lr,
+        acquisition=acq,
+        guides={g: load_image(f)[0] for g, f in guide_files.items()},
+        protocols={g: Protocol(**protocols[g]) for g in guide_files},
+        mask=np.asarray(nib.load(mask_file).dataobj) > 0,
+        lr_affine=lr_affine,
+        hr_affine=hr_affine,
+        valid=load_valid(lr_inputs.lr_valid_file),
+    )
     subject = prepare_subject(
-        _as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid, stack=stack
-    )
-    auto = adapt_steps == "auto"
-    request = Request(
-        device=resolve_device(device),
-        model_path=model_path,
-        adapt_steps=0 if auto else int(adapt_steps),
-        seed=seed,
-        inr_max_steps=inr_max_steps,
-        inr_init=inr_init,
-        inr_stop=inr_stop,
-        single_orientation=single_orientation,
-        voxel_size=tuple(kspace.voxel_sizes(hr_affine)),
-    )
-    residual_input = lr_residual(up, lr, valid, acq)
+        _as_dict(lr), evidence.guides, evidence.protocols, evidence.mask, lr_up=up,
+        lr_valid=evidence.valid, acquisition=acq,
+    )  # fmt: skip
+    return subject, evidence, up
+
+
+def predict(
+    settings: MethodSettings,
+    subject: SubjectTensors,
+    evidence: Evidence,
+    up: np.ndarray,
+    request: Request,
+) -> Prediction:
+    """The method's maps, with adaptation as ``settings`` asks (``"auto"``: only where the
+    pre-trained maps fail a data-consistency check, kept only if the adapted maps pass
+    both, :func:`swigapp.autoadapt.decide`). Where maps were not acquired, a network
+    method runs a second pass on LR maps whose estimates the first pass refined
+    (:func:`swigapp.estimate.refine`), with the adaptation the first pass kept."""
+    from swigapp.methods import run_method
+    from swigapp.models.features import prepare_subject, upsample_maps
+
+    method = settings.method
     adaptation: dict[str, Any] = {"mode": "fixed", "steps": request.adapt_steps}
-    if auto:
+    residual_input = evidence.residual(up)
+    if settings.adapt_steps == "auto":
         from swigapp.autoadapt import check, decide
 
         sr, record, adaptation = decide(
             lambda steps: run_method(method, subject, replace(request, adapt_steps=steps)),
-            lambda maps: check(maps, residual_input, lr, mask, guides, protos, valid, acq),
+            lambda maps: check(maps, residual_input, evidence),
         )
     else:
         sr, record = run_method(method, subject, request)
-    missing = not_acquired(valid)
+    missing = not_acquired(evidence.valid)
     if missing and METHOD_ARCH.get(method):
         # the maps not acquired: their estimates as the guides shaped them, for a second pass
-        lr = refine(lr, sr, missing, acq)
-        up = upsample_maps(_as_dict(lr), sr.shape[1:], acq)
+        acq = evidence.acquisition
+        evidence = replace(evidence, lr=refine(evidence.lr, sr, missing, acq))
+        up = upsample_maps(_as_dict(evidence.lr), acq)
         subject = prepare_subject(
-            _as_dict(lr), guides, protos, mask, lr_up=up, lr_valid=valid, stack=stack
-        )
+            _as_dict(evidence.lr), evidence.guides, evidence.protocols, evidence.mask,
+            lr_up=up, lr_valid=evidence.valid, acquisition=acq,
+        )  # fmt: skip
         steps = int(adaptation["steps"]) if adaptation.get("kept", True) else 0
         sr, record = run_method(method, subject, replace(request, adapt_steps=steps))
     spread = record.pop("uncertainty", None)
-    blind_fraction, fallback_kind = 0.0, ""
-    if coverage_files:
-        weight = guide_weight([load_image(f)[0] for f in coverage_files])
-        if (weight < 1.0).any():
-            plain_method = fallback_method(method, request)
-            if plain_method is not None:  # a network with no guide (no adaptation), run
-                # only where it is used: the networks skip the slices outside the mask
-                plain = replace(request, adapt_steps=0)
-                if plain_method != method:  # the INR's base: the shipped SWIG, as it used
-                    plain = replace(plain, model_path=None)
-                blind = torch.from_numpy((weight < 1.0) & mask)
-                where = replace(subject.with_guides(()), mask=blind)
-                alone, blind_record = (
-                    run_method(plain_method, where, plain) if blind.any() else (up, {})
-                )
-                alone_spread = blind_record.get("uncertainty")
-                fallback_kind = f"the {plain_method.upper()} maps run with no guide"
-            else:
-                alone, alone_spread = fallback_maps(lr, sr.shape[1:], acq), None
-                fallback_kind = "the interpolated LR maps"
-            sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
-            if spread is not None and alone_spread is not None:
-                spread = (weight * spread + (1.0 - weight) * alone_spread).astype(np.float32)
-            blind_fraction = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
-    head = upsample_interp((lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
+    return Prediction(method, sr, spread, record, adaptation, subject, evidence, up, residual_input)
+
+
+def blend_blind(
+    prediction: Prediction, request: Request, coverages: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None, float, str]:
+    """Where no guide saw (``coverages``: each guide's field of view on the HR grid), the
+    maps of the method run with no guide (SWIG), else the best interpolation of the LR
+    maps for their acquisition (:func:`guide_weight`,
+    :func:`swigapp.consistency.fallback_maps`), never detail drawn from empty guides.
+    Returns (maps, spread, the brain's share that was blind, what stands there)."""
+    import torch
+
+    from swigapp.methods import run_method
+
+    sr, spread, mask = prediction.maps, prediction.spread, prediction.evidence.mask
+    method = prediction.method
+    weight = guide_weight(coverages) if coverages else None
+    if weight is None or not (weight < 1.0).any():
+        return sr, spread, 0.0, ""
+    plain_method = fallback_method(method, request)
+    if plain_method is not None:  # a network with no guide (no adaptation), run only
+        # where it is used: the networks skip the slices outside the mask
+        plain = replace(request, adapt_steps=0)
+        if plain_method != method:  # the INR's base: the shipped SWIG, as it used
+            plain = replace(plain, model_path=None)
+        blind = torch.from_numpy((weight < 1.0) & mask)
+        where = replace(prediction.subject.with_guides(()), mask=blind)
+        alone, blind_record = (
+            run_method(plain_method, where, plain) if blind.any() else (prediction.up, {})
+        )
+        alone_spread = blind_record.get("uncertainty")
+        kind = f"the {plain_method.upper()} maps run with no guide"
+    else:
+        alone, alone_spread = prediction.evidence.interpolated, None
+        kind = "the interpolated LR maps"
+    sr = (weight * sr + (1.0 - weight) * alone).astype(np.float32)
+    if spread is not None and alone_spread is not None:
+        spread = (weight * spread + (1.0 - weight) * alone_spread).astype(np.float32)
+    fraction = float((weight[mask] < 1.0).mean()) if mask.any() else 0.0
+    return sr, spread, fraction, kind
+
+
+def guard_prediction(
+    prediction: Prediction,
+    request: Request,
+    coverages: Sequence[np.ndarray] = (),
+    fallback: bool = True,
+) -> Guarded:
+    """The guard between a method and the files: the blend where no guide saw
+    (:func:`blend_blind`), the maps set to 0 outside the head (the LR maps' support), and
+    the regional checks with, when ``fallback``, the interpolation in every region whose
+    maps explain the guides worse than it does or fail both fixed data-consistency checks
+    (:func:`swigapp.consistency.guard`)."""
+    sr, spread, blind_fraction, blind_kind = blend_blind(prediction, request, coverages)
+    evidence = prediction.evidence
+    head = upsample_interp((evidence.lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
     sr = np.where(head, sr, np.float32(0.0))
-    guarded, regions, fell_back = guard(
-        sr, up, lr, (lr_affine, hr_affine), mask, guides, protos, valid, acq
-    )
+    guarded, regions, fell_back = guard(sr, prediction.up, evidence)
     if fallback:
         sr = np.where(head, guarded, np.float32(0.0)).astype(np.float32)
-    extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
-    extra |= record
-    sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", sr, hr_affine)
-    uncertainty_file = None
     if spread is not None:
-        spread = np.where(head & mask, spread, np.float32(0.0)).astype(np.float32)
-        uncertainty_file = save_maps(Path(out_dir) / "uncertainty.nii.gz", spread, hr_affine)
+        spread = np.where(head & evidence.mask, spread, np.float32(0.0)).astype(np.float32)
+    return Guarded(sr, spread, blind_fraction, blind_kind, regions, fell_back if fallback else [])
+
+
+@timed
+def super_resolve(
+    lr_inputs: LRInputs,
+    mask_file: str,
+    guide_files: Mapping[str, str],
+    protocols: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+    settings: MethodSettings = MethodSettings(),
+    coverage_files: Sequence[str] = (),
+    fallback: bool = True,
+) -> dict[str, Any]:
+    """HR maps by ``settings.method`` -> ``sr_file``: :func:`predict`, then
+    :func:`guard_prediction`, then the files and the residuals.
+
+    ``swig``: SWIG inference after per-subject adaptation as asked; ``wmri2q``: the U-Net
+    on the guides alone; ``inr``: a representation fitted to this subject. The networks
+    average their predictions along every least-downsampled slice axis unless
+    ``single_orientation``, and write their orientation ensemble's spread
+    (``uncertainty_file``: 4D, PD a.u., T1 and T2 in s; 0 outside the brain mask; None with
+    a single slice axis). ``guide_files``: registered guides on the HR grid; invalid input
+    voxels (``lr_inputs.lr_valid_file``) are left out of the LR terms of adaptation, of
+    the INR fit and of the residual; ``coverage_files``: the guides' field of view on the
+    HR grid (:func:`register`). Returns the method, the model's name and sha256 (network
+    methods), the slice axes, the adaptation losses or the INR fit summary, the adaptation
+    (mode, steps and, for ``auto``, its decision with the checks before and after), the
+    regional checks and fallbacks, and the LR data-consistency residual of the input and
+    of the result.
+    """
+    import torch
+
+    if settings.method not in METHODS:
+        raise ValueError(f"unknown method {settings.method!r} (choose from {', '.join(METHODS)})")
+    if settings.n_threads:
+        torch.set_num_threads(int(settings.n_threads))
+    torch.manual_seed(settings.seed)
+    subject, evidence, up = load_inputs(lr_inputs, mask_file, guide_files, protocols)
+    request = settings.request(kspace.voxel_sizes(evidence.hr_affine))
+    prediction = predict(settings, subject, evidence, up, request)
+    coverages = [load_image(f)[0] for f in coverage_files]
+    kept = guard_prediction(prediction, request, coverages, fallback)
+    return record_maps(kept, prediction, request, out_dir)
+
+
+def record_maps(
+    kept: Guarded, prediction: Prediction, request: Request, out_dir: str | Path
+) -> dict[str, Any]:
+    """Write the guarded maps (``sr_file``) and their spread (``uncertainty_file``), and
+    return the super-resolution step's record (see :func:`super_resolve`)."""
+    hr_affine = prediction.evidence.hr_affine
+    extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
+    extra |= prediction.record
+    sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", kept.maps, hr_affine)
+    uncertainty_file = None
+    if kept.spread is not None:
+        uncertainty_file = save_maps(Path(out_dir) / "uncertainty.nii.gz", kept.spread, hr_affine)
     return {
         "sr_file": sr_file,
         "uncertainty_file": uncertainty_file,
-        "method": method,
+        "method": prediction.method,
         **extra,
         "device": str(request.device),
-        "guide_fallback_fraction": blind_fraction,
-        "guide_fallback": fallback_kind,
-        "regions": regions,
-        "regional_fallback": fell_back if fallback else [],
-        "adaptation": adaptation,
-        "lr_residual_input": residual_input,
-        "lr_residual": lr_residual(sr, lr, valid, acq),
+        "guide_fallback_fraction": kept.guide_fallback_fraction,
+        "guide_fallback": kept.guide_fallback,
+        "regions": kept.regions,
+        "regional_fallback": kept.regional_fallback,
+        "adaptation": prediction.adaptation,
+        "lr_residual_input": prediction.residual_input,
+        "lr_residual": prediction.evidence.residual(kept.maps),
     }
 
 

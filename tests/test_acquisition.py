@@ -147,7 +147,7 @@ def test_kspace3d_adjoint_and_bit_identity(hr, lr):
     tx, ty = torch.as_tensor(x[None]), torch.as_tensor(y[None])
     assert torch.equal(op.forward(tx), kspace.downsample(tx, lr))
     assert torch.equal(op.upsample(ty), kspace.upsample(ty, hr))
-    assert op.describe()["model"] == "kspace"
+    assert op.to_record()["model"] == "kspace"
 
 
 def test_gradcheck_forward_and_adjoint():
@@ -187,7 +187,7 @@ def test_gap_leaves_tissue_unsampled():
     assert np.abs(rect.forward(at_centre)).max() > 0.01
     # a Gaussian's tails reach into the gap, weakly (FWHM 2 voxels, 2 voxels off centre)
     assert np.abs(gauss.forward(in_gap)).max() < 0.1 * np.abs(gauss.forward(at_centre)).max()
-    assert rect.describe()["slice_gap_mm"] == 2.0
+    assert rect.to_record()["slice_gap_mm"] == 2.0
 
 
 def step_errors(op, up):
@@ -281,7 +281,7 @@ def test_describe_is_json_ready():
         {"MRAcquisitionType": "2D", "SliceThickness": 5},
         profile="rect",
     )
-    info = json.loads(json.dumps(op.describe()))
+    info = json.loads(json.dumps(op.to_record()))
     assert info["model"] == "slice-profile" and info["profile"] == "rect"
     assert info["slice_thickness_mm"] == 5.0 and info["slice_spacing_mm"] == 6.0
     assert info["slice_gap_mm"] == 1.0 and info["factors"] == [2.0, 2.0, 6.0]
@@ -418,27 +418,29 @@ def test_the_inr_fits_a_2d_stack(stack_dataset, tmp_path):
 
 
 def test_the_lr_loss_of_a_stack_is_the_stack_operator():
-    from swigapp.acquisition import SliceStack2D, ThroughPlane
+    from swigapp.acquisition import KSpace3D, SliceStack2D
     from swigapp.models.losses import LR_SCALES, lr_loss
 
     torch.manual_seed(0)
     hr, lr_shape = (1, 3, 8, 8, 20), (1, 3, 8, 8, 4)
     op = SliceStack2D(hr[2:], lr_shape[2:], slice_spacing=5.0, slice_thickness=4.0)
-    stack = op.through_plane()
-    assert stack == ThroughPlane(2, 5.0, 4.0, "gaussian")
-    assert stack.permuted((2, 0, 1)).slice_axis == 0
+    # a crop's operator: the same slice model on the box, and it follows a permutation
+    assert op.restrict(hr, lr_shape).forward(torch.ones(hr)).shape == lr_shape
+    assert op.permuted((2, 0, 1)).slice_axis == 0
+    assert op.permuted((2, 0, 1)).restrict((20, 8, 8), (4, 8, 8)).slice_spacing == 5.0
     pred, up = torch.rand(hr, dtype=torch.float64), torch.rand(hr, dtype=torch.float64)
     mask = torch.ones((1, *hr[2:]), dtype=torch.bool)
     lr = torch.zeros(lr_shape, dtype=torch.float64)
     scales = torch.tensor(LR_SCALES, dtype=torch.float64)[None, :, None, None, None]
     expected = (((op.forward(pred) - op.forward(up)) / scales) ** 2).mean()
-    got = lr_loss(pred, up, lr, mask, stack=stack)
+    got = lr_loss(pred, up, lr, mask, op)
     torch.testing.assert_close(got, expected)
     # the 3D k-space term is another operator: the two differ on the same data
-    assert abs(float(lr_loss(pred, up, lr, mask)) - float(got)) > 1e-3 * float(got)
+    kspace_term = lr_loss(pred, up, lr, mask, KSpace3D(hr[2:], lr_shape[2:]))
+    assert abs(float(kspace_term) - float(got)) > 1e-3 * float(got)
     # and the gradient flows through the slice profile
     pred.requires_grad_(True)
-    lr_loss(pred, up, lr, mask, stack=stack).backward()
+    lr_loss(pred, up, lr, mask, op).backward()
     assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
 
 
@@ -451,7 +453,7 @@ def test_training_crops_of_a_2d_phantom_carry_its_operator():
     config = replace(TRAIN_PHANTOM, size="tiny", acquisition="2d", slice_thickness_mm=4.0,
                      slice_gap_mm=1.0)  # fmt: skip
     pool = phantom_pool(1, 3, settings=((1, 1, 2),), config=config, progress=False)
-    assert pool[0].stack is not None and pool[0].stack.spacing_mm == pytest.approx(5.0)
+    assert pool[0].acquisition.slice_spacing == pytest.approx(5.0)
     # the upsampled input is the stack's least-squares inverse, not zero-filled k-space
     assert not torch.allclose(pool[0].lr_up, torch.from_numpy(
         np.asarray(kspace.upsample(pool[0].lr.numpy().astype(np.float64), pool[0].hr_shape),
@@ -459,14 +461,13 @@ def test_training_crops_of_a_2d_phantom_carry_its_operator():
     rng = np.random.default_rng(0)
     for _ in range(3):
         batch = sample_batch(pool, rng, 2, (32, 32, 10))
-        stack = batch["stack"]
+        op = batch["acquisition"]  # the crop's own operator (restricted to its boxes)
         # the slice axis follows the crop's permutation: the LR box is thin along it
-        assert batch["lr"].shape[2 + stack.slice_axis] < batch["lr_up"].shape[2 + stack.slice_axis]
+        assert batch["lr"].shape[2 + op.slice_axis] < batch["lr_up"].shape[2 + op.slice_axis]
         # the crop's operator takes its upsampled input back to its own acquired slices
         # (interior slices: the crop is periodic along the slice axis, as the loss knows)
-        op = stack.operator(batch["lr_up"].shape, batch["lr"].shape)
-        down = torch.movedim(op.forward(batch["lr_up"].double()), 2 + stack.slice_axis, -1)
-        acquired = torch.movedim(batch["lr"].double(), 2 + stack.slice_axis, -1)
+        down = torch.movedim(op.forward(batch["lr_up"].double()), 2 + op.slice_axis, -1)
+        acquired = torch.movedim(batch["lr"].double(), 2 + op.slice_axis, -1)
         inner = (slice(None),) * 4 + (slice(1, -1),)
         err, ref = (down - acquired)[inner], acquired[inner]
         tissue = ref > 0.3 * ref.amax()
@@ -477,3 +478,36 @@ def test_training_crops_of_a_2d_phantom_carry_its_operator():
         assert parts["lr"] > 0 and float(maps.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="tilted"):
         phantom_pool(1, 3, config=replace(TRAIN_PHANTOM, tilt_deg=10.0), progress=False)
+
+
+@pytest.mark.parametrize("kind", ["kspace", "stack"])
+def test_an_acquisition_round_trips_through_its_record(kind):
+    """Both models are whole objects: a JSON record rebuilds the same operator, a
+    permutation and a crop restriction keep the model, and the fallback interpolation is
+    the one measured best for the kind (cubic spline for k-space, the stack's own
+    least-squares upsampling)."""
+    from swigapp.acquisition import Acquisition, KSpace3D, SliceStack2D
+    from swigapp.interp import upsample_interp
+
+    hr, lr = (16, 12, 20), (8, 6, 4)
+    if kind == "kspace":
+        op = KSpace3D(hr, lr)
+    else:
+        op = SliceStack2D(hr, lr, slice_spacing=5.0, slice_thickness=3.0, upsampling="spline")
+    record = json.loads(json.dumps(op.to_record()))
+    back = Acquisition.from_record(record)
+    assert back == op and hash(back) == hash(op) and back.to_record() == record
+    y = np.random.default_rng(0).random((3, *lr))
+    np.testing.assert_array_equal(back.forward(op.upsample(y)), op.forward(op.upsample(y)))
+    turned = op.permuted((2, 0, 1))
+    assert type(turned) is type(op) and turned.hr_shape == (20, 16, 12)
+    assert turned.restrict((10, 16, 12), (2, 8, 6)).lr_shape == (2, 8, 6)
+    interp = op.interpolate(y)
+    assert interp.shape == (3, *hr)
+    if kind == "kspace":
+        expected = np.stack([upsample_interp(v, hr, order=3) for v in y])
+    else:
+        expected = np.asarray(op.upsample(y))
+    np.testing.assert_allclose(interp, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown acquisition model"):
+        Acquisition.from_record({"model": "spiral"})

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from swigapp.autoadapt import check, decide, mended, subject_failures
-from swigapp.consistency import GUIDE_SSIM_FLAG, LR_RESIDUAL_FLAG, lr_residual
+from swigapp.consistency import GUIDE_SSIM_FLAG, LR_RESIDUAL_FLAG, Evidence
 from swigapp.methods import Request, run_method
 from swigapp.models.features import MAP_ORDER, prepare_subject
 
@@ -85,10 +85,13 @@ def _shipped_case(s, corrupt: bool):
     def run(steps):
         return run_method("swig", subject, Request(device=request.device, adapt_steps=steps))
 
-    residual_input = lr_residual(up, lr)
+    evidence = Evidence(
+        lr, subject.acquisition, guides, protocols, s.truth.brain_mask, s.lr_affine, s.affine
+    )
+    residual_input = evidence.residual(up)
 
     def checks(maps):
-        return check(maps, residual_input, lr, s.truth.brain_mask, guides, protocols)
+        return check(maps, residual_input, evidence)
 
     return run, checks
 

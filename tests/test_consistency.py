@@ -7,6 +7,8 @@ from scipy import ndimage
 
 from swigapp import consistency as cons
 from swigapp import kspace
+from swigapp.acquisition import KSpace3D
+from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports.boilerplate import regional_warnings
 
 SHAPE = (32, 32, 32)
@@ -41,6 +43,13 @@ def two_x_subject(rng: np.random.Generator):
     return truth, lr, up, hr_affine, lr_affine, np.ones(SHAPE, bool)
 
 
+def evidence(lr, guides, hr_affine, lr_affine, mask) -> cons.Evidence:
+    """The checks' evidence of a 2x k-space subject (T1w guides: spin-echo T1w protocol)."""
+    acq = KSpace3D(mask.shape, lr.shape[1:])
+    protocols = dict.fromkeys(guides, DEFAULT_PROTOCOLS["T1w"])
+    return cons.Evidence(lr, acq, guides, protocols, mask, lr_affine, hr_affine)
+
+
 def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
     rng = np.random.default_rng(0)
     truth, lr, up, hr_affine, lr_affine, mask = two_x_subject(rng)
@@ -48,7 +57,7 @@ def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
     sr = truth.copy()
     corner = (slice(20, 32),) * 3  # right anterior superior
     sr[:, 20:32, 20:32, 20:32] *= 1.5  # maps that contradict the LR data there
-    checks = cons.regional_checks(sr, up, lr, lr_affine, hr_affine, mask, guide, guide)
+    checks = cons.regional_checks(sr, up, evidence(lr, guide, hr_affine, lr_affine, mask), guide)
     assert len(checks) == 8
     assert sum(c["fraction_of_brain"] for c in checks.values()) == pytest.approx(1.0)
     failed = {
@@ -59,7 +68,8 @@ def test_checks_find_the_corrupted_region_and_it_alone_falls_back():
     assert not any(cons.falls_back(c) for c in checks.values())
     noise = guide["T1w"].copy()
     noise[corner] = rng.uniform(0.5, 2.0, noise[corner].shape)  # nothing like the maps
-    checks = cons.regional_checks(sr, up, lr, lr_affine, hr_affine, mask, guide, {"T1w": noise})
+    noisy = evidence(lr, {"T1w": noise}, hr_affine, lr_affine, mask)
+    checks = cons.regional_checks(sr, up, noisy, guide)
     fell = [name for name, c in checks.items() if cons.falls_back(c)]
     assert fell == ["right anterior superior"]
     assert checks[fell[0]]["guide_ssim"]["T1w"] < cons.GUIDE_SSIM_FLAG
@@ -76,7 +86,7 @@ def test_a_region_whose_detail_the_guides_do_not_support_falls_back_to_cubic_spl
     where they explain it better they are kept."""
     rng = np.random.default_rng(1)
     truth, lr, up, hr_affine, lr_affine, mask = two_x_subject(rng)
-    interp = cons.fallback_maps(lr, SHAPE)
+    interp = cons.fallback_maps(lr, KSpace3D(SHAPE, lr.shape[1:]))
     assert interp.shape == truth.shape and interp.dtype == np.float32 and interp.min() >= 0
     # cubic spline: exact on the LR samples, not the zero-filled k-space upsampling
     np.testing.assert_allclose(interp[1, ::2, ::2, ::2], lr[1], rtol=1e-4)
@@ -90,19 +100,15 @@ def test_a_region_whose_detail_the_guides_do_not_support_falls_back_to_cubic_spl
     checker = (np.indices(wrong.shape).sum(0) % 2) * 2.0 - 1.0
     sr[1][corner] = wrong * (1.0 + 0.01 * checker)
     synth_interp = {"T1w": interp[1]}
-    checks = cons.regional_checks(
-        sr, up, lr, lr_affine, hr_affine, mask, {"T1w": sr[1]}, guide, None, None, synth_interp
-    )
+    seen = evidence(lr, guide, hr_affine, lr_affine, mask)
+    checks = cons.regional_checks(sr, up, seen, {"T1w": sr[1]}, synth_interp)
     region = checks["right anterior superior"]
     assert region["guide_ssim"]["T1w"] < region["guide_ssim_interp"]["T1w"]
     assert set(cons.region_failures(region)) == {"interp"}  # LR residual and fixed flag pass
     fell = [name for name, c in checks.items() if cons.falls_back(c)]
     assert fell == ["right anterior superior"]
     # the truth explains the guide better than the interpolation everywhere: kept
-    checks = cons.regional_checks(
-        truth, up, lr, lr_affine, hr_affine, mask, {"T1w": truth[1]}, guide, None, None,
-        synth_interp,
-    )  # fmt: skip
+    checks = cons.regional_checks(truth, up, seen, {"T1w": truth[1]}, synth_interp)
     assert not any(cons.falls_back(c) for c in checks.values())
     # whole-brain checks (no interpolation scores) keep the two fixed reasons only
     assert "interp" not in cons.region_failures(
@@ -115,8 +121,9 @@ def test_lr_residual_of_consistent_maps_is_zero_and_grows_with_departure():
     truth = smooth_maps(rng).astype(np.float64)
     lr = np.asarray(kspace.downsample(truth, (16, 16, 16)))
     up = np.asarray(kspace.upsample(lr, SHAPE))
-    assert max(cons.lr_residual(up, lr).values()) < 1e-5
-    assert min(cons.lr_residual(1.1 * up, lr).values()) == pytest.approx(0.1, rel=1e-3)
+    acq = KSpace3D(SHAPE, lr.shape[1:])
+    assert max(cons.lr_residual(up, lr, acq).values()) < 1e-5
+    assert min(cons.lr_residual(1.1 * up, lr, acq).values()) == pytest.approx(0.1, rel=1e-3)
 
 
 def region(lr: float, lr_input: float, ssim: dict) -> dict:
@@ -188,7 +195,7 @@ def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, capl
     sr = np.asarray(nib.load(out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.nii.gz").dataobj)
     lrs = list(work.rglob("conform_maps/lr_maps.nii.gz"))  # the app's LR maps (s)
     lr = np.moveaxis(np.asarray(nib.load(lrs[0]).dataobj), -1, 0)
-    up = cons.fallback_maps(lr, sr.shape)[1]  # T1 (s), cubic spline
+    up = cons.fallback_maps(lr, KSpace3D(sr.shape, lr.shape[1:]))[1]  # T1 (s), cubic spline
     deep = tuple(slice(n // 2 + 5, None) for n in sr.shape)  # 2.5 edge widths in
     brain = nib.load(out / "sub-01/anat/sub-01_res-hi_desc-brain_mask.nii.gz").dataobj
     inside = np.asarray(brain)[deep] > 0

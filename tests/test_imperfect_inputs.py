@@ -16,13 +16,15 @@ import torch
 from scipy import ndimage
 
 from swigapp import kspace
+from swigapp.acquisition import KSpace3D
 from swigapp.cli import run as cli
+from swigapp.consistency import lr_residual
 from swigapp.io.bids import InputError, find_inputs, layout, load_lr_maps
 from swigapp.io.qmri import fill_invalid, head_region, prepare_lr_maps
 from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import prepare_subject
 from swigapp.models.losses import lr_loss
-from swigapp.participant import conform_maps, load_valid, lr_residual
+from swigapp.participant import conform_maps, load_valid
 
 ANAT = "sub-01/anat"
 SUFFIX = {"PD": "PDmap", "T1": "T1map", "T2": "T2map"}
@@ -283,13 +285,14 @@ def test_invalid_lr_voxels_leave_the_lr_terms():
     lr_up = kspace.upsample(torch.from_numpy(wrong), (16, 16, 8))
     mask = torch.ones((1, 16, 16, 8), dtype=torch.bool)
     valid = torch.ones((1, 3, 8, 8, 4), dtype=torch.float64)
-    assert float(lr_loss(truth_up, lr_up, torch.from_numpy(wrong), mask)) > 1e-2
+    acq = KSpace3D((16, 16, 8), (8, 8, 4))
+    assert float(lr_loss(truth_up, lr_up, torch.from_numpy(wrong), mask, acq)) > 1e-2
     valid[0, 1, 3, 4, 2] = 0.0
-    assert float(lr_loss(truth_up, lr_up, torch.from_numpy(wrong), mask, valid)) < 1e-20
+    assert float(lr_loss(truth_up, lr_up, torch.from_numpy(wrong), mask, acq, valid)) < 1e-20
     # the QC residual likewise
     hr = truth_up[0].numpy()
-    without = lr_residual(hr, wrong[0], valid[0].numpy() > 0)
-    assert without["T1"] < 1e-12 and lr_residual(hr, wrong[0])["T1"] > 1e-2
+    without = lr_residual(hr, wrong[0], acq, valid[0].numpy() > 0)
+    assert without["T1"] < 1e-12 and lr_residual(hr, wrong[0], acq)["T1"] > 1e-2
 
 
 def test_validity_travels_with_crops(tiny_subject):

@@ -10,6 +10,7 @@ import torch
 from scipy import ndimage
 
 from swigapp import kspace
+from swigapp.acquisition import KSpace3D
 from swigapp.models import train as train_mod
 from swigapp.models.crops import random_crop
 from swigapp.models.data import phantom_pool, sample_batch
@@ -241,19 +242,21 @@ def test_lr_loss_sees_only_the_acquired_band():
     lr = kspace.downsample(hr, (8, 8, 4))
     lr_up = kspace.upsample(lr, (16, 16, 8))
     mask = torch.ones((1, 16, 16, 8), dtype=torch.bool)
+    acq = KSpace3D((16, 16, 8), (8, 8, 4))
     # the truth and the band-limited LR input agree with the LR data exactly
-    assert float(lr_loss(hr, lr_up, lr, mask)) < 1e-20
-    assert float(lr_loss(lr_up, lr_up, lr, mask)) < 1e-20
+    assert float(lr_loss(hr, lr_up, lr, mask, acq)) < 1e-20
+    assert float(lr_loss(lr_up, lr_up, lr, mask, acq)) < 1e-20
     # detail above the LR band is invisible to it; a change inside the band is not
     detail = hr - lr_up
     assert float(detail.abs().mean()) > 0.1
-    assert float(lr_loss(lr_up + 2 * detail, lr_up, lr, mask)) < 1e-20
-    assert float(lr_loss(hr * 1.1, lr_up, lr, mask)) > 1e-3
+    assert float(lr_loss(lr_up + 2 * detail, lr_up, lr, mask, acq)) < 1e-20
+    assert float(lr_loss(hr * 1.1, lr_up, lr, mask, acq)) > 1e-3
     # outside the mask the LR input stands in, so a wrong background does not count
     mask[..., :4] = False
     wrong = hr.clone()
     wrong[..., :4] = 99.0
-    assert float(lr_loss(wrong, lr_up, lr, mask)) < float(lr_loss(hr * 1.1, lr_up, lr, mask))
+    worse = float(lr_loss(hr * 1.1, lr_up, lr, mask, acq))
+    assert float(lr_loss(wrong, lr_up, lr, mask, acq)) < worse
 
 
 def test_supervised_loss_relative():

@@ -8,10 +8,11 @@ import pytest
 from scipy import ndimage
 
 from swigapp import kspace, tissue
+from swigapp.acquisition import KSpace3D
+from swigapp.consistency import lr_residual
 from swigapp.group import OUTLIER_Z, collect, robust_z
 from swigapp.io import derivatives
 from swigapp.metrics import guide_ssim
-from swigapp.participant import lr_residual
 
 
 def test_tissue_classes_follow_t1():
@@ -31,9 +32,10 @@ def test_lr_residual_zero_for_consistent_maps():
     rng = np.random.default_rng(1)
     lr = rng.random((3, 8, 8, 6)) + 0.5
     up = np.asarray(kspace.upsample(lr, (16, 16, 12)))
-    res = lr_residual(up, lr)
+    acq = KSpace3D((16, 16, 12), (8, 8, 6))
+    res = lr_residual(up, lr, acq)
     assert max(res.values()) < 1e-6
-    noisy = lr_residual(up + 0.1 * rng.standard_normal(up.shape), lr)
+    noisy = lr_residual(up + 0.1 * rng.standard_normal(up.shape), lr, acq)
     assert min(noisy.values()) > 1e-3
 
 

@@ -71,7 +71,7 @@ class _ConformOutputSpec(_ResultSpec):
     lr_file = File(exists=True, desc="LR maps (PD water fraction, T1 s, T2 s), 4D")
     lr_up_file = File(exists=True, desc="LR maps zero-filled onto the HR grid, 4D")
     lr_valid_file = File(exists=True, desc="1 where an LR input voxel was valid, 4D uint8")
-    acquisition = traits.Dict(desc="the LR acquisition model (Acquisition.describe)")
+    acquisition = traits.Dict(desc="the LR acquisition model (Acquisition.to_record)")
 
 
 class ConformMaps(SimpleInterface):
@@ -210,33 +210,39 @@ class SuperResolve(SimpleInterface):
     output_spec = _SuperResolveOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        from swigapp.participant import super_resolve
+        from swigapp.participant import LRInputs, MethodSettings, super_resolve
 
         guides = {r["name"]: r["registered_file"] for r in self.inputs.registrations}
         coverage = [r["coverage_file"] for r in self.inputs.registrations if "coverage_file" in r]
-        result = super_resolve(
+        lr_inputs = LRInputs(
             self.inputs.lr_file,
             self.inputs.lr_up_file,
-            self.inputs.mask_file,
-            guides,
-            self.inputs.protocols,
-            runtime.cwd,
+            acquisition=self.inputs.acquisition if isdefined(self.inputs.acquisition) else None,
+            lr_valid_file=(
+                self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
+            ),
+        )
+        settings = MethodSettings(
+            method=self.inputs.method,
             model_path=self.inputs.model_path or None,
             adapt_steps=self.inputs.adapt_steps,
             seed=self.inputs.seed,
             device=self.inputs.device,
             n_threads=self.inputs.n_threads or None,
-            method=self.inputs.method,
             inr_max_steps=self.inputs.inr_max_steps or None,
             inr_init=self.inputs.inr_init,
             inr_stop=self.inputs.inr_stop,
             single_orientation=self.inputs.single_orientation,
-            fallback=self.inputs.fallback,
-            lr_valid_file=(
-                self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
-            ),
-            acquisition=(self.inputs.acquisition if isdefined(self.inputs.acquisition) else None),
+        )
+        result = super_resolve(
+            lr_inputs,
+            self.inputs.mask_file,
+            guides,
+            self.inputs.protocols,
+            runtime.cwd,
+            settings,
             coverage_files=coverage,
+            fallback=self.inputs.fallback,
         )
         self._results.update(result=result, sr_file=result["sr_file"])
         return runtime

@@ -32,7 +32,7 @@ class PreparedSubject:
     registered: dict[str, np.ndarray]
     transforms: dict[str, tuple[str, ...]]
     #: The LR acquisition model (:func:`swigapp.acquisition.from_metadata`).
-    acquisition: Acquisition | None = None
+    acquisition: Acquisition
     #: Each registered guide's field-of-view coverage on the HR grid (0-1).
     coverage: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -54,8 +54,8 @@ def prepare_bundle(
         voxel_size = kspace.voxel_sizes(first[1])
     lr_shape = next(iter(bundle.lr_maps.values())).shape
     acq = from_metadata(lr_shape, bundle.lr_affine, voxel_size, bundle.map_sidecar)
-    hr_shape, hr_affine = acq.hr_shape, acq.hr_affine
-    up = upsample_maps(bundle.lr_maps, hr_shape, acq)
+    hr_affine = acq.hr_affine
+    up = upsample_maps(bundle.lr_maps, acq)
     mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size), t2=up[2])
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms, coverage = {}, {}, {}
@@ -74,7 +74,9 @@ def prepare_bundle(
         registered[name] = result.image
         transforms[name] = result.transforms
         coverage[name] = result.coverage
-    tensors = prepare_subject(bundle.lr_maps, registered, bundle.protocols, mask, lr_up=up)
+    tensors = prepare_subject(
+        bundle.lr_maps, registered, bundle.protocols, mask, lr_up=up, acquisition=acq
+    )
     return PreparedSubject(tensors, hr_affine, registered, transforms, acq, coverage)
 
 

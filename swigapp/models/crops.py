@@ -139,7 +139,10 @@ def random_crop(
         "mask": subject.mask[hr].permute(perm).contiguous(),
         "truth": None if subject.truth is None else cut(subject.truth, hr),
         "lr_valid": None if subject.lr_valid is None else cut(subject.lr_valid, lr),
-        "stack": None if subject.stack is None else subject.stack.permuted(perm),
+        # the crop's own LR operator: the subject's acquisition restricted to the boxes
+        "acquisition": subject.acquisition.permuted(perm).restrict(
+            [lens[p] for p in perm], [lr_lens[p] for p in perm]
+        ),
         "box": hr,  # the crop's HR slices in the subject's own orientation
     }
     if map_drop > 0 and rng.random() < map_drop:
@@ -150,10 +153,10 @@ def random_crop(
 def collate(crops: Sequence[dict], device: torch.device | str = "cpu") -> dict:
     """Stack crops of equal size into a batch on ``device``."""
     out: dict = {"protocols": [c["protocols"] for c in crops]}
-    stacks = {c.get("stack") for c in crops}
-    if len(stacks) > 1:
+    models = {c["acquisition"] for c in crops}
+    if len(models) > 1:
         raise ValueError("crops of one batch must share their acquisition model")
-    out["stack"] = stacks.pop() if stacks else None
+    out["acquisition"] = models.pop()
     keys = ("lr_up", "lr", "guides", "synth", "raw_guides", "present", "mask", "truth")
     for key in (*keys, "lr_valid"):
         if any(c.get(key) is None for c in crops):

@@ -11,7 +11,6 @@ import torch
 from tqdm import tqdm
 
 from swigapp import kspace
-from swigapp.acquisition import from_description
 from swigapp.models.crops import collate, crop_units, random_crop
 from swigapp.models.features import (
     GUIDE_ORDER,
@@ -75,10 +74,7 @@ def phantom_pool(
                     subject, np.random.default_rng([seed, index, 1]), *residual
                 )
             base = base or subject
-            stack = from_description(subject.acquisition)  # 2D phantoms: their own operator
-            lr_up = None
-            if stack is not None:
-                lr_up = upsample_maps(subject.lr_maps, stack.hr_shape, stack)
+            acquisition = subject.acquisition
             pool.append(
                 prepare_subject(
                     subject.lr_maps,
@@ -86,8 +82,8 @@ def phantom_pool(
                     subject.protocols,
                     subject.truth.brain_mask,
                     truth=subject.truth.as_dict(),
-                    lr_up=lr_up,
-                    stack=None if stack is None else stack.through_plane(),
+                    lr_up=upsample_maps(subject.lr_maps, acquisition),
+                    acquisition=acquisition,
                 )
             )
             bar.update()

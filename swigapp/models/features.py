@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from swigapp import kspace
 from swigapp.maps import MAP_ORDER
 from swigapp.physics.protocol import Protocol
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import Acquisition, ThroughPlane
+    from swigapp.acquisition import Acquisition
 
 #: Guide slots of the network, in channel order; absent guides are zero with presence 0.
 GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw")
@@ -39,8 +38,9 @@ class SubjectTensors:
     the same way (G, X, Y, Z); ``present``: (G,) 0/1; ``mask``: brain mask (X, Y, Z) bool;
     ``truth``: HR maps when known (phantoms), else None; ``lr_valid``: (3, x, y, z) float
     0/1 on the LR grid, 0 where the input map's voxel was invalid (NaN, Inf, negative;
-    left out of the LR-consistency term), or None when every voxel is valid; ``stack``:
-    the slice model of a 2D stack (the LR-consistency operator), None for 3D k-space.
+    left out of the LR-consistency term), or None when every voxel is valid;
+    ``acquisition``: the LR acquisition model from this HR grid to the LR grid (the
+    LR-consistency operator; crops restrict it).
     """
 
     lr_up: torch.Tensor
@@ -51,10 +51,9 @@ class SubjectTensors:
     protocols: list[Protocol | None]
     mask: torch.Tensor
     raw_guides: torch.Tensor
+    acquisition: Acquisition
     truth: torch.Tensor | None = None
     lr_valid: torch.Tensor | None = None
-    #: The through-plane model when the LR maps are a 2D stack (None: 3D k-space).
-    stack: ThroughPlane | None = None
 
     @functools.cached_property
     def brain_voxels(self) -> torch.Tensor:
@@ -88,7 +87,7 @@ class SubjectTensors:
             raw_guides=self.raw_guides * present[:, None, None, None],
             truth=self.truth,
             lr_valid=self.lr_valid,
-            stack=self.stack,
+            acquisition=self.acquisition,
         )
 
 
@@ -107,17 +106,11 @@ def physical_maps(maps: np.ndarray) -> np.ndarray:
     return out
 
 
-def upsample_maps(
-    lr_maps: Mapping[str, np.ndarray],
-    hr_shape: Sequence[int],
-    acquisition: Acquisition | None = None,
-) -> np.ndarray:
-    """LR maps (PD, T1 s, T2 s) -> (3, *hr_shape) by the initial upsampling of
-    ``acquisition`` (zero-filled k-space when None, as :class:`~swigapp.acquisition.KSpace3D`
-    does, bit for bit), clipped to physical ranges (:func:`physical_maps`)."""
+def upsample_maps(lr_maps: Mapping[str, np.ndarray], acquisition: Acquisition) -> np.ndarray:
+    """LR maps (PD, T1 s, T2 s) -> (3, *acquisition.hr_shape) by the initial upsampling of
+    ``acquisition``, clipped to physical ranges (:func:`physical_maps`)."""
     lr = np.stack([np.asarray(lr_maps[m], dtype=np.float64) for m in MAP_ORDER])
-    up = kspace.upsample(lr, tuple(hr_shape)) if acquisition is None else acquisition.upsample(lr)
-    return physical_maps(np.asarray(up, dtype=np.float32))
+    return physical_maps(np.asarray(acquisition.upsample(lr), dtype=np.float32))
 
 
 def prepare_subject(
@@ -128,19 +121,24 @@ def prepare_subject(
     truth: Mapping[str, np.ndarray] | None = None,
     lr_up: np.ndarray | None = None,
     lr_valid: np.ndarray | None = None,
-    stack: ThroughPlane | None = None,
+    acquisition: Acquisition | None = None,
 ) -> SubjectTensors:
     """Build network inputs from LR maps (PD a.u., T1/T2 s), HR guides on the HR grid, a mask.
 
-    The HR grid is the guides' (and mask's) grid; LR maps are brought onto it by zero-filled
-    k-space upsampling (pass ``lr_up`` from :func:`upsample_maps` if already computed).
-    Guides not in :data:`GUIDE_ORDER` are ignored. ``lr_valid``: (3, x, y, z) validity of
-    the LR voxels (None: all valid); ``stack``: see :class:`SubjectTensors`.
+    The HR grid is the guides' (and mask's) grid. ``acquisition``: the LR maps'
+    acquisition model onto it (default: 3D k-space truncation between the two grids); the
+    LR maps are brought onto the grid by its initial upsampling (pass ``lr_up`` from
+    :func:`upsample_maps` if already computed). Guides not in :data:`GUIDE_ORDER` are
+    ignored. ``lr_valid``: (3, x, y, z) validity of the LR voxels (None: all valid).
     """
+    from swigapp.acquisition import KSpace3D
+
     hr_shape = tuple(mask.shape)
     mask = np.asarray(mask, dtype=bool)
     lr = np.stack([np.asarray(lr_maps[m], dtype=np.float32) for m in MAP_ORDER])
-    up = upsample_maps(lr_maps, hr_shape) if lr_up is None else lr_up
+    if acquisition is None:
+        acquisition = KSpace3D(hr_shape, lr.shape[1:])
+    up = upsample_maps(lr_maps, acquisition) if lr_up is None else lr_up
     n = len(GUIDE_ORDER)
     norm = np.zeros((n, *hr_shape), np.float32)
     raw = np.zeros((n, *hr_shape), np.float32)
@@ -173,7 +171,7 @@ def prepare_subject(
         raw_guides=torch.from_numpy(raw),
         truth=true,
         lr_valid=None if lr_valid is None else torch.from_numpy(np.asarray(lr_valid, np.float32)),
-        stack=stack,
+        acquisition=acquisition,
     )
 
 

@@ -19,7 +19,7 @@ from swigapp.models.features import encode
 from swigapp.physics.protocol import Protocol
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import ThroughPlane
+    from swigapp.acquisition import Acquisition
 
 #: Scales (PD a.u., T1 s, T2 s) that bring LR-consistency residuals to comparable size.
 LR_SCALES = (0.8, 1.3, 0.3)
@@ -143,13 +143,13 @@ def lr_loss(
     lr_up: torch.Tensor,
     lr: torch.Tensor,
     mask: torch.Tensor,
+    acquisition: Acquisition,
     lr_valid: torch.Tensor | None = None,
-    stack: ThroughPlane | None = None,
 ) -> torch.Tensor:
     """LR consistency: mean squared error between the acquisition D of the prediction and
     the LR data (Gaussian noise on the LR maps: the MAP data term), per-map scaled. D is
-    k-space truncation, or with ``stack`` the 2D stack's operator (in-plane truncation,
-    slice profile through-plane; :class:`~swigapp.acquisition.ThroughPlane`).
+    ``acquisition`` restricted to the box (:meth:`~swigapp.acquisition.Acquisition.restrict`:
+    k-space truncation, or a 2D stack's in-plane truncation and slice profile).
 
     The LR data enter as ``lr_up`` = U(LR maps) on the HR grid, compared through the same
     operator: ||D(pred) - D(lr_up)||, which equals ||D(pred) - LR|| on whole volumes
@@ -162,12 +162,8 @@ def lr_loss(
     m = mask[:, None].to(maps.dtype)
     full = m * maps + (1 - m) * lr_up
     small = tuple(lr.shape[2:])
-    if stack is None:
-        down = kspace.downsample(full, small)
-        target = kspace.downsample(lr_up, small)
-    else:
-        op = stack.operator(full.shape, small)
-        down, target = op.forward(full), op.forward(lr_up)
+    op = acquisition.restrict(full.shape, small)
+    down, target = op.forward(full), op.forward(lr_up)
     err = ((down - target) / _map_scales(maps)) ** 2
     if lr_valid is not None:
         err = err * lr_valid.to(err.dtype)
@@ -243,7 +239,7 @@ def total_loss(
         parts["guide"] = guide_loss(maps, batch["raw_guides"], batch["protocols"], guide_mask)
     if weights.lr:
         parts["lr"] = lr_loss(
-            maps, batch["lr_up"], batch["lr"], mask, batch.get("lr_valid"), batch.get("stack")
+            maps, batch["lr_up"], batch["lr"], mask, batch["acquisition"], batch.get("lr_valid")
         )
     if weights.supervised and batch.get("truth") is not None:
         parts["supervised"] = supervised_loss(maps, batch["truth"], mask)

@@ -215,13 +215,13 @@ def write_raw_series(anat: Path, sub: str, subject: PhantomSubject, common: dict
 
 def _lr_sidecar(subject: PhantomSubject, name: str, common: dict) -> dict:
     """Sidecar of one LR map: 3D k-space truncation, or the 2D stack's slice geometry (mm)."""
-    if subject.config.acquisition == "3d" or subject.acquisition is None:
+    if subject.config.acquisition == "3d":
         return common | {
             "Units": MAP_UNITS[name],
             "EstimationMethod": "simulated: k-space truncation of the ground truth + noise",
             "LowResolutionFactors": list(subject.config.lr_factors),
         }
-    acq = subject.acquisition
+    acq = subject.acquisition.to_record()
     return common | {
         "MRAcquisitionType": "2D",
         "SliceThickness": acq["slice_thickness_mm"],

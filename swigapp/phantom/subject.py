@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from swigapp import kspace
-from swigapp.acquisition import SliceStack2D
+from swigapp.acquisition import Acquisition, KSpace3D, SliceStack2D
 from swigapp.phantom import shift as shifts
 from swigapp.phantom.acquire import LR_NOISE, RigidMotion, simulate_guide, simulate_lr_maps
 from swigapp.phantom.anatomy import Size, deform, load_anatomy
@@ -114,8 +114,8 @@ class PhantomSubject:
     protocols: dict[str, Protocol]
     motion: dict[str, RigidMotion] = field(default_factory=dict)
     config: PhantomConfig = field(default_factory=PhantomConfig)
-    #: :meth:`swigapp.acquisition.Acquisition.describe` of the LR acquisition (2D only).
-    acquisition: dict[str, Any] | None = None
+    #: The LR acquisition from the truth grid (3D k-space truncation, or the 2D stack).
+    acquisition: Acquisition | None = None
     map_affine: np.ndarray | None = None
 
     @property
@@ -181,11 +181,12 @@ def make_subject(
     noise = LR_NOISE if lr_snr is None else dict.fromkeys(LR_NOISE, 1.0 / lr_snr)
     if config.acquisition == "3d":
         small = kspace.lr_shape(anatomy.shape, _factors(config.lr_factors))
-        lr_maps, described = simulate_lr_maps(truth.as_dict(), small, rng, noise), None
+        acquisition: Acquisition = KSpace3D(anatomy.shape, small)
+        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise)
     elif config.acquisition == "2d":
-        stack = slice_stack(anatomy.shape, map_affine, config)
-        small, described = stack.lr_shape, stack.describe()
-        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise, forward=stack.forward)
+        acquisition = slice_stack(anatomy.shape, map_affine, config)
+        small = acquisition.lr_shape
+        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise, forward=acquisition.forward)
     else:
         raise ValueError(f"unknown acquisition {config.acquisition!r} (3d or 2d)")
     guides, protocols, motion = {}, {}, {}
@@ -227,7 +228,7 @@ def make_subject(
         protocols=protocols,
         motion=motion,
         config=config,
-        acquisition=described,
+        acquisition=acquisition,
         map_affine=map_affine if config.tilt_deg else None,
     )
 

@@ -136,7 +136,6 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     conform = results["conform"]
     lr_shape, lr_vox = _grid(conform["lr_file"])
     hr_shape, hr_vox = _grid(conform["lr_up_file"])
-    factors = [h / n for h, n in zip(hr_shape, lr_shape, strict=True)]
     acquired = list(conform.get("acquired", MAP_ORDER))
     estimated = [m for m in MAP_ORDER if m not in acquired]
     out: list[Sentence] = [
@@ -163,34 +162,12 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     quality = conform.get("input_quality")
     if quality:
         out.append((_quality_sentence(quality), ()))
-    acq = conform.get("acquisition") or {"model": "kspace"}
-    if acq.get("model") == "slice-profile":
-        axis = "xyz"[int(acq["slice_axis"])]
-        out.append(
-            (
-                "Their acquisition was modelled as a 2D multi-slice stack (--lr-model "
-                f"{acq.get('lr_model', 'auto')}): in-plane truncation of k-space (factors "
-                f"{_dims(acq['in_plane_factors'], '.3g')}) and, along the {axis} axis, a "
-                f"{acq['profile']} slice profile of {acq['slice_thickness_mm']:.3g} mm FWHM "
-                f"sampled every {acq['slice_spacing_mm']:.3g} mm (gap "
-                f"{acq['slice_gap_mm']:.3g} mm), onto a {_dims(hr_shape)} grid of "
-                f"{_dims(hr_vox, '.3g')} mm voxels covering the same field of view; the network "
-                "input is their upsampling to that grid by zero-filled k-space in-plane and a "
-                "regularised least-squares inverse of the slice profile through-plane",
-                (),
-            )
-        )
-        return out
-    out.append(
-        (
-            "Their acquisition was modelled as truncation of k-space (a 3D acquisition): the "
-            f"low-resolution maps are the central {_dims(lr_shape)} k-space samples of maps on "
-            f"a {_dims(hr_shape)} grid of {_dims(hr_vox, '.3g')} mm voxels covering the same "
-            f"field of view (downsampling factors {_dims(factors, '.3g')}), and the network "
-            "input is their zero-filled upsampling to that grid",
-            (),
-        )
-    )
+    from swigapp.acquisition import Acquisition, KSpace3D
+
+    record = conform.get("acquisition")
+    acq = Acquisition.from_record(record) if record else KSpace3D(hr_shape, lr_shape)
+    lr_model = record.get("lr_model", "auto") if record else "auto"
+    out.append((acq.methods_sentence(hr_vox, lr_model), ()))
     return out
 
 

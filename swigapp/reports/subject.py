@@ -317,12 +317,9 @@ def _inr_line(fit: Mapping[str, Any]) -> str:
 
 
 def _acquisition_line(acq: Mapping[str, Any] | None) -> str:
-    if not acq or acq.get("model") != "slice-profile":
-        return "3D k-space truncation"
-    return (
-        f"2D multi-slice: {acq['profile']} slice profile, {acq['slice_thickness_mm']:.3g} mm "
-        f"thick every {acq['slice_spacing_mm']:.3g} mm (gap {acq['slice_gap_mm']:.3g} mm)"
-    )
+    from swigapp.acquisition import Acquisition
+
+    return Acquisition.from_record(acq).summary() if acq else "3D k-space truncation"
 
 
 def _model_version(model: Mapping[str, Any] | None) -> str:
