@@ -1,7 +1,7 @@
 """Group level: collect the participants' QC figures into a table, flag outliers, report.
 
 Only complete participants count: one whose completion marker (its QC JSON, published
-last, see :mod:`swigapp.io.derivatives`) is missing was interrupted or is still being
+last, see :mod:`swigapp.io.publishing`) is missing was interrupted or is still being
 written; it is left out with a warning, or refused when asked for by label.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from swigapp.io.derivatives import marker_path, participants
 from swigapp.io.files import atomic_write_text, cell_number, write_tsv
+from swigapp.io.naming import marker_path
+from swigapp.io.publishing import participants
 
 LOG = logging.getLogger(__name__)
 

@@ -165,20 +165,17 @@ def template_mask(
     the mask is resampled onto the grid (``reference_shape``, ``reference_affine``).
     Returns the boolean mask and a description of the template used.
     """
-    import nibabel as nib
 
-    from swigapp.registration import ants_seed, import_ants
+    from swigapp.registration import ants_seed, import_ants, to_ants
 
     ants = import_ants()
     ants.config._random_seed = ants_seed(seed)
     t1w_path, mask_path, what = template_files()
-    fixed = ants.from_nibabel_nifti(nib.Nifti1Image(np.asarray(t1w_like, np.float32), affine))
+    fixed = to_ants(t1w_like, affine)
     moving = ants.image_read(str(t1w_path))
     tpl_mask = ants.image_read(str(mask_path))
     reg = ants.registration(fixed, moving, type_of_transform="Affine", aff_metric="mattes")
-    ref = ants.from_nibabel_nifti(
-        nib.Nifti1Image(np.zeros(reference_shape, np.float32), reference_affine)
-    )
+    ref = to_ants(np.zeros(reference_shape, np.float32), reference_affine)
     warped = ants.apply_transforms(
         ref, tpl_mask, transformlist=reg["fwdtransforms"], interpolator="linear"
     )

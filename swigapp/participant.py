@@ -563,7 +563,8 @@ def write_outputs(
 
     Returns the written paths (relative to ``out_dir``) and the QC figures.
     """
-    from swigapp.io import derivatives
+    from swigapp.io import publishing, sidecars
+    from swigapp.io.files import dumps
     from swigapp.reports.boilerplate import methods_boilerplate, warnings
     from swigapp.reports.subject import (
         load_result_maps,
@@ -574,7 +575,7 @@ def write_outputs(
 
     start = time.perf_counter()
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
-    files = derivatives.participant_outputs(
+    files = sidecars.participant_outputs(
         subject, session, bids_dir, sources, results, params, work_dir
     )
     timings = {key: float(results[key]["seconds"]) for key in ("conform", "mask")}
@@ -592,15 +593,15 @@ def write_outputs(
     )
     qc["Seconds"]["writing"] = time.perf_counter() - start
     log = f"sub-{subject}/log/{label}"
-    files[f"{log}_qc.json"] = derivatives.dumps({"Subject": subject, "Session": session, **qc})
+    files[f"{log}_qc.json"] = dumps({"Subject": subject, "Session": session, **qc})
     files[f"{log}_methods.md"] = methods.markdown
     files[f"{log}_methods.html"] = page(f"swigapp methods: {label}", methods.html)
     files[f"{log}_methods.bib"] = methods.bibtex
     files[f"{label}.html"] = report
-    derivatives.init_dataset(out_dir, bids_dir)
-    written = derivatives.publish(files, out_dir)
+    publishing.init_dataset(out_dir, bids_dir)
+    written = publishing.publish(files, out_dir)
     return {
-        "written": derivatives.relative_all(written, Path(out_dir)),
+        "written": publishing.relative_all(written, Path(out_dir)),
         "qc": qc,
         "seconds": time.perf_counter() - start,
     }

@@ -52,7 +52,9 @@ def ants_seed(seed: int) -> int:
     return abs(int(seed)) + 1
 
 
-def _to_ants(data: np.ndarray, affine: np.ndarray):
+def to_ants(data: np.ndarray, affine: np.ndarray) -> Any:
+    """An ANTs image of ``data`` on ``affine`` (mm), with its units stated (ITK warns about
+    images whose units are unknown)."""
     ants = import_ants()
 
     img = nib.Nifti1Image(np.asarray(data, np.float32), affine)
@@ -112,8 +114,8 @@ def register_guide(
         raise ValueError(f"unknown transform {transform!r} (rigid or affine)")
     ants = import_ants()
     ants.config._random_seed = ants_seed(seed)
-    fixed_img = _to_ants(fixed, fixed_affine)
-    moving_img = _to_ants(moving, moving_affine)
+    fixed_img = to_ants(fixed, fixed_affine)
+    moving_img = to_ants(moving, moving_affine)
     if not 0 < sampling <= 1:
         raise ValueError(f"metric sampling {sampling} must be a fraction in (0, 1]")
     if shrink < 1:

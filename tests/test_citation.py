@@ -12,7 +12,7 @@ import yaml
 
 from swigapp import _version
 from swigapp.cli import run as cli
-from swigapp.io.derivatives import init_dataset
+from swigapp.io.publishing import init_dataset
 from swigapp.models import shipped
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports import citations

@@ -15,7 +15,7 @@ import pytest
 
 from swigapp.cli import run as cli
 from swigapp.group import GroupError, collect
-from swigapp.io import derivatives
+from swigapp.io import naming, publishing
 
 HOUR = 3600.0
 
@@ -41,10 +41,10 @@ def test_publish_writes_the_marker_last_and_removes_the_old_one_first(
     tmp_path, monkeypatch, caplog
 ):
     out = tmp_path / "out"
-    written = derivatives.publish(_files("01", "v1"), out)
+    written = publishing.publish(_files("01", "v1"), out)
     assert written[-1] == out / "sub-01/log/sub-01_qc.json"
-    derivatives.publish(_files("02", "v1"), out)
-    assert derivatives.participants(out) == (
+    publishing.publish(_files("02", "v1"), out)
+    assert publishing.participants(out) == (
         [out / "sub-01/log/sub-01_qc.json", out / "sub-02/log/sub-02_qc.json"],
         [],
     )
@@ -57,14 +57,14 @@ def test_publish_writes_the_marker_last_and_removes_the_old_one_first(
             raise KeyboardInterrupt("killed")
         real_replace(src, dst)
 
-    monkeypatch.setattr(derivatives.os, "replace", dying_replace)
+    monkeypatch.setattr(publishing.os, "replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
-        derivatives.publish(_files("01", "v2"), out)
+        publishing.publish(_files("01", "v2"), out)
     monkeypatch.undo()
     assert not (out / "sub-01/log/sub-01_qc.json").exists()  # removed before any rename
     assert (out / "sub-01/anat/sub-01_a.json").read_text() == "a v2"
     assert (out / "sub-01/anat/sub-01_b.json").read_text() == "b v1"
-    assert derivatives.participants(out)[1] == ["sub-01"]
+    assert publishing.participants(out)[1] == ["sub-01"]
     with caplog.at_level(logging.WARNING, logger="swigapp.group"):
         rows = collect(out)
     assert [r["participant_id"] for r in rows] == ["sub-02"]
@@ -78,10 +78,10 @@ def test_publish_writes_the_marker_last_and_removes_the_old_one_first(
     rows = (out / "group_qc.tsv").read_text().splitlines()
     assert [row.split("\t")[0] for row in rows[1:]] == ["sub-02"]
     # a failure while staging leaves the complete participant as it was
-    derivatives.publish(_files("01", "v2"), out)
+    publishing.publish(_files("01", "v2"), out)
     bad = {**_files("01", "v3"), "sub-01/anat/sub-01_c.nii.gz": tmp_path / "missing.nii.gz"}
     with pytest.raises(FileNotFoundError):
-        derivatives.publish(bad, out)
+        publishing.publish(bad, out)
     assert (out / "sub-01/log/sub-01_qc.json").is_file()
     assert (out / "sub-01/anat/sub-01_b.json").read_text() == "b v2"
     assert [r["participant_id"] for r in collect(out)] == ["sub-01", "sub-02"]
@@ -89,20 +89,20 @@ def test_publish_writes_the_marker_last_and_removes_the_old_one_first(
 
 
 def test_participants_reads_sessions_and_markers():
-    assert derivatives.label_of("sub-01_ses-a_res-hi_desc-swig_T1map.nii.gz") == "sub-01_ses-a"
-    assert derivatives.label_of("sub-01.html") == "sub-01"
-    assert derivatives.label_of("dataset_description.json") == ""
-    assert derivatives.is_marker("sub-01/log/sub-01_ses-a_qc.json")
-    assert not derivatives.is_marker("sub-01/log/sub-02_qc.json")
-    assert not derivatives.is_marker("sub-01/anat/sub-01_qc.json")
-    marker = derivatives.marker_path("/o", "sub-01_ses-a")
+    assert naming.label_of("sub-01_ses-a_res-hi_desc-swig_T1map.nii.gz") == "sub-01_ses-a"
+    assert naming.label_of("sub-01.html") == "sub-01"
+    assert naming.label_of("dataset_description.json") == ""
+    assert naming.is_marker("sub-01/log/sub-01_ses-a_qc.json")
+    assert not naming.is_marker("sub-01/log/sub-02_qc.json")
+    assert not naming.is_marker("sub-01/anat/sub-01_qc.json")
+    marker = naming.marker_path("/o", "sub-01_ses-a")
     assert marker == Path("/o/sub-01/log/sub-01_ses-a_qc.json")
 
 
 def _staging(out: Path, **owner) -> Path:
-    path = derivatives.make_staging(out)
-    record = json.loads((path / derivatives.OWNER_FILE).read_text())
-    (path / derivatives.OWNER_FILE).write_text(json.dumps({**record, **owner}))
+    path = publishing.make_staging(out)
+    record = json.loads((path / publishing.OWNER_FILE).read_text())
+    (path / publishing.OWNER_FILE).write_text(json.dumps({**record, **owner}))
     (path / "files").mkdir()
     (path / "files" / "x.json").write_text("{}")
     return path
@@ -111,8 +111,8 @@ def _staging(out: Path, **owner) -> Path:
 def test_clean_stale_removes_only_what_dead_or_old_runs_left(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    mine = derivatives.make_staging(out)
-    owner = json.loads((mine / derivatives.OWNER_FILE).read_text())
+    mine = publishing.make_staging(out)
+    owner = json.loads((mine / publishing.OWNER_FILE).read_text())
     assert owner["pid"] == os.getpid() and owner["host"] and owner["process_start"] is not None
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
@@ -130,7 +130,7 @@ def test_clean_stale_removes_only_what_dead_or_old_runs_left(tmp_path):
     temp_old.write_text("*")
     for path in (elsewhere_old, unknown_old, temp_old):
         os.utime(path, (time.time() - 25 * HOUR,) * 2)
-    removed = derivatives.clean_stale(out)
+    removed = publishing.clean_stale(out)
     assert sorted(removed) == sorted([dead, reused, elsewhere_old, unknown_old, temp_old])
     for path in (dead, reused, elsewhere_old, unknown_old, temp_old):
         assert not path.exists(), path
@@ -139,7 +139,7 @@ def test_clean_stale_removes_only_what_dead_or_old_runs_left(tmp_path):
     assert (elsewhere / "files" / "x.json").read_text() == "{}"
     # the age limit is a parameter; the live owner is kept whatever its age
     os.utime(mine, (time.time() - 25 * HOUR,) * 2)
-    assert sorted(derivatives.clean_stale(out, max_age_s=0.0)) == sorted([elsewhere, unknown, temp])
+    assert sorted(publishing.clean_stale(out, max_age_s=0.0)) == sorted([elsewhere, unknown, temp])
     assert [p.name for p in out.iterdir()] == [mine.name]
 
 
@@ -147,20 +147,20 @@ def test_init_dataset_is_safe_for_concurrent_writers(tmp_path):
     """Writers racing (with two different contents, so that they really rewrite) never
     let a reader see a missing or half-written dataset_description.json."""
     out = tmp_path / "out"
-    path = derivatives.init_dataset(out, tmp_path / "bids")
+    path = publishing.init_dataset(out, tmp_path / "bids")
     stop, errors = threading.Event(), []
 
     def write(bids: Path):
         for _ in range(150):
-            derivatives.init_dataset(out, bids)
+            publishing.init_dataset(out, bids)
 
     def read():
         while not stop.is_set():
             try:
                 desc = json.loads(path.read_text())
                 assert desc["GeneratedBy"][0]["Name"] == "swigapp"
-                derivatives.check_output_dataset(out)
-                assert (out / ".bidsignore").read_text() == derivatives.BIDSIGNORE_TEXT
+                publishing.check_output_dataset(out)
+                assert (out / ".bidsignore").read_text() == publishing.BIDSIGNORE_TEXT
             except Exception as err:  # collected, asserted below
                 errors.append(err)
 
@@ -175,15 +175,15 @@ def test_init_dataset_is_safe_for_concurrent_writers(tmp_path):
         thread.join()
     assert errors == []
     assert sorted(p.name for p in out.iterdir()) == [".bidsignore", "dataset_description.json"]
-    derivatives.init_dataset(out, tmp_path / "bids1")
+    publishing.init_dataset(out, tmp_path / "bids1")
     before = path.stat().st_mtime_ns
-    derivatives.init_dataset(out, tmp_path / "bids1")  # same content: not rewritten
+    publishing.init_dataset(out, tmp_path / "bids1")  # same content: not rewritten
     assert path.stat().st_mtime_ns == before
 
 
 # --- SIGKILLed and concurrent participant runs (subprocesses on the tiny phantom) --------
 
-#: Seconds each rename of a publishing run under test sleeps (derivatives.PUBLISH_DELAY_ENV).
+#: Seconds each rename of a publishing run under test sleeps (publishing.PUBLISH_DELAY_ENV).
 RENAME_DELAY = 0.15
 
 
@@ -195,7 +195,7 @@ class Run:
         cmd = [sys.executable, "-m", "swigapp.cli.run", str(bids), str(out), "participant",
                "--participant-label", label, "-w", str(work), "--plugin", "Linear",
                "--omp-nthreads", "1", "--skip-bids-validation"]  # fmt: skip
-        env = {**os.environ, derivatives.PUBLISH_DELAY_ENV: str(delay)}
+        env = {**os.environ, publishing.PUBLISH_DELAY_ENV: str(delay)}
         self.log, self.out = log, out
         with log.open("w") as handle:
             self.proc = subprocess.Popen(
@@ -209,7 +209,7 @@ class Run:
         """This run's staging folder, if it has one now."""
         for path in self.out.glob(".swigapp-staging-*"):
             try:
-                if json.loads((path / derivatives.OWNER_FILE).read_text())["pid"] == self.proc.pid:
+                if json.loads((path / publishing.OWNER_FILE).read_text())["pid"] == self.proc.pid:
                     return path
             except (OSError, ValueError, KeyError):
                 continue
@@ -250,7 +250,7 @@ def _published(out: Path, label: str) -> list[str]:
 def _check_visible(out: Path, label: str, ref: dict[str, bytes], everything: list[str]) -> bool:
     """No half-published participant: every visible output is whole (byte-identical to
     the uninterrupted run's), and a present marker means every output is there."""
-    marker = derivatives.marker_path(out, label)
+    marker = naming.marker_path(out, label)
     complete = marker.is_file()
     for rel, data in ref.items():
         path = out / rel
@@ -288,9 +288,9 @@ def test_killed_and_concurrent_runs_never_show_half_a_participant(tiny_dataset, 
         assert run.wait() == 0, run.text()[-3000:]
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "swigapp"
-    assert (out / ".bidsignore").read_text() == derivatives.BIDSIGNORE_TEXT
-    assert derivatives.participants(out) == (
-        [derivatives.marker_path(out, "sub-01"), derivatives.marker_path(out, "sub-02")],
+    assert (out / ".bidsignore").read_text() == publishing.BIDSIGNORE_TEXT
+    assert publishing.participants(out) == (
+        [naming.marker_path(out, "sub-01"), naming.marker_path(out, "sub-02")],
         [],
     )
     refs = {label: _snapshot(out, label) for label in ("sub-01", "sub-02")}
@@ -338,11 +338,11 @@ def test_killed_and_concurrent_runs_never_show_half_a_participant(tiny_dataset, 
     for i, (moment, reached, wait_s) in enumerate(kills):
         if i == 2:  # this run's clean-up happens while sub-02 is publishing
             _wait_for(lambda r: r.staging() is not None, beside, "sub-02 publishing")
-            publishing = beside.staging()
+            live_staging = beside.staging()
         run = Run(tiny_dataset, out, work, "01", logs / f"kill{i:02d}.log", delay=RENAME_DELAY)
         if i == 2:
             _wait_for(printed("participant run(s)"), run, "the clean-up")
-            assert publishing.is_dir(), "the clean-up removed the staging of a live run"
+            assert live_staging.is_dir(), "the clean-up removed the staging of a live run"
         _wait_for(reached, run, moment)
         time.sleep(wait_s)
         assert run.proc.poll() is None, f"{moment}: the run ended before the kill"
@@ -351,7 +351,7 @@ def test_killed_and_concurrent_runs_never_show_half_a_participant(tiny_dataset, 
             left_behind.append(run.staging())
         complete = _check_visible(out, "sub-01", refs["sub-01"], everything["sub-01"])
         _check_visible(out, "sub-02", refs["sub-02"], everything["sub-02"])
-        incomplete = derivatives.participants(out)[1]
+        incomplete = publishing.participants(out)[1]
         assert ("sub-01" in incomplete) != complete, moment
         if i >= len(kills) - 3:  # the old marker is gone: sub-01 reads as incomplete
             assert not complete and left_behind, moment

@@ -11,7 +11,7 @@ from swigapp import kspace, tissue
 from swigapp.acquisition import KSpace3D
 from swigapp.consistency import lr_residual
 from swigapp.group import OUTLIER_Z, collect, robust_z
-from swigapp.io import derivatives
+from swigapp.io import naming, publishing
 from swigapp.metrics import guide_ssim
 
 
@@ -50,28 +50,28 @@ def test_guide_ssim_is_scale_invariant():
 def test_publish_is_all_or_nothing(tmp_path):
     out = tmp_path / "out"
     good = {"sub-01/anat/a.json": "{}", "sub-01/anat/b.txt": b"bytes"}
-    written = derivatives.publish(good, out)
+    written = publishing.publish(good, out)
     assert sorted(p.name for p in written) == ["a.json", "b.txt"]
     bad = {"sub-02/anat/a.json": "{}", "sub-02/anat/missing.nii.gz": tmp_path / "nope.nii.gz"}
     with pytest.raises(FileNotFoundError):
-        derivatives.publish(bad, out)
+        publishing.publish(bad, out)
     assert not (out / "sub-02").exists()
     assert not list(out.glob(".swigapp-staging-*"))
 
 
 def test_names_and_uris(tmp_path):
-    name = derivatives.entity_name("sub-01_ses-a", "T1map", res="hi", desc="swig")
+    name = naming.entity_name("sub-01_ses-a", "T1map", res="hi", desc="swig")
     assert name == "sub-01_ses-a_res-hi_desc-swig_T1map.nii.gz"
     (tmp_path / "sub-01" / "anat").mkdir(parents=True)
-    uri = derivatives.bids_uri(tmp_path / "sub-01" / "anat" / "x.nii.gz", tmp_path)
+    uri = naming.bids_uri(tmp_path / "sub-01" / "anat" / "x.nii.gz", tmp_path)
     assert uri == "bids:raw:sub-01/anat/x.nii.gz"
 
 
 def test_dataset_description_written_once_and_checked(tmp_path):
     out = tmp_path / "out"
-    path = derivatives.init_dataset(out, tmp_path / "bids")
+    path = publishing.init_dataset(out, tmp_path / "bids")
     first = path.read_bytes()
-    derivatives.init_dataset(out, tmp_path / "bids")
+    publishing.init_dataset(out, tmp_path / "bids")
     assert path.read_bytes() == first
     assert (path.stat().st_mode & 0o044) == 0o044  # readable by others, not 0600
     desc = json.loads(first)

@@ -18,7 +18,7 @@ from typing import Any
 
 from swigapp.cli.parser import build_parser, default_nprocs
 from swigapp.io.bids import InputError
-from swigapp.io.derivatives import OutputError, check_output_dataset
+from swigapp.io.publishing import OutputError, check_output_dataset
 
 LOG = logging.getLogger("swigapp")
 
@@ -99,7 +99,7 @@ def synthesis_protocols(names: Sequence[str], path: Path | None) -> dict[str, di
 def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
     """Find and fully validate every selected participant/session before any processing."""
     from swigapp.io.bids import check_label, find_inputs, layout, load_inputs
-    from swigapp.io.derivatives import bids_uri
+    from swigapp.io.naming import bids_uri
     from swigapp.physics.protocol import ProtocolError, load_mapping
 
     bids = layout(args.bids_dir)
@@ -225,7 +225,7 @@ def _progress(node: Any, status: str) -> None:
 def run_participant(args: Any) -> int:
     """The participant level; returns the exit code."""
     from swigapp.io.bids import run_validator
-    from swigapp.io.derivatives import clean_stale, software_versions
+    from swigapp.io.publishing import clean_stale, software_versions
     from swigapp.methods import foreign_options
     from swigapp.models.inference import resolve_device
 

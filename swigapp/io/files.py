@@ -42,7 +42,7 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON (keys in insertion order), creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(dumps(payload))
     return path
 
 
@@ -88,3 +88,8 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def save_maps(path: str | Path, maps: np.ndarray, affine: np.ndarray) -> str:
     """Write (3, X, Y, Z) maps (PD, T1 s, T2 s) as one 4D NIfTI; returns the path."""
     return str(save_nifti(path, np.moveaxis(np.asarray(maps, np.float32), 0, -1), affine))
+
+
+def dumps(payload: Mapping[str, Any]) -> str:
+    """Deterministic JSON text (indent 2, insertion order, trailing newline)."""
+    return json.dumps(payload, indent=2) + "\n"

@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 
 from swigapp import tissue
-from swigapp.io.derivatives import UNCERTAINTY_DESCRIPTION
 from swigapp.io.files import load_maps
+from swigapp.io.sidecars import UNCERTAINTY_DESCRIPTION
 from swigapp.maps import MAP_ORDER
 from swigapp.metrics import ls_scale
 from swigapp.reports import figures
