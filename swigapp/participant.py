@@ -444,7 +444,6 @@ def guard_prediction(
     return Guarded(sr, spread, blind_fraction, blind_kind, regions, fell_back if fallback else [])
 
 
-@timed
 def super_resolve(
     lr_inputs: LRInputs,
     mask_file: str,
@@ -474,6 +473,7 @@ def super_resolve(
     """
     import torch
 
+    started = time.perf_counter()
     if settings.method not in METHODS:
         raise ValueError(f"unknown method {settings.method!r} (choose from {', '.join(METHODS)})")
     if settings.n_threads:
@@ -484,35 +484,38 @@ def super_resolve(
     prediction = predict(settings, subject, evidence, up, request)
     coverages = [load_image(f)[0] for f in coverage_files]
     kept = guard_prediction(prediction, request, coverages, fallback)
-    return record_maps(kept, prediction, request, out_dir)
+    return record_maps(kept, prediction, request, out_dir, started)
 
 
 def record_maps(
-    kept: Guarded, prediction: Prediction, request: Request, out_dir: str | Path
+    kept: Guarded, prediction: Prediction, request: Request, out_dir: str | Path, started: float
 ) -> dict[str, Any]:
     """Write the guarded maps (``sr_file``) and their spread (``uncertainty_file``), and
-    return the super-resolution step's record (see :func:`super_resolve`)."""
+    return the super-resolution step's record (:class:`swigapp.results.SuperResolution`;
+    ``seconds`` since ``started``, a :func:`time.perf_counter` reading)."""
+    from swigapp.results import SuperResolution
+
     hr_affine = prediction.evidence.hr_affine
-    extra: dict[str, Any] = {"model": None, "adapt_losses": [], "inr": None, "slice_axes": []}
-    extra |= prediction.record
     sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", kept.maps, hr_affine)
     uncertainty_file = None
     if kept.spread is not None:
         uncertainty_file = save_maps(Path(out_dir) / "uncertainty.nii.gz", kept.spread, hr_affine)
-    return {
-        "sr_file": sr_file,
-        "uncertainty_file": uncertainty_file,
-        "method": prediction.method,
-        **extra,
-        "device": str(request.device),
-        "guide_fallback_fraction": kept.guide_fallback_fraction,
-        "guide_fallback": kept.guide_fallback,
-        "regions": kept.regions,
-        "regional_fallback": kept.regional_fallback,
-        "adaptation": prediction.adaptation,
-        "lr_residual_input": prediction.residual_input,
-        "lr_residual": prediction.evidence.residual(kept.maps),
-    }
+    result = SuperResolution(
+        method=prediction.method,
+        sr_file=sr_file,
+        uncertainty_file=uncertainty_file,
+        **prediction.record,
+        device=str(request.device),
+        guide_fallback_fraction=kept.guide_fallback_fraction,
+        guide_fallback=kept.guide_fallback,
+        regions=kept.regions,
+        regional_fallback=kept.regional_fallback,
+        adaptation=prediction.adaptation,
+        lr_residual_input=prediction.residual_input,
+        lr_residual=prediction.evidence.residual(kept.maps),
+    )
+    result.seconds = time.perf_counter() - started
+    return result.to_record()
 
 
 @timed
@@ -572,8 +575,10 @@ def write_outputs(
         participant_qc,
         render_participant,
     )
+    from swigapp.results import SuperResolution
 
     start = time.perf_counter()
+    results = {**results, "superres": SuperResolution.from_record(results["superres"])}
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     files = sidecars.participant_outputs(
         subject, session, bids_dir, sources, results, params, work_dir
@@ -582,7 +587,7 @@ def write_outputs(
     if results.get("fit"):
         timings["fit"] = sum(float(r["seconds"]) for r in results["fit"]["series"].values())
     timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
-    timings["inference"] = float(results["superres"]["seconds"])
+    timings["inference"] = results["superres"].seconds
     timings["synthesis"] = float(results["synthesis"]["seconds"])
     maps, mask, labels, spread = load_result_maps(results)
     qc = participant_qc(results, timings, maps, mask, labels, spread)

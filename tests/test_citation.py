@@ -3,6 +3,7 @@ and the methods boilerplate follows what ran."""
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +18,7 @@ from swigapp.models import shipped
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports import citations
 from swigapp.reports.boilerplate import methods_boilerplate
+from swigapp.results import SuperResolution
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = _version.__version__
@@ -115,22 +117,24 @@ def record(tmp_path):
             "template shipped with nilearn (2 mm)"
         },
         "registration": {"T1w": {"metric": -1.1}, "T2w": {"metric": -0.9}},
-        "superres": {
-            "method": "swig",
-            "model": {
-                "name": "swig_default",
-                "version": card["version"],
-                "introduced_in": card["introduced_in"],
-                "sha256": card["sha256"],
-                "path": "swig_default.pt",
-            },
-            "slice_axes": [0, 1, 2],
-            "adapt_losses": [],
-            "inr": None,
-            "device": "cpu",
-            "lr_residual": {"PD": 0.03, "T1": 0.04, "T2": 0.05},
-            "lr_residual_input": {"PD": 0.01, "T1": 0.02, "T2": 0.03},
-        },
+        "superres": SuperResolution(
+            **{
+                "method": "swig",
+                "model": {
+                    "name": "swig_default",
+                    "version": card["version"],
+                    "introduced_in": card["introduced_in"],
+                    "sha256": card["sha256"],
+                    "path": "swig_default.pt",
+                },
+                "slice_axes": [0, 1, 2],
+                "adapt_losses": [],
+                "inr": None,
+                "device": "cpu",
+                "lr_residual": {"PD": 0.03, "T1": 0.04, "T2": 0.05},
+                "lr_residual_input": {"PD": 0.01, "T1": 0.02, "T2": 0.03},
+            }
+        ),
         "synthesis": {
             "guide_ssim": {"T1w": 0.91, "T2w": 0.93},
             "synth_files": {"FLAIR": "synth_FLAIR.nii.gz"},
@@ -187,11 +191,11 @@ def test_changing_an_option_changes_the_paragraph(record):
     sparse = methods_boilerplate("sub-01", results, params | {"registration_sampling": 0.1})
     assert "sampled at 10 % of the target's voxels" in sparse.markdown
 
-    results["superres"]["adapt_losses"] = [0.5, 0.25]
+    results["superres"].adapt_losses = [0.5, 0.25]
     adapted = methods_boilerplate("sub-01", results, params | {"adapt_steps": 2}).markdown
     assert "adapted to this participant for 2 steps" in adapted and "0.25" in adapted
 
-    one = dict(results, superres=results["superres"] | {"slice_axes": [2]})
+    one = dict(results, superres=replace(results["superres"], slice_axes=[2]))
     assert "along voxel axis 2" in methods_boilerplate("sub-01", one, params).markdown
 
     none = dict(results, synthesis=results["synthesis"] | {"synth_files": {}})
@@ -219,22 +223,25 @@ def test_changing_an_option_changes_the_paragraph(record):
     assert "(T2 12 (0.4 % of the head)) were treated as missing data" in md
     assert "Imperfect input accepted: sub-01_T2map.nii.gz: 12 invalid voxels" in md
 
-    inr = results["superres"] | {
-        "method": "inr",
-        "model": None,
-        "slice_axes": [],
-        "inr": {
-            "config": {
-                "features": 128,
-                "sigma": 0.15,
-                "trunk_layers": 3,
-                "width": 128,
-                "max_steps": 1500,
+    inr = replace(
+        results["superres"],
+        **{
+            "method": "inr",
+            "model": None,
+            "slice_axes": [],
+            "inr": {
+                "config": {
+                    "features": 128,
+                    "sigma": 0.15,
+                    "trunk_layers": 3,
+                    "width": 128,
+                    "max_steps": 1500,
+                },
+                "steps": 500,
+                "stopped_by": "mi_plateau",
             },
-            "steps": 500,
-            "stopped_by": "mi_plateau",
         },
-    }
+    )
     fitted = methods_boilerplate("sub-01", dict(results, superres=inr), params)
     assert "fitted to this participant alone for 500 steps (stopped by mi plateau" in (
         fitted.markdown
@@ -262,7 +269,7 @@ def test_a_local_model_file_is_described_by_its_own_card(record, tmp_path):
         )
     )
     model = {"name": "model.pt", "path": str(tmp_path / "model.pt"), "sha256": "ab" * 32}
-    local = dict(results, superres=results["superres"] | {"model": model})
+    local = dict(results, superres=replace(results["superres"], model=model))
     md = methods_boilerplate("sub-01", local, params).markdown
     assert "model file model.pt; sha256 abab" in md
     assert "trained from scratch for 77 steps" in md and "9 subjects of a BIDS cohort" in md

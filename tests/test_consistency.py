@@ -10,6 +10,7 @@ from swigapp import kspace
 from swigapp.acquisition import KSpace3D
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports.boilerplate import regional_warnings
+from swigapp.results import SuperResolution
 
 SHAPE = (32, 32, 32)
 
@@ -136,17 +137,18 @@ def region(lr: float, lr_input: float, ssim: dict) -> dict:
 
 
 def test_warnings_name_the_region_and_the_reason():
-    superres = {
-        "regions": {
+    superres = SuperResolution(
+        method="swig",
+        regions={
             "left anterior superior": region(0.25, 0.03, {"T1w": 0.6, "T2w": 0.7}),
             "right posterior inferior": region(0.25, 0.03, {"T1w": 0.9, "T2w": 0.9}),
             "left posterior inferior": region(0.04, 0.03, {"T1w": 0.95, "T2w": 0.7}),
             "right anterior inferior": region(0.04, 0.03, {"T1w": 0.95, "T2w": 0.9}),
         },
-        "regional_fallback": [
+        regional_fallback=[
             {"region": "left anterior superior", "fraction_of_brain": 0.125, "reasons": []}
         ],
-    }
+    )
     warned = regional_warnings(superres)
     assert len(warned) == 2
     assert warned[0].startswith("in the left anterior superior region (12 % of the brain)")
@@ -154,7 +156,7 @@ def test_warnings_name_the_region_and_the_reason():
     assert "right posterior inferior" in warned[1] and "one fixed check of two failed" in warned[1]
     # one guide's low SSIM alone is common in distribution: in the QC JSON, not warned about
     assert not any("left posterior inferior" in w or "right anterior inferior" in w for w in warned)
-    superres["regional_fallback"] = []  # --no-fallback: the failing region is kept, and said
+    superres.regional_fallback = []  # --no-fallback: the failing region is kept, and said
     assert "kept (fallback off)" in regional_warnings(superres)[0]
 
 
@@ -215,3 +217,24 @@ def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, capl
     assert any("kept (fallback off)" in w for w in qc["Warnings"])
     kept = np.asarray(nib.load(out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.nii.gz").dataobj)
     assert np.median(np.abs(kept[deep] - up[deep])[inside]) > 0.005  # noise-guided
+
+
+def test_the_super_resolution_result_round_trips_through_its_record():
+    """The step's typed result travels between Nipype nodes as a dict: every field comes
+    back, and a key the type does not know is refused rather than dropped."""
+    import json
+
+    result = SuperResolution(
+        method="swig",
+        sr_file="sr_maps.nii.gz",
+        model={"name": "swig_default", "version": 7},
+        slice_axes=[0, 2],
+        lr_residual={"PD": 0.01, "T1": 0.02, "T2": float("nan")},
+        seconds=3.5,
+    )
+    record = json.loads(json.dumps(result.to_record()))
+    back = SuperResolution.from_record(record)
+    assert back.slice_axes == [0, 2] and back.model == {"name": "swig_default", "version": 7}
+    assert back.seconds == 3.5 and np.isnan(back.lr_residual["T2"])
+    with pytest.raises(ValueError, match="unknown field"):
+        SuperResolution.from_record(record | {"lr_residul": {}})

@@ -17,6 +17,8 @@ from swigapp.uncertainty import describe
 if TYPE_CHECKING:
     import numpy as np
 
+    from swigapp.results import SuperResolution
+
 MAP_UNITS = {"PD": "arbitrary", "T1": "s", "T2": "s"}
 
 
@@ -58,7 +60,7 @@ def participant_outputs(
     out.uri = {k: bids_uri(v, bids_dir) for k, v in sources.items()}
     out.uri |= fitted_outputs(label, out.anat, results.get("fit"), bids_dir, out.files)
     out.map_uris = [out.uri[m] for m in results["conform"].get("acquired", MAP_ORDER)]
-    maps, affine = load_maps(results["superres"]["sr_file"])
+    maps, affine = load_maps(results["superres"].sr_file)
     vox = "x".join(f"{v:g}" for v in voxel_sizes(affine))
     out.resolution = f"{vox} mm voxels on the field of view of the acquired low-resolution maps"
     mask_uri = out.add(
@@ -74,7 +76,7 @@ def participant_outputs(
     out.registrations(results["registration"], params["transform"])
     map_names = out.maps(maps, affine, results, params, mask_uri)
     sr = results["superres"]
-    if sr.get("uncertainty_file"):
+    if sr.uncertainty_file:
         out.uncertainty(sr, results["conform"].get("pd_scale"), map_names)
     out.contrasts(results["synthesis"], params, list(map_names.values()))
     return out.files
@@ -150,22 +152,22 @@ class _Outputs:
             pd_scale = conform.get("pd_scale") if m == "PD" else None
             data = in_input_scale(maps[i], pd_scale)
             path = save_nifti(self.work / f"sr_{m}.nii.gz", data, affine)
-            desc = "estimated" if m in estimated else sr["method"]
+            desc = "estimated" if m in estimated else sr.method
             sidecar = {
                 "Units": output_units(m, pd_scale),
                 **_pd_scaling(pd_scale),
                 "Resolution": self.resolution,
                 "SkullStripped": False,
                 "Sources": [*self.map_uris, *(self.uri[g] for g in self.guides), mask_uri],
-                "EstimationAlgorithm": params["method_descriptions"][sr["method"]],
+                "EstimationAlgorithm": params["method_descriptions"][sr.method],
                 **(
                     {"Description": ESTIMATED_DESCRIPTION.format(m=m, how=estimated[m])}
                     if m in estimated
                     else {}
                 ),
                 "DataConsistency": {
-                    "LRResidual": sr["lr_residual"][m],
-                    "LRResidualOfInput": sr["lr_residual_input"][m],
+                    "LRResidual": sr.lr_residual[m],
+                    "LRResidualOfInput": sr.lr_residual_input[m],
                     "GuideSSIM": results["synthesis"]["guide_ssim"],
                 },
                 **provenance,
@@ -175,15 +177,15 @@ class _Outputs:
         return map_names
 
     def uncertainty(
-        self, sr: Mapping[str, Any], pd_scale: Mapping[str, Any] | None, map_names: dict[str, str]
+        self, sr: SuperResolution, pd_scale: Mapping[str, Any] | None, map_names: dict[str, str]
     ) -> None:
         """The orientation-ensemble spread of each written map."""
-        calibration = (sr.get("model") or {}).get("uncertainty_calibration")
+        calibration = (sr.model or {}).get("uncertainty_calibration")
         for m, path in uncertainty_maps(sr, pd_scale, self.work).items():
             if m not in map_names:
                 continue
             self.add(
-                entity_name(self.label, MAP_SUFFIX[m], res="hi", desc=f"{sr['method']}Uncertainty"),
+                entity_name(self.label, MAP_SUFFIX[m], res="hi", desc=f"{sr.method}Uncertainty"),
                 path,
                 {
                     "Units": output_units(m, pd_scale if m == "PD" else None),
@@ -191,7 +193,7 @@ class _Outputs:
                     "SkullStripped": False,
                     "Description": UNCERTAINTY_DESCRIPTION + describe(calibration),
                     "Sources": [map_names[m]],
-                    "SliceAxes": sr.get("slice_axes", []),
+                    "SliceAxes": sr.slice_axes,
                 }
                 | ({"Calibration": calibration} if calibration else {}),
             )
@@ -223,20 +225,20 @@ def _provenance(
     """The sidecar fields every SR map shares: method, model, acquisition, guides,
     adaptation, seed, device, software."""
     sr, acquisition = results["superres"], results["conform"].get("acquisition")
-    adaptation = sr.get("adaptation") or {}
+    adaptation = sr.adaptation or {}
     return {
-        "Method": sr["method"],
-        "Model": sr["model"],
+        "Method": sr.method,
+        "Model": sr.model,
         **({"AcquisitionModel": acquisition} if acquisition else {}),
         "Guides": guides,
         "GuideProtocols": params["guide_protocols"],
         "AdaptSteps": params["adapt_steps"],
         **({"AdaptDecision": adaptation["reason"]} if adaptation.get("mode") == "auto" else {}),
-        "AdaptLosses": sr["adapt_losses"],
-        **({"SliceAxes": sr["slice_axes"]} if sr.get("slice_axes") else {}),
-        **({"INRFit": sr["inr"]} if sr.get("inr") else {}),
+        "AdaptLosses": sr.adapt_losses,
+        **({"SliceAxes": sr.slice_axes} if sr.slice_axes else {}),
+        **({"INRFit": sr.inr} if sr.inr else {}),
         "Seed": params["seed"],
-        "Device": sr["device"],
+        "Device": sr.device,
         "SoftwareDependencies": params["versions"],
     }
 
@@ -305,13 +307,13 @@ def fitted_outputs(
 
 
 def uncertainty_maps(
-    sr: Mapping[str, Any], pd_scale: Mapping[str, Any] | None, work: Path
+    sr: SuperResolution, pd_scale: Mapping[str, Any] | None, work: Path
 ) -> dict[str, Path]:
     """The uncertainty of each map as its own NIfTI in ``work`` (PD in the input's scale,
     as the PD map)."""
     from swigapp.io.files import load_maps, save_nifti
 
-    spread, affine = load_maps(sr["uncertainty_file"])
+    spread, affine = load_maps(sr.uncertainty_file)
     out = {}
     for i, m in enumerate(MAP_ORDER):
         data = in_input_scale(spread[i], pd_scale if m == "PD" else None)

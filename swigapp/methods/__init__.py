@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
     from swigapp.models.features import SubjectTensors
+    from swigapp.results import SuperResolution
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def foreign_options(method: str, given: Mapping[str, Any]) -> str | None:
 
 
 def methods_text(
-    method: str, sr: Mapping[str, Any], params: Mapping[str, Any], guides: str
+    method: str, sr: SuperResolution, params: Mapping[str, Any], guides: str
 ) -> list[tuple[str, tuple[str, ...]]]:
     """The methods-text sentences (text, citation keys) the registered ``method`` writes
     about its run (``sr``: the super-resolution step's result; ``guides``: joined names)."""

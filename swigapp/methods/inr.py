@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from swigapp.methods import Request
 from swigapp.models.features import SubjectTensors
 from swigapp.text import Sentence
+
+if TYPE_CHECKING:
+    from swigapp.results import SuperResolution
 
 
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
@@ -34,10 +37,10 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
     return maps, {"inr": fit.summary(), **record}
 
 
-def methods_text(sr: Mapping[str, Any], params: Mapping[str, Any], guides: str) -> list[Sentence]:
+def methods_text(sr: SuperResolution, params: Mapping[str, Any], guides: str) -> list[Sentence]:
     """This method's sentences of the methods text (``guides``: the guides, joined)."""
     out: list[Sentence] = []
-    fit = sr["inr"] or {}
+    fit = sr.inr or {}
     c = fit.get("config", {})
     if c.get("encoding", "fourier") == "grid":
         spacings = ", ".join(f"{v:g}" for v in c.get("grid_spacings_mm", []))

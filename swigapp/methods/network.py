@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -13,6 +13,9 @@ from torch import nn
 from swigapp.methods import DEFAULT_WEIGHTS, Request
 from swigapp.models.features import SubjectTensors
 from swigapp.text import Sentence, dims, join
+
+if TYPE_CHECKING:
+    from swigapp.results import SuperResolution
 
 
 def load_network(method: str, model_path: str | None) -> tuple[nn.Module, dict[str, Any]]:
@@ -134,15 +137,15 @@ def model_name(model: Mapping[str, Any]) -> str:
     return f"model file {model['name']}; sha256 {model['sha256']}"
 
 
-def network_text(sr: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
+def network_text(sr: SuperResolution, params: Mapping[str, Any]) -> list[Sentence]:
     """What the network methods share in the methods text: their training, the slice axes
     they ran along and the adaptation to the participant."""
     from swigapp.autoadapt import AUTO_STEPS
     from swigapp.models.shipped import card_for
 
-    model = sr["model"]
+    model = sr.model
     out = training_text(card_for(model))
-    axes = sr.get("slice_axes") or []
+    axes = sr.slice_axes or []
     if len(axes) > 1:
         listed = join([str(a) for a in axes])
         out.append(
@@ -156,7 +159,7 @@ def network_text(sr: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sente
         )
     elif axes:
         out.append((f"The network ran slice by slice along voxel axis {axes[0]}", ()))
-    adaptation = sr.get("adaptation") or {}
+    adaptation = sr.adaptation or {}
     steps = int(adaptation.get("steps", 0) if adaptation else params.get("adapt_steps") or 0)
     if adaptation.get("mode") == "auto":
         out.append(
@@ -170,7 +173,7 @@ def network_text(sr: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sente
             )
         )
     elif steps:
-        losses = sr.get("adapt_losses") or []
+        losses = sr.adapt_losses or []
         last = f" (final loss {losses[-1]:.4g})" if losses else ""
         out.append(
             (

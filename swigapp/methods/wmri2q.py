@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from swigapp.methods import Request
 from swigapp.methods.network import load_network, model_name, network_text, predict
 from swigapp.models.features import SubjectTensors
 from swigapp.text import Sentence
+
+if TYPE_CHECKING:
+    from swigapp.results import SuperResolution
 
 
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
@@ -20,9 +23,9 @@ def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray
     return maps, {"model": record, "slice_axes": axes, "uncertainty": spread}
 
 
-def methods_text(sr: Mapping[str, Any], params: Mapping[str, Any], guides: str) -> list[Sentence]:
+def methods_text(sr: SuperResolution, params: Mapping[str, Any], guides: str) -> list[Sentence]:
     """This method's sentences of the methods text (``guides``: the guides, joined)."""
-    model = sr["model"]
+    model = sr.model
     first: Sentence = (
         "High-resolution PD, T1 and T2 maps were estimated from the registered "
         f"weighted images alone ({guides}) after Qiu et al.: a 2.5D U-Net "

@@ -14,7 +14,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 
@@ -32,6 +32,9 @@ from swigapp.reports.citations import bibtex, reference_line
 from swigapp.text import Sentence
 from swigapp.text import dims as _dims
 from swigapp.text import join as _join
+
+if TYPE_CHECKING:
+    from swigapp.results import SuperResolution
 
 #: How the warnings about accepted imperfect input begin.
 IMPERFECT_INPUT = "imperfect input accepted"
@@ -273,10 +276,10 @@ def _super_resolution(results: Mapping[str, Any], params: Mapping[str, Any]) -> 
     sr = results["superres"]
     guides = _join(list(results["registration"]))
     torch_v = params.get("versions", {}).get("torch", "")
-    out = methods_text(sr["method"], sr, params, guides)
+    out = methods_text(sr.method, sr, params, guides)
     out.append(
         (
-            f"The networks ran in PyTorch {torch_v} on the {sr['device']} device with seed "
+            f"The networks ran in PyTorch {torch_v} on the {sr.device} device with seed "
             f"{params['seed']}",
             ("paszke2019pytorch",),
         )
@@ -318,8 +321,8 @@ def _consistency(results: Mapping[str, Any]) -> list[Sentence]:
         (
             "Data consistency with the acquisition: the relative residual ||D(x) - y|| / ||y|| "
             "between the k-space-truncated super-resolved maps D(x) and the acquired "
-            f"low-resolution maps y was {_figures(sr['lr_residual'])} (for the zero-filled "
-            f"input: {_figures(sr['lr_residual_input'])})",
+            f"low-resolution maps y was {_figures(sr.lr_residual)} (for the zero-filled "
+            f"input: {_figures(sr.lr_residual_input)})",
             (),
         )
     ]
@@ -341,34 +344,34 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
             "or its registration may not fit this acquisition"
         )
     sr = results["superres"]
-    before = sr["lr_residual_input"]
-    for m in lr_flagged(sr["lr_residual"], before):
+    before = sr.lr_residual_input
+    for m in lr_flagged(sr.lr_residual, before):
         out.append(
             f"the super-resolved {m} map departs from the acquired low-resolution map "
-            f"(relative residual {sr['lr_residual'][m]:.3f}: above {LR_RESIDUAL_FLAG} and more "
+            f"(relative residual {sr.lr_residual[m]:.3f}: above {LR_RESIDUAL_FLAG} and more "
             f"than twice the zero-filled input's {before.get(m, 0.0):.3f})"
         )
     out += regional_warnings(sr)
-    adaptation = sr.get("adaptation") or {}
+    adaptation = sr.adaptation or {}
     if adaptation.get("mode") == "auto" and adaptation.get("steps"):
         out.append(f"automatic adaptation ran: {adaptation['reason']}")
-    fallback = float(results["superres"].get("guide_fallback_fraction") or 0.0)
+    fallback = float(results["superres"].guide_fallback_fraction or 0.0)
     if fallback > 0:
         out.append(
             f"no guide's field of view covers {100 * fallback:.1f} % of the brain mask; there "
-            f"the maps are {results['superres'].get('guide_fallback') or 'unguided'}"
+            f"the maps are {results['superres'].guide_fallback or 'unguided'}"
         )
     out += [f"{IMPERFECT_INPUT}: {n}" for n in results["conform"].get("notes", [])]
     return out
 
 
-def regional_warnings(superres: Mapping[str, Any]) -> list[str]:
+def regional_warnings(superres: SuperResolution) -> list[str]:
     """Warnings naming the brain regions (:mod:`swigapp.consistency`) that fell back to
     the interpolated LR maps, or that failed a check and were kept. A single guide's low
     regional re-synthesis SSIM is not warned about: it occurs in distribution (validation
     phantoms: down to 0.76 in regions where SWIG helps; benchmarks/results/fallback)."""
-    regions = superres.get("regions") or {}
-    fell = {f["region"] for f in superres.get("regional_fallback") or []}
+    regions = superres.regions or {}
+    fell = {f["region"] for f in superres.regional_fallback or []}
     out = []
     for name, region in regions.items():
         failed = region_failures(region)

@@ -32,10 +32,10 @@ def load_result_maps(
     """The SR maps (PD, T1 s, T2 s), the brain mask, the tissue labels and the uncertainty
     maps (3, X, Y, Z, or None when the method wrote none), loaded once for the QC figures
     and the report."""
-    sr, _ = load_maps(results["superres"]["sr_file"])
+    sr, _ = load_maps(results["superres"].sr_file)
     mask = _load(results["mask"]["mask_file"]) > 0
     maps = dict(zip(MAP_ORDER, sr, strict=True))
-    path = results["superres"].get("uncertainty_file")
+    path = results["superres"].uncertainty_file
     spread = load_maps(path)[0] if path else None
     return maps, mask, tissue.classify(maps["T1"], mask), spread
 
@@ -56,10 +56,10 @@ def participant_qc(
     (:mod:`swigapp.consistency`), the uncertainty medians (from
     ``spread``, the uncertainty maps, when given) and wall time per step (s)."""
     return {
-        "Method": results["superres"]["method"],
+        "Method": results["superres"].method,
         "TissueMedians": tissue.tissue_medians(maps, labels),
         "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"]["mask_file"]),
-        "LRResidual": results["superres"]["lr_residual"],
+        "LRResidual": results["superres"].lr_residual,
         "GuideSSIM": results["synthesis"]["guide_ssim"],
         "RegistrationMI": {g: r["metric"] for g, r in results["registration"].items()},
         "InputQuality": {
@@ -75,11 +75,11 @@ def participant_qc(
         ),
         "PDScaleFactor": results["conform"].get("pd_scale", {}).get("factor", 1.0),
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
-        "GuideFallbackFraction": results["superres"].get("guide_fallback_fraction", 0.0),
-        "GuideFallback": results["superres"].get("guide_fallback", ""),
-        "RegionalChecks": results["superres"].get("regions", {}),
-        "RegionalFallback": results["superres"].get("regional_fallback", []),
-        "Adaptation": results["superres"].get("adaptation", {}),
+        "GuideFallbackFraction": results["superres"].guide_fallback_fraction,
+        "GuideFallback": results["superres"].guide_fallback,
+        "RegionalChecks": results["superres"].regions,
+        "RegionalFallback": results["superres"].regional_fallback,
+        "Adaptation": results["superres"].adaptation,
         **uncertainty_qc(spread, maps, mask),
         **fit_qc(results.get("fit")),
         "Seconds": dict(timings),
@@ -180,14 +180,14 @@ def render_participant(
 
     lr, _ = load_maps(results["conform"]["lr_file"])
     registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
-    method = str(results["superres"]["method"]).upper()
+    method = str(results["superres"].method).upper()
     parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
     fallback = float(qc.get("GuideFallbackFraction", 0.0))
     if fallback > 0:
         parts.append(
             f"<p class='flag'>No guide covers {100 * fallback:.1f} % of the brain mask (the "
             "guides' fields of view end inside the maps' field of view): there the maps are "
-            f"{html.escape(results['superres'].get('guide_fallback') or 'unguided')}, with "
+            f"{html.escape(results['superres'].guide_fallback or 'unguided')}, with "
             "no guided detail.</p>"
         )
     for warning in regional_warnings(results["superres"]):
@@ -211,7 +211,7 @@ def render_participant(
         uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
         parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
     if spread is not None:
-        calibration = (results["superres"].get("model") or {}).get("uncertainty_calibration")
+        calibration = (results["superres"].model or {}).get("uncertainty_calibration")
         parts.append(_uncertainty_panel(spread, qc, mask, describe(calibration)))
     parts.append(
         "<h2>Registration</h2><p>Each frame pair alternates the registration target (the "
@@ -289,7 +289,7 @@ def _summary(
         "LR map units": qc["InputUnits"],
         "LR acquisition model": _acquisition_line(results["conform"].get("acquisition")),
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
-        "LR residual of the input": results["superres"]["lr_residual_input"],
+        "LR residual of the input": results["superres"].lr_residual_input,
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
         **(
             {"median uncertainty / map value": qc["UncertaintyRelativeMedian"]}
@@ -340,19 +340,15 @@ def _adaptation_line(requested: int | str, adaptation: Mapping[str, Any] | None)
 def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     sr = results["superres"]
     return {
-        "method": sr["method"],
-        "model": sr["model"]["name"] if sr["model"] else "none (fitted to this subject)",
-        "model version": _model_version(sr["model"]),
-        "model sha256": sr["model"]["sha256"] if sr["model"] else "",
-        "device": sr["device"],
+        "method": sr.method,
+        "model": sr.model["name"] if sr.model else "none (fitted to this subject)",
+        "model version": _model_version(sr.model),
+        "model sha256": sr.model["sha256"] if sr.model else "",
+        "device": sr.device,
         "guides": ", ".join(results["registration"]),
-        "adaptation steps": _adaptation_line(params["adapt_steps"], sr.get("adaptation")),
-        **(
-            {"slice axes (averaged)": ", ".join(map(str, sr["slice_axes"]))}
-            if sr.get("slice_axes")
-            else {}
-        ),
-        **({"INR fit": _inr_line(sr["inr"])} if sr.get("inr") else {}),
+        "adaptation steps": _adaptation_line(params["adapt_steps"], sr.adaptation),
+        **({"slice axes (averaged)": ", ".join(map(str, sr.slice_axes))} if sr.slice_axes else {}),
+        **({"INR fit": _inr_line(sr.inr)} if sr.inr else {}),
         "seed": params["seed"],
         "registration": params["transform"],
         "brain mask": results["mask"]["method"],
