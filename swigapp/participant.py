@@ -589,13 +589,11 @@ def write_outputs(
     timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
     timings["inference"] = results["superres"].seconds
     timings["synthesis"] = float(results["synthesis"]["seconds"])
-    maps, mask, labels, spread = load_result_maps(results)
-    qc = participant_qc(results, timings, maps, mask, labels, spread)
+    loaded = load_result_maps(results)
+    qc = participant_qc(results, timings, loaded)
     qc["Warnings"] = warnings(results)
     methods = methods_boilerplate(label, results, params)
-    report = render_participant(
-        label, results, params, qc, maps, mask, labels, methods.html, spread
-    )
+    report = render_participant(label, results, params, qc, loaded, methods.html)
     qc["Seconds"]["writing"] = time.perf_counter() - start
     log = f"sub-{subject}/log/{label}"
     files[f"{log}_qc.json"] = dumps({"Subject": subject, "Session": session, **qc})

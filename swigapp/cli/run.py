@@ -14,11 +14,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swigapp.cli.parser import build_parser, default_nprocs
 from swigapp.io.bids import InputError
 from swigapp.io.publishing import OutputError, check_output_dataset
+
+if TYPE_CHECKING:
+    from swigapp.workflows.base import WorkflowOptions
 
 LOG = logging.getLogger("swigapp")
 
@@ -224,62 +227,14 @@ def _progress(node: Any, status: str) -> None:
 
 def run_participant(args: Any) -> int:
     """The participant level; returns the exit code."""
-    from swigapp.io.bids import run_validator
-    from swigapp.io.publishing import clean_stale, software_versions
-    from swigapp.methods import foreign_options
-    from swigapp.models.inference import resolve_device
+    from swigapp.io.publishing import clean_stale
+    from swigapp.workflows.base import init_swig_wf
 
     check_paths(args.bids_dir, args.output_dir, args.work_dir)
     if not args.skip_bids_validation:
-        errors = run_validator(args.bids_dir)
-        if errors is None:
-            LOG.warning("bids-validator-deno is not installed; skipping BIDS validation")
-        elif errors:
-            shown = "; ".join(errors[:5])
-            raise InputError(
-                f"{args.bids_dir}: the BIDS validator found {len(errors)} error(s): {shown} "
-                "(fix them, or use --skip-bids-validation)"
-            )
+        validate_dataset(args.bids_dir)
     subjects = collect_subjects(args)
-    synth = synthesis_protocols(args.synthesize, args.synth_protocol)
-    model_path = check_model(args.model, args.method)
-    foreign = foreign_options(args.method, vars(args))
-    if foreign:
-        raise InputError(foreign)
-    try:
-        resolve_device(args.device)
-    except RuntimeError as err:
-        raise InputError(str(err)) from err
-
-    from swigapp.workflows.base import WorkflowOptions, init_swig_wf
-
-    nprocs = default_nprocs(args.nprocs)
-    omp = args.omp_nthreads or min(nprocs, 8)
-    options = WorkflowOptions(
-        bids_dir=args.bids_dir,
-        output_dir=args.output_dir,
-        work_dir=args.work_dir,
-        method=args.method,
-        model_path=model_path,
-        adapt_steps=args.adapt_steps,
-        inr_max_steps=args.inr_max_steps,
-        inr_init=args.inr_init,
-        inr_stop=args.inr_stop,
-        single_orientation=args.single_orientation,
-        fallback=not args.no_fallback,
-        seed=args.seed,
-        device=args.device,
-        omp_nthreads=omp,
-        transform=args.registration,
-        registration_sampling=args.registration_sampling,
-        registration_full_resolution=args.registration_full_resolution,
-        lr_model=args.lr_model,
-        voxel_size=tuple(args.output_resolution or ()),
-        template_mask=not args.no_template_mask,
-        write_estimated=args.write_estimated,
-        synth_protocols=synth,
-        versions=software_versions(),
-    )
+    options = workflow_options(args)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     workflow = init_swig_wf(subjects, options)
     workflow.config["logging"] = _nipype_logging(args.verbose, args.work_dir)
@@ -289,27 +244,7 @@ def run_participant(args: Any) -> int:
         "stop_on_first_crash": str(args.stop_on_first_crash).lower(),
         "remove_unnecessary_outputs": "false",
     }
-    plugin_args: dict[str, Any] = {}
-    if args.plugin_args:
-        plugin_args = _load_json_arg(args.plugin_args, "--plugin-args")
-        if not isinstance(plugin_args, dict):
-            raise InputError(f"--plugin-args {args.plugin_args!r}: expected a JSON object")
-    if args.plugin == "MultiProc":
-        plugin_args.setdefault("n_procs", nprocs)
-        # fresh worker processes: forking a parent that already runs torch/OpenMP threads
-        # can deadlock the children
-        plugin_args.setdefault("mp_context", "forkserver")
-        # Nipype's default 2 s between looks at finished nodes cost ~1 s per step of a
-        # participant (~6 s of a 1 mm run); a local pool is cheap to look at
-        workflow.config["execution"]["poll_sleep_duration"] = POLL_SECONDS
-        if args.mem:
-            plugin_args.setdefault("memory_gb", args.mem)
-    if args.plugin in ("MultiProc", "Linear"):
-        plugin_args.setdefault("status_callback", _progress)
-    if args.plugin.startswith("SLURM") and "LOGNAME" not in os.environ:
-        import getpass
-
-        os.environ["LOGNAME"] = getpass.getuser()  # Nipype's SLURM plugin reads it
+    plugin_args = plugin_settings(args, workflow.config["execution"])
     args.output_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(args.output_dir)
     print(
@@ -331,6 +266,95 @@ def run_participant(args: Any) -> int:
         print(f"swigapp: {files.label}: report {args.output_dir / (files.label + '.html')}")
     print(f"swigapp: derivatives in {args.output_dir}")
     return 0
+
+
+def validate_dataset(bids_dir: Path) -> None:
+    """The BIDS validator's verdict on the input: InputError naming the first errors; a
+    warning when the validator is not installed."""
+    from swigapp.io.bids import run_validator
+
+    errors = run_validator(bids_dir)
+    if errors is None:
+        LOG.warning("bids-validator-deno is not installed; skipping BIDS validation")
+    elif errors:
+        shown = "; ".join(errors[:5])
+        raise InputError(
+            f"{bids_dir}: the BIDS validator found {len(errors)} error(s): {shown} "
+            "(fix them, or use --skip-bids-validation)"
+        )
+
+
+def workflow_options(args: Any) -> WorkflowOptions:
+    """The participant workflow's options from the parsed command line, after the checks
+    that need no data (synthesis protocols, model file, method options, device)."""
+    from swigapp.io.publishing import software_versions
+    from swigapp.methods import foreign_options
+    from swigapp.models.inference import resolve_device
+    from swigapp.workflows.base import WorkflowOptions
+
+    synth = synthesis_protocols(args.synthesize, args.synth_protocol)
+    model_path = check_model(args.model, args.method)
+    foreign = foreign_options(args.method, vars(args))
+    if foreign:
+        raise InputError(foreign)
+    try:
+        resolve_device(args.device)
+    except RuntimeError as err:
+        raise InputError(str(err)) from err
+    nprocs = default_nprocs(args.nprocs)
+    return WorkflowOptions(
+        bids_dir=args.bids_dir,
+        output_dir=args.output_dir,
+        work_dir=args.work_dir,
+        method=args.method,
+        model_path=model_path,
+        adapt_steps=args.adapt_steps,
+        inr_max_steps=args.inr_max_steps,
+        inr_init=args.inr_init,
+        inr_stop=args.inr_stop,
+        single_orientation=args.single_orientation,
+        fallback=not args.no_fallback,
+        seed=args.seed,
+        device=args.device,
+        omp_nthreads=args.omp_nthreads or min(nprocs, 8),
+        transform=args.registration,
+        registration_sampling=args.registration_sampling,
+        registration_full_resolution=args.registration_full_resolution,
+        lr_model=args.lr_model,
+        voxel_size=tuple(args.output_resolution or ()),
+        template_mask=not args.no_template_mask,
+        write_estimated=args.write_estimated,
+        synth_protocols=synth,
+        versions=software_versions(),
+    )
+
+
+def plugin_settings(args: Any, execution: dict[str, Any]) -> dict[str, Any]:
+    """The Nipype plugin's arguments (``--plugin-args`` with the local defaults);
+    ``execution``: the workflow's execution config, whose poll interval a local pool
+    shortens."""
+    plugin_args: dict[str, Any] = {}
+    if args.plugin_args:
+        plugin_args = _load_json_arg(args.plugin_args, "--plugin-args")
+        if not isinstance(plugin_args, dict):
+            raise InputError(f"--plugin-args {args.plugin_args!r}: expected a JSON object")
+    if args.plugin == "MultiProc":
+        plugin_args.setdefault("n_procs", default_nprocs(args.nprocs))
+        # fresh worker processes: forking a parent that already runs torch/OpenMP threads
+        # can deadlock the children
+        plugin_args.setdefault("mp_context", "forkserver")
+        # Nipype's default 2 s between looks at finished nodes cost ~1 s per step of a
+        # participant (~6 s of a 1 mm run); a local pool is cheap to look at
+        execution["poll_sleep_duration"] = POLL_SECONDS
+        if args.mem:
+            plugin_args.setdefault("memory_gb", args.mem)
+    if args.plugin in ("MultiProc", "Linear"):
+        plugin_args.setdefault("status_callback", _progress)
+    if args.plugin.startswith("SLURM") and "LOGNAME" not in os.environ:
+        import getpass
+
+        os.environ["LOGNAME"] = getpass.getuser()  # Nipype's SLURM plugin reads it
+    return plugin_args
 
 
 def _warn(output_dir: Path, subject: str, label: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import nibabel as nib
@@ -26,38 +27,42 @@ def _load(path: str) -> np.ndarray:
     return np.asarray(nib.load(path).dataobj, dtype=np.float32)
 
 
-def load_result_maps(
-    results: Mapping[str, Any],
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
-    """The SR maps (PD, T1 s, T2 s), the brain mask, the tissue labels and the uncertainty
-    maps (3, X, Y, Z, or None when the method wrote none), loaded once for the QC figures
-    and the report."""
+@dataclass
+class ResultMaps:
+    """A participant's result maps, loaded once for the QC and the report: ``maps`` (PD,
+    T1 s, T2 s), the brain ``mask``, the tissue ``labels`` (:func:`swigapp.tissue.classify`)
+    and the uncertainty maps ``spread`` (3, X, Y, Z, or None when the method wrote none)."""
+
+    maps: dict[str, np.ndarray]
+    mask: np.ndarray
+    labels: np.ndarray
+    spread: np.ndarray | None = None
+
+
+def load_result_maps(results: Mapping[str, Any]) -> ResultMaps:
+    """The :class:`ResultMaps` of a participant's step results."""
     sr, _ = load_maps(results["superres"].sr_file)
     mask = _load(results["mask"]["mask_file"]) > 0
     maps = dict(zip(MAP_ORDER, sr, strict=True))
     path = results["superres"].uncertainty_file
     spread = load_maps(path)[0] if path else None
-    return maps, mask, tissue.classify(maps["T1"], mask), spread
+    return ResultMaps(maps, mask, tissue.classify(maps["T1"], mask), spread)
 
 
 def participant_qc(
-    results: Mapping[str, Any],
-    timings: Mapping[str, float],
-    maps: Mapping[str, np.ndarray],
-    mask: np.ndarray,
-    labels: np.ndarray,
-    spread: np.ndarray | None = None,
+    results: Mapping[str, Any], timings: Mapping[str, float], loaded: ResultMaps
 ) -> dict[str, Any]:
     """Per-participant QC numbers: tissue medians (T1/T2 in s), data consistency,
     registration MI, guide SSIM, invalid LR voxels per map, unit decisions, the PD scale
     factor (internal / input), the fraction of the brain mask each guide's field of view
     covers, the fraction where the maps fell back (no guide saw it), the data-consistency
     checks per brain region and the regions that fell back to the interpolated LR maps
-    (:mod:`swigapp.consistency`), the uncertainty medians (from
-    ``spread``, the uncertainty maps, when given) and wall time per step (s)."""
+    (:mod:`swigapp.consistency`), the uncertainty medians (from the uncertainty maps, when
+    the method wrote them) and wall time per step (s)."""
+    maps, mask = loaded.maps, loaded.mask
     return {
         "Method": results["superres"].method,
-        "TissueMedians": tissue.tissue_medians(maps, labels),
+        "TissueMedians": tissue.tissue_medians(maps, loaded.labels),
         "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"]["mask_file"]),
         "LRResidual": results["superres"].lr_residual,
         "GuideSSIM": results["synthesis"]["guide_ssim"],
@@ -80,7 +85,7 @@ def participant_qc(
         "RegionalChecks": results["superres"].regions,
         "RegionalFallback": results["superres"].regional_fallback,
         "Adaptation": results["superres"].adaptation,
-        **uncertainty_qc(spread, maps, mask),
+        **uncertainty_qc(loaded.spread, maps, mask),
         **fit_qc(results.get("fit")),
         "Seconds": dict(timings),
     }
@@ -165,22 +170,35 @@ def render_participant(
     results: Mapping[str, Any],
     params: Mapping[str, Any],
     qc: Mapping[str, Any],
-    maps: Mapping[str, np.ndarray],
-    mask: np.ndarray,
-    labels: np.ndarray,
+    loaded: ResultMaps,
     methods_html: str = "",
-    spread: np.ndarray | None = None,
 ) -> str:
     """HTML report: LR vs SR vs guide mosaics, registration overlays, synthesised vs acquired
     guides with differences, T1/T2 histograms in GM/WM, provenance, and the methods
-    boilerplate (``methods_html``, an HTML fragment). ``maps``, ``mask``, ``labels`` and
-    ``spread`` (the uncertainty maps, shown when given) are those of
-    :func:`load_result_maps`."""
-    from swigapp.interp import upsample_interp
-
-    lr, _ = load_maps(results["conform"]["lr_file"])
+    boilerplate (``methods_html``, an HTML fragment). The uncertainty maps are shown when
+    the method wrote them."""
     registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
-    method = str(results["superres"].method).upper()
+    parts = _summary_section(results, params, qc)
+    parts += _maps_section(results, loaded, registered)
+    if loaded.spread is not None:
+        calibration = (results["superres"].model or {}).get("uncertainty_calibration")
+        parts.append(_uncertainty_panel(loaded.spread, qc, loaded.mask, describe(calibration)))
+    parts += _registration_section(results, registered, loaded.mask)
+    parts += _synthesis_section(results["synthesis"], registered, loaded.mask)
+    parts.append("<h2>T1 and T2 in grey and white matter (k-means on T1)</h2>")
+    histograms = figures.histograms(loaded.maps, loaded.labels, tissue.LABELS)
+    parts.append(f"<img alt='histograms' src='{histograms}'>")
+    parts.append("<h2>Provenance</h2>")
+    parts.append(_table(_provenance(results, params)))
+    if methods_html:
+        parts.append(methods_html)
+    return page(f"swigapp report: {label}", "\n".join(parts))
+
+
+def _summary_section(
+    results: Mapping[str, Any], params: Mapping[str, Any], qc: Mapping[str, Any]
+) -> list[str]:
+    """The summary table and, flagged, where no guide saw and the regional warnings."""
     parts = ["<h2>Summary</h2>", _table(_summary(qc, results, params))]
     fallback = float(qc.get("GuideFallbackFraction", 0.0))
     if fallback > 0:
@@ -192,32 +210,47 @@ def render_participant(
         )
     for warning in regional_warnings(results["superres"]):
         parts.append(f"<p class='flag'>{html.escape(warning[0].upper() + warning[1:])}.</p>")
-    parts.append(
+    return parts
+
+
+def _maps_section(
+    results: Mapping[str, Any], loaded: ResultMaps, registered: Mapping[str, np.ndarray]
+) -> list[str]:
+    """Per map: the LR map as acquired, the SR map and the registered guide that shows it."""
+    from swigapp.interp import upsample_interp
+
+    lr, _ = load_maps(results["conform"]["lr_file"])
+    method = str(results["superres"].method).upper()
+    parts = [
         "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
         "acquired (nearest-neighbour on the output grid), with the registered guide.</p>"
-    )
+    ]
     for i, m in enumerate(MAP_ORDER):
-        acquired = upsample_interp(lr[i], mask.shape, order=0)
+        acquired = upsample_interp(lr[i], loaded.mask.shape, order=0)
         if m in results["conform"].get("estimated", {}):
             cols = {
                 f"{m} LR (NOT acquired: estimate)": acquired,
-                f"{m} ({method}, estimate)": maps[m],
+                f"{m} ({method}, estimate)": loaded.maps[m],
             }
         else:
-            cols = {f"{m} LR (acquired voxels)": acquired, f"{m} SR ({method})": maps[m]}
+            cols = {f"{m} LR (acquired voxels)": acquired, f"{m} SR ({method})": loaded.maps[m]}
         guide = next((g for g in GUIDE_FOR_MAP[m] if g in registered), None)
         if guide:
             cols[f"{guide} (registered)"] = registered[guide]
-        uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
+        uri = figures.mosaic(cols, loaded.mask, shared=list(cols)[:2], title=m, unit=MAP_UNITS[m])
         parts.append(f"<img alt='{m} mosaic' src='{uri}'>")
-    if spread is not None:
-        calibration = (results["superres"].model or {}).get("uncertainty_calibration")
-        parts.append(_uncertainty_panel(spread, qc, mask, describe(calibration)))
-    parts.append(
+    return parts
+
+
+def _registration_section(
+    results: Mapping[str, Any], registered: Mapping[str, np.ndarray], mask: np.ndarray
+) -> list[str]:
+    """Per guide: its registration target and the registered guide, flickering."""
+    parts = [
         "<h2>Registration</h2><p>Each frame pair alternates the registration target (the "
         "guide's contrast synthesised from the LR maps) and the registered guide; the red "
         "edges are the target's. Hover to pause.</p>"
-    )
+    ]
     for g, r in results["registration"].items():
         target, moved = figures.flicker_frames(_load(r["fixed_file"]), registered[g], mask)
         parts.append(
@@ -225,8 +258,16 @@ def render_participant(
             f"<img alt='{g} registration target' src='{target}'>"
             f"<img class='top' alt='{g} registered' src='{moved}'></div>"
         )
-    parts.append("<h2>Synthesised from the SR maps vs acquired guides</h2>")
-    for g, path in results["synthesis"]["guide_synth_files"].items():
+    return parts
+
+
+def _synthesis_section(
+    synthesis: Mapping[str, Any], registered: Mapping[str, np.ndarray], mask: np.ndarray
+) -> list[str]:
+    """Each guide re-synthesised from the SR maps against the acquired one, and the
+    requested contrasts."""
+    parts = ["<h2>Synthesised from the SR maps vs acquired guides</h2>"]
+    for g, path in synthesis["guide_synth_files"].items():
         synth = _load(path)
         scale = ls_scale(synth, registered[g], mask)
         cols = {
@@ -234,20 +275,14 @@ def render_participant(
             f"{g} synthesised": synth * scale,
             "difference": np.abs(registered[g] - synth * scale),
         }
-        ssim = results["synthesis"]["guide_ssim"][g]
+        ssim = synthesis["guide_ssim"][g]
         uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=f"{g} (SSIM {ssim:.3f})")
         parts.append(f"<img alt='{g} synthesis' src='{uri}'>")
-    if results["synthesis"]["synth_files"]:
-        cols = {c: _load(p) for c, p in results["synthesis"]["synth_files"].items()}
+    if synthesis["synth_files"]:
+        cols = {c: _load(p) for c, p in synthesis["synth_files"].items()}
         parts.append("<h2>Synthesised contrasts</h2>")
         parts.append(f"<img alt='synthesised' src='{figures.mosaic(cols, mask)}'>")
-    parts.append("<h2>T1 and T2 in grey and white matter (k-means on T1)</h2>")
-    parts.append(f"<img alt='histograms' src='{figures.histograms(maps, labels, tissue.LABELS)}'>")
-    parts.append("<h2>Provenance</h2>")
-    parts.append(_table(_provenance(results, params)))
-    if methods_html:
-        parts.append(methods_html)
-    return page(f"swigapp report: {label}", "\n".join(parts))
+    return parts
 
 
 def _uncertainty_panel(
