@@ -157,7 +157,7 @@ def test_warnings_name_the_region_and_the_reason():
     # one guide's low SSIM alone is common in distribution: in the QC JSON, not warned about
     assert not any("left posterior inferior" in w or "right anterior inferior" in w for w in warned)
     superres.regional_fallback = []  # --no-fallback: the failing region is kept, and said
-    assert "kept (fallback off)" in regional_warnings(superres)[0]
+    assert "kept (fallback off:" in regional_warnings(superres)[0]
 
 
 def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, caplog):
@@ -214,7 +214,7 @@ def test_app_falls_back_where_the_guides_are_noise_and_says_where(tmp_path, capl
     methods = (out / "sub-01/log/sub-01_methods.md").read_text()
     assert "Adaptation to this participant was decided automatically" in methods
     assert qc["RegionalFallback"] == []
-    assert any("kept (fallback off)" in w for w in qc["Warnings"])
+    assert any("kept (fallback off:" in w for w in qc["Warnings"])
     kept = np.asarray(nib.load(out / "sub-01/anat/sub-01_res-hi_desc-swig_T1map.nii.gz").dataobj)
     assert np.median(np.abs(kept[deep] - up[deep])[inside]) > 0.005  # noise-guided
 

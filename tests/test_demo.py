@@ -1,5 +1,7 @@
 """The bundled demo runs end to end and scores the LR baselines against the truth."""
 
+import json
+
 import nibabel as nib
 import numpy as np
 
@@ -28,7 +30,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert float(swig["FLAIR_SSIM"]) > float(lr["FLAIR_SSIM"]) + 0.1
     anat = out / "derivatives/swigapp-demo/sub-01/anat"
     flair = nib.load(anat / "sub-01_desc-cubic_FLAIR.nii.gz")
-    assert flair.shape == (76, 92, 40)
+    assert flair.shape == (88, 104, 40)  # the tiny slab with 10 mm of room in-plane
     t1 = nib.load(anat / "sub-01_desc-zerofilled_T1map.nii.gz").get_fdata()
     assert 0.8 < np.median(t1[t1 > 0.3]) < 2.0  # seconds
     app = out / "derivatives" / "swigapp"
@@ -38,4 +40,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     for ext in ("md", "html", "bib"):
         assert (app / "sub-01" / "log" / f"sub-01_methods.{ext}").stat().st_size > 1000
     assert len((app / "group_qc.tsv").read_text().splitlines()) == 2
+    # the demo's guides see beyond the maps' slab, as a whole-head T1w does: no part of the
+    # brain is left to the no-guide fallback (3.3 % was, with guides cut to the maps' slab)
+    qc = json.loads((app / "sub-01" / "log" / "sub-01_qc.json").read_text())
+    assert qc["GuideFallbackFraction"] == 0.0
+    assert not any("field of view" in w for w in qc["Warnings"])
     assert demo.main([str(out)]) == 1  # refuses a non-empty output folder

@@ -182,3 +182,29 @@ def test_protocol_jitter_stays_valid():
 def test_unknown_guide_rejected():
     with pytest.raises(ValueError, match="unknown guide contrast"):
         make_subject(0, config=PhantomConfig(guides=("T1w", "DWI")))
+
+
+def test_guides_with_a_margin_see_beyond_the_maps_slab():
+    """``guide_margin_mm``: the guides' grid holds the maps' slab plus the template's
+    neighbouring slices (the truth and LR maps are the slab alone, on their own affine),
+    so a guide moved by the configured motion still sees the whole brain of the slab."""
+    config = PhantomConfig(size="tiny", guide_margin_mm=10.0, n_lesions=0)
+    s = make_subject(0, seed=3, config=config)
+    vox = 2.0  # tiny: 2 mm voxels
+    assert s.truth.pd.shape[2] == 40 and s.guides["T1w"].shape[2] == 40 + 2 * 5
+    assert s.guides["T1w"].shape[:2] == s.truth.pd.shape[:2]
+    # the slab sits 5 slices (10 mm) above the guides' first slice, on the same axes
+    np.testing.assert_allclose(s.truth_affine[:3, 3] - s.affine[:3, 3], [0, 0, 10.0])
+    np.testing.assert_allclose(s.truth_affine[:3, :3], s.affine[:3, :3])
+    assert s.lr_maps["T1"].shape == (s.truth.pd.shape[0] // 2, s.truth.pd.shape[1] // 2, 20)
+    # every brain voxel of the slab lies inside each guide's field of view, with the room
+    # the motion limits need (3 mm and 3 degrees over the half-width of the brain)
+    brain_z = np.argwhere(s.truth.brain_mask > 0.5)[:, 2]
+    world_z = s.truth_affine[2, 3] + vox * brain_z
+    guide_z = (s.affine[2, 3], s.affine[2, 3] + vox * (s.guides["T1w"].shape[2] - 1))
+    reach = 3.0 + np.sin(np.radians(3.0)) * 0.5 * vox * max(s.truth.pd.shape[:2])
+    assert world_z.min() - guide_z[0] >= reach and guide_z[1] - world_z.max() >= reach
+    # the slab's brain content is the template's: the guides' extra slices hold brain too
+    assert (s.guides["T1w"][..., :5] > 0).any()
+    with pytest.raises(ValueError, match="guide_margin_mm"):
+        make_subject(0, seed=3, config=PhantomConfig(size="tiny", guide_margin_mm=8, tilt_deg=5))

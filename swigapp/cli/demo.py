@@ -34,6 +34,8 @@ from swigapp.phantom.subject import PhantomConfig
 from swigapp.synthesis import synthesize
 
 LOG = logging.getLogger("swigapp.demo")
+#: How far (mm) the demo's guides see beyond the maps' slab, below and above.
+DEMO_GUIDE_MARGIN_MM = 10.0
 Method = Callable[[SubjectTensors], np.ndarray]
 
 
@@ -57,7 +59,10 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def run_demo(out_dir: Path, seed: int = 0, size: str = "tiny") -> list[dict[str, object]]:
     """Run the demo into ``out_dir`` (must not exist or be empty); return the score rows."""
-    bids = write_dataset(out_dir / "bids", 1, seed=seed, config=PhantomConfig(size=size))
+    # guides that see 10 mm beyond the maps' slab, as a whole-head T1w does: their motion
+    # then never takes brain out of their view
+    config = PhantomConfig(size=size, guide_margin_mm=DEMO_GUIDE_MARGIN_MM)
+    bids = write_dataset(out_dir / "bids", 1, seed=seed, config=config)
     truth_dir = bids / "derivatives" / TRUTH_PIPELINE / "sub-01" / "anat"
     bundle = load_bundle(layout(bids), "01", guides=("T1w", "T2w", "FLAIR"))
     prepared = prepare_bundle(bundle)

@@ -53,8 +53,11 @@ def phantom_pool(
     subject ``i`` is made from ``anatomies[i % len(anatomies)]`` (None: the ICBM template;
     else a real individual, :func:`swigapp.phantom.individuals.load_individual`).
     """
-    if config.tilt_deg:
-        raise ValueError("training phantoms cannot be tilted: their guides lie on the truth grid")
+    if config.tilt_deg or config.guide_margin_mm:
+        raise ValueError(
+            "training phantoms cannot be tilted or have a guide margin: their guides lie on "
+            "the truth grid"
+        )
     pool = []
     bar = tqdm(total=n_subjects * len(settings), desc="phantom pool", disable=not progress)
     if head_motion is not None:

@@ -67,13 +67,16 @@ def _template(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return gm, wm, mask, np.asarray(gm_img.affine, dtype=float)
 
 
-def load_anatomy(size: Size = "tiny", margin_mm: float = 0.0) -> Anatomy:
+def load_anatomy(size: Size = "tiny", margin_mm: float = 0.0, z_extra: int = 0) -> Anatomy:
     """Template anatomy cropped to the brain, on a grid whose sizes are multiples of 4.
 
     ``tiny``: 2 mm voxels, 40 axial slices centred on MNI z = +10 mm (76 x 92 x 40);
     ``slab``: 1 mm voxels, 64 axial slices centred on MNI z = +10 mm (148 x 184 x 64);
     ``full``: 1 mm voxels, the whole brain (148 x 184 x 160). ``margin_mm``: room added
     around the brain box on every side (in-plane only for the slabs), e.g. for a head.
+    ``z_extra``: slices added below and above (a slab's neighbouring slices, e.g. for
+    guides whose field of view exceeds the maps'; the grid's z size is then no longer a
+    multiple of 4).
     """
     if size not in SIZES:
         raise ValueError(f"unknown phantom size {size!r} (one of {', '.join(SIZES)})")
@@ -84,6 +87,7 @@ def load_anatomy(size: Size = "tiny", margin_mm: float = 0.0) -> Anatomy:
         centre = round(float(np.linalg.solve(affine, [0.0, 0.0, SLAB_CENTRE_MNI_Z, 1.0])[2]))
         lo[2] = max(0, min(centre - spec["z_slices"] // 2, mask.shape[2] - spec["z_slices"]))
         hi[2] = lo[2] + spec["z_slices"]
+    lo[2], hi[2] = lo[2] - z_extra, hi[2] + z_extra
     shift = np.eye(4)
     shift[:3, 3] = lo
     gm, wm, mask = (_crop_pad(a, lo, hi) for a in (gm, wm, mask))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,7 +15,7 @@ from swigapp import kspace
 from swigapp.acquisition import Acquisition, KSpace3D, SliceStack2D
 from swigapp.phantom import shift as shifts
 from swigapp.phantom.acquire import LR_NOISE, RigidMotion, simulate_guide, simulate_lr_maps
-from swigapp.phantom.anatomy import Size, deform, load_anatomy
+from swigapp.phantom.anatomy import SIZES, Size, deform, load_anatomy
 from swigapp.phantom.head import HEAD_MARGIN_MM, background_noise
 from swigapp.phantom.tissue import TruthMaps, make_truth
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
@@ -27,7 +28,7 @@ SLICE_FIELDS = ("acquisition", "slice_thickness_mm", "slice_gap_mm", "slice_prof
 #: existed keep their records).
 OPTIONAL_FIELDS = {
     "head": False, "tilt_deg": 0.0, "shift": None, "anatomy": None, "raw_qmri": (),
-    "maps": ("PD", "T1", "T2"),
+    "maps": ("PD", "T1", "T2"), "guide_margin_mm": 0.0,
 }  # fmt: skip
 
 
@@ -50,7 +51,12 @@ class PhantomConfig:
     (:func:`swigapp.phantom.individuals.load_individual`: a subject name such as
     ``synthseg-01``, or a path to a converted ``.npz`` or a label map) instead of the ICBM
     template, or several taken in turn by subject index (:meth:`anatomy_of`); it is
-    deformed by ``deformation_mm`` like the template.
+    deformed by ``deformation_mm`` like the template. ``guide_margin_mm``: the guides'
+    field of view reaches this far below and above the maps' (a slab of the template:
+    the neighbouring slices), as a whole-head T1w does beside a slab of maps; with motion
+    up to the limits above (3 mm, 3 degrees about the centre), 10 mm keeps the whole slab
+    of a tiny or slab phantom in every guide's view. The same room is left in-plane around
+    the brain, on the maps' grid and the guides'.
     """
 
     size: Size = "tiny"
@@ -74,6 +80,7 @@ class PhantomConfig:
     anatomy: str | tuple[str, ...] | None = None
     raw_qmri: tuple[str, ...] = ()
     maps: tuple[str, ...] = ("PD", "T1", "T2")
+    guide_margin_mm: float = 0.0
 
     def anatomy_of(self, index: int) -> str | None:
         """The anatomy of subject ``index`` (None: the template)."""
@@ -101,7 +108,8 @@ class PhantomSubject:
     """A generated subject; maps in PD a.u. and T1/T2 in s, guides in arbitrary units.
 
     ``affine``: the guides' grid; ``map_affine``: the truth's grid, the HR grid of the LR
-    maps' axes (``affine`` unless the phantom is tilted).
+    maps' axes (``affine`` unless the phantom is tilted, or its guides see more slices than
+    the maps: ``PhantomConfig.guide_margin_mm``).
     """
 
     label: str
@@ -153,42 +161,27 @@ def make_subject(
         )
     rng = np.random.default_rng([seed, index])
     shift, srng = config.shift or shifts.Shift(), shifts.shift_rng(seed, index)
-    margin = HEAD_MARGIN_MM if config.head else 0.0
-    name = config.anatomy_of(index)
-    if name is None:
-        base = load_anatomy(config.size, margin)
-    else:
-        from swigapp.phantom.individuals import load_individual
-
-        base = load_individual(name, config.size, margin)
-    anatomy = deform(base, rng, config.deformation_mm)
-    anatomy = shifts.atrophy(anatomy, shift.atrophy_mm)
+    anatomy, extra = _anatomy(config, index, rng, shift, srng)
     lesion = None
     if shift.lesion_volume_ml is not None:
         volume = shifts.draw(shift.lesion_volume_ml, srng)
         lesion = shifts.lesion_load(anatomy, srng, volume, shift.lesion_sites)
-    truth = make_truth(
+    seen = make_truth(
         anatomy, rng, n_lesions=config.n_lesions, heterogeneity=config.heterogeneity,
         head=config.head, lesion=lesion,
         adjust_values=lambda values: shifts.tissue_values(values, shift, srng),
     )  # fmt: skip
-    # the truth lies on the maps' axes; the guides see it turned by the tilt (about the centre)
+    # the maps' grid: the guides' slab less its extra slices; the truth lies on the maps'
+    # axes, and the guides see it turned by the tilt (about the centre)
+    truth, map_affine = _slab(seen, extra), anatomy.affine @ _z_shift(extra)
     tilt = RigidMotion((float(config.tilt_deg), 0.0, 0.0), (0.0, 0.0, 0.0))
-    map_affine = anatomy.affine
     if config.tilt_deg:
         map_affine = anatomy.affine @ tilt.voxel_matrix(anatomy.shape, anatomy.voxel_size)
     lr_snr = shifts.draw(shift.lr_snr, srng)
     noise = LR_NOISE if lr_snr is None else dict.fromkeys(LR_NOISE, 1.0 / lr_snr)
-    if config.acquisition == "3d":
-        small = kspace.lr_shape(anatomy.shape, _factors(config.lr_factors))
-        acquisition: Acquisition = KSpace3D(anatomy.shape, small)
-        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise)
-    elif config.acquisition == "2d":
-        acquisition = slice_stack(anatomy.shape, map_affine, config)
-        small = acquisition.lr_shape
-        lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise, forward=acquisition.forward)
-    else:
-        raise ValueError(f"unknown acquisition {config.acquisition!r} (3d or 2d)")
+    acquisition = _acquisition(truth.pd.shape, map_affine, config)
+    small = acquisition.lr_shape
+    lr_maps = simulate_lr_maps(truth.as_dict(), small, rng, noise, forward=acquisition.forward)
     guides, protocols, motion = {}, {}, {}
     b1 = shifts.b1_field(anatomy.shape, shift, srng)
     snr = shifts.draw(shift.guide_snr, srng) or config.guide_snr
@@ -201,7 +194,7 @@ def make_subject(
             move.matrix() @ tilt.matrix()
         )  # fmt: skip
         guide = simulate_guide(
-            truth.as_dict(),
+            seen.as_dict(),
             real,
             rng,
             anatomy.voxel_size,
@@ -223,14 +216,72 @@ def make_subject(
         affine=anatomy.affine,
         truth=truth,
         lr_maps=lr_maps,
-        lr_affine=kspace.lr_affine(map_affine, anatomy.shape, small),
+        lr_affine=kspace.lr_affine(map_affine, truth.pd.shape, small),
         guides=guides,
         protocols=protocols,
         motion=motion,
         config=config,
         acquisition=acquisition,
-        map_affine=map_affine if config.tilt_deg else None,
+        map_affine=map_affine if (config.tilt_deg or extra) else None,
     )
+
+
+def _anatomy(
+    config: PhantomConfig,
+    index: int,
+    rng: np.random.Generator,
+    shift: shifts.Shift,
+    srng: np.random.Generator,
+) -> tuple[Any, int]:
+    """The subject's deformed (and atrophied) anatomy on the guides' grid, and the slices
+    it has below and above the maps' (``config.guide_margin_mm``)."""
+    margin = HEAD_MARGIN_MM if config.head else config.guide_margin_mm  # in-plane room
+    name = config.anatomy_of(index)
+    extra = 0
+    if config.guide_margin_mm > 0:
+        if config.tilt_deg or name is not None or config.size == "full":
+            raise ValueError("guide_margin_mm extends a template slab (tiny or slab size, no tilt)")
+        extra = math.ceil(config.guide_margin_mm / SIZES[config.size]["resolution"])
+    if name is None:
+        base = load_anatomy(config.size, margin, z_extra=extra)
+    else:
+        from swigapp.phantom.individuals import load_individual
+
+        base = load_individual(name, config.size, margin)
+    anatomy = deform(base, rng, config.deformation_mm)
+    return shifts.atrophy(anatomy, shift.atrophy_mm), extra
+
+
+def _slab(truth: TruthMaps, extra: int) -> TruthMaps:
+    """The truth without its ``extra`` slices below and above (the maps' slab)."""
+    if not extra:
+        return truth
+    cut = (Ellipsis, slice(extra, -extra))
+    return replace(
+        truth,
+        pd=truth.pd[cut],
+        t1=truth.t1[cut],
+        t2=truth.t2[cut],
+        fractions={k: v[cut] for k, v in truth.fractions.items()},
+        brain_mask=truth.brain_mask[cut],
+        lesion_mask=truth.lesion_mask[cut],
+    )
+
+
+def _z_shift(slices: int) -> np.ndarray:
+    """Voxel matrix moving a grid ``slices`` along its third axis."""
+    out = np.eye(4)
+    out[2, 3] = slices
+    return out
+
+
+def _acquisition(shape: tuple[int, ...], affine: np.ndarray, config: PhantomConfig) -> Acquisition:
+    """The LR acquisition of the maps' grid: 3D k-space truncation or a 2D stack."""
+    if config.acquisition == "3d":
+        return KSpace3D(shape, kspace.lr_shape(shape, _factors(config.lr_factors)))
+    if config.acquisition == "2d":
+        return slice_stack(shape, affine, config)
+    raise ValueError(f"unknown acquisition {config.acquisition!r} (3d or 2d)")
 
 
 def slice_stack(

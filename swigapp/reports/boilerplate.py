@@ -384,7 +384,14 @@ def regional_warnings(superres: SuperResolution) -> list[str]:
                 f"{'; '.join(failed.values())}"
             )
         elif failed:
-            kept = "fallback off" if falls_back(region) else "one fixed check of two failed"
+            if falls_back(region):
+                kept = "fallback off: check this region in the report before using it"
+            else:
+                kept = (
+                    "one fixed check of two failed, which also happens where the network "
+                    "helps: compare this region with the LR maps in the report before "
+                    "relying on its fine detail"
+                )
             out.append(
                 f"in the {name} region ({share}) {'; '.join(failed.values())}; the maps were "
                 f"kept ({kept})"
