@@ -33,7 +33,7 @@ from swigapp.phantom.bids import TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 
 RESULTS = Path(__file__).parent / "results"
-#: Setting name -> keyword arguments of ``participant.register`` (besides the LR maps).
+#: Setting name -> fields of ``participant.RegistrationSettings`` (sampling 0.1 in both).
 SETTINGS = {
     "sampling 0.1, last level at full resolution (0.2.0)": {"full_resolution": True},
     "sampling 0.1, last level at the LR maps' resolution (default)": {},
@@ -117,7 +117,8 @@ def run(
                         result = participant.register(
                             conform["lr_up_file"], mask["mask_file"],
                             str(anat / f"{sub}_{guide}.nii.gz"), protocol, guide, out,
-                            sampling=0.1, lr_file=conform["lr_file"], **SETTINGS[setting],
+                            participant.RegistrationSettings(sampling=0.1, **SETTINGS[setting]),
+                            lr_file=conform["lr_file"],
                         )  # fmt: skip
                         error = displacement_error_mm(
                             result["transform_files"], motion, anat / f"{sub}_{guide}.nii.gz",

@@ -128,6 +128,20 @@ def make_mask(
     return {"mask_file": mask_file, "method": method}
 
 
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How a guide is registered: ``transform`` (rigid or affine), ``seed``, ``sampling``
+    (the fraction of the target's voxels the metric samples: 0.1 the app's default, 0.2
+    swigapp 0.1.0's) and ``full_resolution`` (the last level on the full HR grid, as swigapp
+    0.2.0; by default at the resolution the target holds, that of the LR maps,
+    :func:`swigapp.registration.final_shrink`)."""
+
+    transform: str = "rigid"
+    seed: int = 0
+    sampling: float = 0.1
+    full_resolution: bool = False
+
+
 @timed
 def register(
     lr_up_file: str,
@@ -136,29 +150,24 @@ def register(
     protocol: Mapping[str, Any],
     name: str,
     out_dir: str | Path,
-    transform: str = "rigid",
-    seed: int = 0,
-    sampling: float = 0.1,
+    settings: RegistrationSettings = RegistrationSettings(),
     lr_file: str | None = None,
-    full_resolution: bool = False,
 ) -> dict[str, Any]:
     """Register one guide to its own contrast synthesised from the upsampled LR maps.
 
-    ``sampling``: the fraction of the target's voxels the metric samples (0.1 the app's
-    default, 0.2 swigapp 0.1.0's). The last level runs at the resolution the target holds,
-    that of the LR maps ``lr_file`` (:func:`swigapp.registration.final_shrink`), unless
-    ``full_resolution`` or no ``lr_file`` (full resolution, as swigapp 0.2.0). Returns
-    ``registered_file`` (the guide on the HR grid), ``coverage_file`` (0-1: the part of
-    each HR voxel inside the guide's field of view), ``fixed_file`` (the synthesised
-    target), ``transform_files`` (ANTs, guide -> qMRI space), the MI ``metric``,
-    ``coverage`` (the covered fraction of the brain mask) and the last level's ``shrink``.
+    ``lr_file``: the LR maps, whose resolution sets the last level (full resolution
+    without it). Returns ``registered_file`` (the guide on the HR grid), ``coverage_file``
+    (0-1: the part of each HR voxel inside the guide's field of view), ``fixed_file`` (the
+    synthesised target), ``transform_files`` (ANTs, guide -> qMRI space), the MI
+    ``metric``, ``coverage`` (the covered fraction of the brain mask) and the last level's
+    ``shrink``.
     """
     from swigapp.registration import final_shrink, register_guide
     from swigapp.synthesis import synthesize
 
     up, hr_affine = load_maps(lr_up_file)
     shrink = 1
-    if lr_file is not None and not full_resolution:
+    if lr_file is not None and not settings.full_resolution:
         lr_zooms = kspace.voxel_sizes(nib.load(lr_file).affine)
         shrink = final_shrink(lr_zooms, kspace.voxel_sizes(hr_affine))
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
@@ -166,8 +175,8 @@ def register(
     moving, moving_affine = load_image(guide_file)
     out = Path(out_dir)
     result = register_guide(
-        fixed, hr_affine, moving, moving_affine, transform, seed, out / f"{name}_xfm",
-        sampling=sampling, shrink=shrink,
+        fixed, hr_affine, moving, moving_affine, settings.transform, settings.seed,
+        out / f"{name}_xfm", sampling=settings.sampling, shrink=shrink,
     )  # fmt: skip
     return {
         "registered_file": str(

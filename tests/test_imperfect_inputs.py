@@ -90,6 +90,9 @@ def test_clean_phantom_is_unchanged(lr_copy, tmp_path):
         assert res["input_quality"][m]["invalid_total"] == 0
     assert res["pd_scale"]["factor"] == 1.0
     assert 0.6 < res["pd_scale"]["reference_value"] < 0.8
+    # said as a reader would say it, not as a rescaling by 1
+    assert res["units"]["PD"].endswith(": already a water fraction, not rescaled")
+    assert "x 1 ->" not in res["units"]["PD"]
     valid = _read(res["lr_valid_file"])[0]
     assert valid.shape == (*lr.shape[:3], 3) and (valid == 1).all()
     assert load_valid(res["lr_valid_file"]) is None  # all valid: the LR terms are unchanged

@@ -153,8 +153,14 @@ class RegisterGuide(SimpleInterface):
     output_spec = _ResultSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        from swigapp.participant import register
+        from swigapp.participant import RegistrationSettings, register
 
+        settings = RegistrationSettings(
+            transform=self.inputs.transform,
+            seed=self.inputs.seed,
+            sampling=self.inputs.sampling,
+            full_resolution=self.inputs.full_resolution,
+        )
         result = register(
             self.inputs.lr_up_file,
             self.inputs.mask_file,
@@ -162,11 +168,8 @@ class RegisterGuide(SimpleInterface):
             self.inputs.protocol,
             self.inputs.guide_name,
             runtime.cwd,
-            transform=self.inputs.transform,
-            seed=self.inputs.seed,
-            sampling=self.inputs.sampling,
+            settings,
             lr_file=self.inputs.lr_file or None,
-            full_resolution=self.inputs.full_resolution,
         )
         self._results["result"] = {"name": self.inputs.guide_name, **result}
         return runtime

@@ -17,7 +17,7 @@ written back in the input's scale.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,38 +251,14 @@ def prepare_lr_maps(
     acquired = [m for m in MAP_ORDER if m in map_files]
     if not acquired:
         raise InputError(f"{where}: no qMRI map (PD, T1 or T2) to process")
-    raw: dict[str, np.ndarray] = {}
-    affine = None
-    for name in acquired:
-        path = str(map_files[name])
-        data, aff = load_image(path, finite=False)
-        if affine is None:
-            affine = aff
-        elif data.shape != raw[acquired[0]].shape or not np.allclose(aff, affine, atol=1e-3):
-            raise InputError(f"{path}: grid differs from the other qMRI maps of {where}")
-        _check_whole(data, path)
-        raw[name] = data
+    raw, affine = _load_maps(map_files, acquired, where)
     with np.errstate(invalid="ignore"):
         valid = {m: np.isfinite(d) & (d >= 0) for m, d in raw.items()}
     head = head_region(raw.get("PD"), raw.get("T1", raw.get("T2")))
     n_head = int(head.sum())
     if n_head < 27:
         raise InputError(f"{map_files[acquired[0]]}: no head region found in the qMRI maps")
-    quality: dict[str, dict[str, Any]] = {}
-    for name in acquired:
-        bad = ~valid[name]
-        finite = np.isfinite(raw[name])
-        quality[name] = {
-            "file": Path(map_files[name]).name,
-            "head_voxels": n_head,
-            "invalid_in_head": int((bad & head).sum()),
-            "invalid_total": int(bad.sum()),
-            "nonfinite_total": int((~finite).sum()),
-            "negative_total": int(bad.sum() - (~finite).sum()),
-            "out_of_range_total": 0,
-            "invalid_fraction_in_head": float((bad & head).sum() / n_head),
-        }
-        _check_invalid_fraction(quality[name], map_files[name])
+    quality = {m: _quality(raw[m], valid[m], head, map_files[m]) for m in acquired}
     maps: dict[str, np.ndarray] = {}
     units: dict[str, str] = {}
     for name in acquired:
@@ -301,9 +277,7 @@ def prepare_lr_maps(
             maps["PD"], maps.get("T1"), head, valid["PD"], (metadata.get("PD") or {}).get("Units"),
             str(map_files["PD"]),
         )  # fmt: skip
-        units["PD"] = (
-            f"{scale['input_units']} x {scale['factor']:.6g} -> water fraction ({scale['rule']})"
-        )
+        units["PD"] = _pd_units(scale)
     _mark_out_of_range(maps, valid, head, scale["factor"], quality, map_files)
     support = ndimage.binary_dilation(head, iterations=HEAD_MARGIN)
     background = ~support
@@ -321,11 +295,72 @@ def prepare_lr_maps(
             valid[name] = np.zeros(head.shape, bool)
             maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
             units[name] = f"not acquired: estimated from {driver(acquired)} (tissue prior)"
+    notes = _notes(quality, units, map_files, acquired, scale)
+    return LRMaps(maps, valid, head, affine, quality, units, scale, notes, acquired)
+
+
+def _load_maps(
+    map_files: Mapping[str, str], acquired: Sequence[str], where: str
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The acquired maps as read (NaN kept) and their shared affine; InputError when a
+    map's grid differs from the first's or a map is invalid as a whole."""
+    raw: dict[str, np.ndarray] = {}
+    affine = None
+    for name in acquired:
+        path = str(map_files[name])
+        data, aff = load_image(path, finite=False)
+        if affine is None:
+            affine = aff
+        elif data.shape != raw[acquired[0]].shape or not np.allclose(aff, affine, atol=1e-3):
+            raise InputError(f"{path}: grid differs from the other qMRI maps of {where}")
+        _check_whole(data, path)
+        raw[name] = data
+    assert affine is not None  # at least one map
+    return raw, affine
+
+
+def _quality(data: np.ndarray, valid: np.ndarray, head: np.ndarray, path: str) -> dict[str, Any]:
+    """A map's invalid voxels counted (in the head and in all); InputError when too many
+    of the head's are."""
+    bad = ~valid
+    finite = np.isfinite(data)
+    n_head = int(head.sum())
+    out = {
+        "file": Path(path).name,
+        "head_voxels": n_head,
+        "invalid_in_head": int((bad & head).sum()),
+        "invalid_total": int(bad.sum()),
+        "nonfinite_total": int((~finite).sum()),
+        "negative_total": int(bad.sum() - (~finite).sum()),
+        "out_of_range_total": 0,
+        "invalid_fraction_in_head": float((bad & head).sum() / n_head),
+    }
+    _check_invalid_fraction(out, path)
+    return out
+
+
+def _pd_units(scale: Mapping[str, Any]) -> str:
+    """The PD unit decision in words, e.g. 'percent x 0.01 -> water fraction (sidecar Units
+    percent)', or '... : already a water fraction, not rescaled'."""
+    if scale["factor"] == 1.0:
+        return f"{scale['input_units']}: {scale['rule']}, not rescaled"
+    return f"{scale['input_units']} x {scale['factor']:.6g} -> water fraction ({scale['rule']})"
+
+
+def _notes(
+    quality: Mapping[str, Mapping[str, Any]],
+    units: Mapping[str, str],
+    map_files: Mapping[str, str],
+    acquired: Sequence[str],
+    scale: Mapping[str, Any],
+) -> list[str]:
+    """What was accepted although imperfect, one line each: invalid voxels, units detected
+    from the values, a rescaled PD."""
     notes = [
         f"{q['file']}: {q['invalid_in_head']} invalid voxels in the head "
-        f"({100 * q['invalid_fraction_in_head']:.2g} % of {n_head}), {q['invalid_total']} in "
-        f"total ({q['nonfinite_total']} NaN/Inf, {q['negative_total']} negative, "
-        f"{q['out_of_range_total']} beyond the physical range)"
+        f"({100 * q['invalid_fraction_in_head']:.2g} % of {q['head_voxels']}), "
+        f"{q['invalid_total']} in total ({q['nonfinite_total']} NaN/Inf, "
+        f"{q['negative_total']} negative, {q['out_of_range_total']} beyond the physical range)"
         for q in quality.values()
         if q["invalid_total"]
     ]
@@ -336,7 +371,7 @@ def prepare_lr_maps(
     ]
     if scale["factor"] != 1.0:
         notes.append(f"{Path(map_files['PD']).name}: PD {units['PD']}")
-    return LRMaps(maps, valid, head, affine, quality, units, scale, notes, acquired)
+    return notes
 
 
 def _check_invalid_fraction(q: Mapping[str, Any], path: str) -> None:
