@@ -36,7 +36,6 @@ def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(MAP_ORDER, maps, strict=True))
 
 
-@timed
 def conform_maps(
     map_files: Mapping[str, str],
     map_suffixes: Mapping[str, str],
@@ -68,7 +67,9 @@ def conform_maps(
     from swigapp.acquisition import from_metadata
     from swigapp.io.qmri import prepare_lr_maps
     from swigapp.models.features import upsample_maps
+    from swigapp.results import Conformed
 
+    started = time.perf_counter()
     prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
     if prepared.notes:  # the CLI warned when it validated the inputs
         logging.getLogger("swigapp.io").info("imperfect qMRI maps: %s", "; ".join(prepared.notes))
@@ -84,19 +85,21 @@ def conform_maps(
     lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
     up = upsample_maps(lr, acq)
     lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
-    return {
-        "lr_file": lr_file,
-        "lr_up_file": lr_up_file,
-        "lr_valid_file": lr_valid_file,
-        "hr_shape": list(hr_shape),
-        "input_quality": prepared.quality,
-        "units": prepared.units,
-        "pd_scale": prepared.pd_scale,
-        "notes": list(prepared.notes),
-        "acquired": list(prepared.acquired),
-        "estimated": {m: u for m, u in prepared.units.items() if m not in prepared.acquired},
-        "acquisition": {**acq.to_record(), "lr_model": lr_model},
-    }
+    result = Conformed(
+        lr_file=lr_file,
+        lr_up_file=lr_up_file,
+        lr_valid_file=lr_valid_file,
+        hr_shape=list(hr_shape),
+        input_quality=prepared.quality,
+        units=prepared.units,
+        pd_scale=prepared.pd_scale,
+        notes=list(prepared.notes),
+        acquired=list(prepared.acquired),
+        estimated={m: u for m, u in prepared.units.items() if m not in prepared.acquired},
+        acquisition={**acq.to_record(), "lr_model": lr_model},
+    )
+    result.seconds = time.perf_counter() - started
+    return result.to_record()
 
 
 def load_valid(lr_valid_file: str | Path | None) -> np.ndarray | None:
@@ -584,15 +587,19 @@ def write_outputs(
         participant_qc,
         render_participant,
     )
-    from swigapp.results import SuperResolution
+    from swigapp.results import Conformed, SuperResolution
 
     start = time.perf_counter()
-    results = {**results, "superres": SuperResolution.from_record(results["superres"])}
+    results = {
+        **results,
+        "conform": Conformed.from_record(results["conform"]),
+        "superres": SuperResolution.from_record(results["superres"]),
+    }
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     files = sidecars.participant_outputs(
         subject, session, bids_dir, sources, results, params, work_dir
     )
-    timings = {key: float(results[key]["seconds"]) for key in ("conform", "mask")}
+    timings = {"conform": results["conform"].seconds, "mask": float(results["mask"]["seconds"])}
     if results.get("fit"):
         timings["fit"] = sum(float(r["seconds"]) for r in results["fit"]["series"].values())
     timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())

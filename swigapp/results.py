@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from swigapp.maps import MAP_ORDER
+
 
 @dataclass
 class SuperResolution:
@@ -49,7 +51,49 @@ class SuperResolution:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> SuperResolution:
         """The result that :meth:`to_record` wrote; ValueError on a key it does not know."""
-        unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown field(s) of a super-resolution result: {sorted(unknown)}")
-        return cls(**record)
+        return cls(**_known(cls, record))
+
+
+@dataclass
+class Conformed:
+    """The LR maps' step (:func:`swigapp.participant.conform_maps`).
+
+    ``lr_file``: the LR maps in BIDS units (4D: PD on the internal water-fraction scale, T1
+    and T2 in s); ``lr_up_file``: their initial upsampling onto the HR grid;
+    ``lr_valid_file``: the LR validity mask; ``hr_shape``; ``input_quality`` (per map: its
+    invalid voxels counted); ``units`` (per map: the unit decision in words); ``pd_scale``
+    (reference and factor = internal / input; empty without PD); ``notes`` (what was
+    accepted although imperfect); the maps ``acquired`` and ``estimated`` (name -> how);
+    ``acquisition`` (the acquisition model's record with ``lr_model``); ``seconds``.
+    """
+
+    lr_file: str
+    lr_up_file: str
+    lr_valid_file: str | None = None
+    hr_shape: list[int] = field(default_factory=list)
+    input_quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    pd_scale: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    acquired: list[str] = field(default_factory=lambda: list(MAP_ORDER))
+    estimated: dict[str, str] = field(default_factory=dict)
+    acquisition: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Conformed:
+        """The result that :meth:`to_record` wrote; ValueError on a key it does not know."""
+        return cls(**_known(cls, record))
+
+
+def _known(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` as keyword arguments of the dataclass ``cls``; ValueError naming the keys
+    it does not know (a result written by another version, or a typo)."""
+    unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown field(s) of a {cls.__name__} result: {sorted(unknown)}")
+    return dict(record)

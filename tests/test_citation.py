@@ -18,7 +18,7 @@ from swigapp.models import shipped
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports import citations
 from swigapp.reports.boilerplate import methods_boilerplate
-from swigapp.results import SuperResolution
+from swigapp.results import Conformed, SuperResolution
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = _version.__version__
@@ -108,10 +108,10 @@ def record(tmp_path):
     """A participant's step results and run parameters as the workflow passes them."""
     card = shipped.model_card("swig_default")
     results = {
-        "conform": {
-            "lr_file": _grid(tmp_path / "lr.nii.gz", (20, 24, 10), 4.0),
-            "lr_up_file": _grid(tmp_path / "up.nii.gz", (40, 48, 20), 2.0),
-        },
+        "conform": Conformed(
+            lr_file=_grid(tmp_path / "lr.nii.gz", (20, 24, 10), 4.0),
+            lr_up_file=_grid(tmp_path / "up.nii.gz", (40, 48, 20), 2.0),
+        ),
         "mask": {
             "method": "maps (PD and T1 thresholds) within the registered ICBM 2009 "
             "template shipped with nilearn (2 mm)"
@@ -210,13 +210,13 @@ def test_changing_an_option_changes_the_paragraph(record):
         in methods_boilerplate("sub-01", bad, params).markdown
     )
 
-    imperfect = dict(results, conform=results["conform"] | {
+    imperfect = dict(results, conform=replace(results["conform"], **{
         "input_quality": {"T2": {"invalid_in_head": 12, "invalid_fraction_in_head": 0.004}},
         "units": {"T1": "ms -> s (sidecar Units)", "T2": "s (sidecar Units)"},
         "pd_scale": {"factor": 0.01, "rule": "decimal scale 1e2", "reference_value": 69.0,
                      "reference": "median PD in WM-like voxels (T1 0.5-1.1 s)"},
         "notes": ["sub-01_T2map.nii.gz: 12 invalid voxels in the head"],
-    })  # fmt: skip
+    }))  # fmt: skip
     md = methods_boilerplate("sub-01", imperfect, params).markdown
     assert "T1 ms -> s (sidecar Units)" in md and "T2 s (sidecar" not in md
     assert "PD multiplied by 0.01 to a water fraction (decimal scale 1e2" in md

@@ -10,7 +10,7 @@ from swigapp import kspace
 from swigapp.acquisition import KSpace3D
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports.boilerplate import regional_warnings
-from swigapp.results import SuperResolution
+from swigapp.results import Conformed, SuperResolution
 
 SHAPE = (32, 32, 32)
 
@@ -238,3 +238,8 @@ def test_the_super_resolution_result_round_trips_through_its_record():
     assert back.seconds == 3.5 and np.isnan(back.lr_residual["T2"])
     with pytest.raises(ValueError, match="unknown field"):
         SuperResolution.from_record(record | {"lr_residul": {}})
+    conformed = Conformed(
+        "lr_maps.nii.gz", "lr_up_maps.nii.gz", acquired=["T1"], estimated={"PD": "tissue prior"}
+    )
+    back = Conformed.from_record(json.loads(json.dumps(conformed.to_record())))
+    assert back == conformed and back.pd_scale == {} and back.acquisition is None

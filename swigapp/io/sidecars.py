@@ -59,7 +59,7 @@ def participant_outputs(
     out = _Outputs(label, subject_dir("", subject, session), Path(work_dir))
     out.uri = {k: bids_uri(v, bids_dir) for k, v in sources.items()}
     out.uri |= fitted_outputs(label, out.anat, results.get("fit"), bids_dir, out.files)
-    out.map_uris = [out.uri[m] for m in results["conform"].get("acquired", MAP_ORDER)]
+    out.map_uris = [out.uri[m] for m in results["conform"].acquired]
     maps, affine = load_maps(results["superres"].sr_file)
     vox = "x".join(f"{v:g}" for v in voxel_sizes(affine))
     out.resolution = f"{vox} mm voxels on the field of view of the acquired low-resolution maps"
@@ -77,7 +77,7 @@ def participant_outputs(
     map_names = out.maps(maps, affine, results, params, mask_uri)
     sr = results["superres"]
     if sr.uncertainty_file:
-        out.uncertainty(sr, results["conform"].get("pd_scale"), map_names)
+        out.uncertainty(sr, results["conform"].pd_scale, map_names)
     out.contrasts(results["synthesis"], params, list(map_names.values()))
     return out.files
 
@@ -144,12 +144,12 @@ class _Outputs:
 
         sr, conform = results["superres"], results["conform"]
         provenance = _provenance(results, params, self.guides)
-        estimated = conform.get("estimated", {})
+        estimated = conform.estimated
         map_names = {}
         for i, m in enumerate(MAP_ORDER):
             if m in estimated and not params.get("write_estimated"):
                 continue
-            pd_scale = conform.get("pd_scale") if m == "PD" else None
+            pd_scale = conform.pd_scale if m == "PD" else None
             data = in_input_scale(maps[i], pd_scale)
             path = save_nifti(self.work / f"sr_{m}.nii.gz", data, affine)
             desc = "estimated" if m in estimated else sr.method
@@ -224,7 +224,7 @@ def _provenance(
 ) -> dict[str, Any]:
     """The sidecar fields every SR map shares: method, model, acquisition, guides,
     adaptation, seed, device, software."""
-    sr, acquisition = results["superres"], results["conform"].get("acquisition")
+    sr, acquisition = results["superres"], results["conform"].acquisition
     adaptation = sr.adaptation or {}
     return {
         "Method": sr.method,

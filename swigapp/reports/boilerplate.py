@@ -137,9 +137,9 @@ def _fits(fit: Mapping[str, Any] | None) -> list[Sentence]:
 
 def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     conform = results["conform"]
-    lr_shape, lr_vox = _grid(conform["lr_file"])
-    hr_shape, hr_vox = _grid(conform["lr_up_file"])
-    acquired = list(conform.get("acquired", MAP_ORDER))
+    lr_shape, lr_vox = _grid(conform.lr_file)
+    hr_shape, hr_vox = _grid(conform.lr_up_file)
+    acquired = list(conform.acquired)
     estimated = [m for m in MAP_ORDER if m not in acquired]
     out: list[Sentence] = [
         *_fits(results.get("fit")),
@@ -147,7 +147,7 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
             f"The low-resolution {_join(acquired)} map{'s' if len(acquired) > 1 else ''} "
             f"({_dims(lr_vox, '.3g')} mm voxels, matrix {_dims(lr_shape)}) "
             f"{'were' if len(acquired) > 1 else 'was'} brought to BIDS units (T1 and T2 in "
-            "seconds)" + _units_clause(conform.get("units"), conform.get("pd_scale")),
+            "seconds)" + _units_clause(conform.units, conform.pd_scale),
             (),
         ),
     ]
@@ -162,12 +162,12 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
             "and they are not reported as results"
         )
         out.append((sentence, ()))
-    quality = conform.get("input_quality")
+    quality = conform.input_quality
     if quality:
         out.append((_quality_sentence(quality), ()))
     from swigapp.acquisition import Acquisition, KSpace3D
 
-    record = conform.get("acquisition")
+    record = conform.acquisition
     acq = Acquisition.from_record(record) if record else KSpace3D(hr_shape, lr_shape)
     lr_model = record.get("lr_model", "auto") if record else "auto"
     out.append((acq.methods_sentence(hr_vox, lr_model), ()))
@@ -361,7 +361,7 @@ def warnings(results: Mapping[str, Any]) -> list[str]:
             f"no guide's field of view covers {100 * fallback:.1f} % of the brain mask; there "
             f"the maps are {results['superres'].guide_fallback or 'unguided'}"
         )
-    out += [f"{IMPERFECT_INPUT}: {n}" for n in results["conform"].get("notes", [])]
+    out += [f"{IMPERFECT_INPUT}: {n}" for n in results["conform"].notes]
     return out
 
 

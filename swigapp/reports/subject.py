@@ -69,16 +69,16 @@ def participant_qc(
         "RegistrationMI": {g: r["metric"] for g, r in results["registration"].items()},
         "InputQuality": {
             m: {k: q[k] for k in ("invalid_in_head", "invalid_total", "invalid_fraction_in_head")}
-            for m, q in results["conform"].get("input_quality", {}).items()
+            for m, q in results["conform"].input_quality.items()
         },
-        "InputUnits": dict(results["conform"].get("units", {})),
-        "AcquiredMaps": list(results["conform"].get("acquired", MAP_ORDER)),
+        "InputUnits": dict(results["conform"].units),
+        "AcquiredMaps": list(results["conform"].acquired),
         **(
-            {"EstimatedMaps": list(results["conform"]["estimated"])}
-            if results["conform"].get("estimated")
+            {"EstimatedMaps": list(results["conform"].estimated)}
+            if results["conform"].estimated
             else {}
         ),
-        "PDScaleFactor": results["conform"].get("pd_scale", {}).get("factor", 1.0),
+        "PDScaleFactor": results["conform"].pd_scale.get("factor", 1.0),
         "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].guide_fallback_fraction,
         "GuideFallback": results["superres"].guide_fallback,
@@ -219,7 +219,7 @@ def _maps_section(
     """Per map: the LR map as acquired, the SR map and the registered guide that shows it."""
     from swigapp.interp import upsample_interp
 
-    lr, _ = load_maps(results["conform"]["lr_file"])
+    lr, _ = load_maps(results["conform"].lr_file)
     method = str(results["superres"].method).upper()
     parts = [
         "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
@@ -227,7 +227,7 @@ def _maps_section(
     ]
     for i, m in enumerate(MAP_ORDER):
         acquired = upsample_interp(lr[i], loaded.mask.shape, order=0)
-        if m in results["conform"].get("estimated", {}):
+        if m in results["conform"].estimated:
             cols = {
                 f"{m} LR (NOT acquired: estimate)": acquired,
                 f"{m} ({method}, estimate)": loaded.maps[m],
@@ -322,7 +322,7 @@ def _summary(
             else {}
         ),
         "LR map units": qc["InputUnits"],
-        "LR acquisition model": _acquisition_line(results["conform"].get("acquisition")),
+        "LR acquisition model": _acquisition_line(results["conform"].acquisition),
         "LR residual ||D(SR)-LR||/||LR||": qc["LRResidual"],
         "LR residual of the input": results["superres"].lr_residual_input,
         "guide SSIM (synthesised vs acquired)": qc["GuideSSIM"],
