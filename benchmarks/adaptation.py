@@ -31,7 +31,7 @@ from benchmarks.shift import AXES
 from swigapp.autoadapt import check, decide
 from swigapp.consistency import Evidence
 from swigapp.models.features import MAP_ORDER, prepare_subject
-from swigapp.models.inference import adapt, predict_volume
+from swigapp.models.inference import AdaptConfig, adapt, predict_volume
 from swigapp.models.shipped import load_shipped
 
 VALIDATION_SEED = 3000
@@ -46,7 +46,8 @@ def variants(model, subject, steps: int, settings: list[str]) -> dict:
     runs = {"no adaptation": lambda: predict_volume(model, subject)}
 
     def adapted(rate: float, anchor: float, warmup: int) -> np.ndarray:
-        tuned, _ = adapt(model, subject, steps, learning_rate=rate, anchor=anchor, warmup=warmup)
+        config = AdaptConfig(learning_rate=rate, anchor=anchor, warmup=warmup)
+        tuned, _ = adapt(model, subject, steps, config)
         return predict_volume(tuned, subject)
 
     for setting in settings:

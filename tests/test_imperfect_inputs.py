@@ -428,7 +428,7 @@ def test_cli_refuses_invalid_maps(tiny_dataset, tmp_path, capsys, change, needle
 
 
 def test_adaptation_and_inr_leave_out_invalid_lr_voxels(tiny_subject):
-    from swigapp.models.inference import adapt
+    from swigapp.models.inference import AdaptConfig, adapt
     from swigapp.models.inr import INRConfig, fit_inr
     from swigapp.models.losses import LossWeights, total_loss
     from swigapp.models.network import NetConfig, SwigNet
@@ -452,7 +452,9 @@ def test_adaptation_and_inr_leave_out_invalid_lr_voxels(tiny_subject):
     # (crop edges and the clipping of lr_up leak a little of the bad voxels)
     assert lr_term(marked) < 0.1 * lr_term(unmarked)
     torch.manual_seed(0)
-    losses = adapt(SwigNet(NetConfig(width=8, blocks=1)), marked, 2, crop=(32, 32, 8))[1]
+    losses = adapt(SwigNet(NetConfig(width=8, blocks=1)), marked, 2, AdaptConfig(crop=(32, 32, 8)))[
+        1
+    ]
     assert len(losses) == 2 and np.isfinite(losses).all()
     cfg = INRConfig(max_steps=2, min_steps=1, crops_per_step=2, check_voxels=500)
     assert np.isfinite(fit_inr(marked, (2.0, 2.0, 2.0), cfg).losses).all()

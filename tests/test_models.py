@@ -23,7 +23,13 @@ from swigapp.models.features import (
     encode,
     prepare_subject,
 )
-from swigapp.models.inference import adapt, predict_ensemble, predict_volume, slice_axes
+from swigapp.models.inference import (
+    AdaptConfig,
+    adapt,
+    predict_ensemble,
+    predict_volume,
+    slice_axes,
+)
 from swigapp.models.losses import (
     LR_SCALES,
     LossWeights,
@@ -448,10 +454,9 @@ def test_self_supervised_adaptation_moves_toward_truth(tiny_tensors):
     torch.manual_seed(0)
     model = SwigNet(NetConfig(width=16, blocks=2))
     before_weights = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned, losses = adapt(  # the unsupervised terms alone: no anchor to the untrained start
-        model, tiny_tensors, steps=40, learning_rate=2e-3, crop=(32, 32, 8), seed=1,
-        anchor=0.0, warmup=0,
-    )  # fmt: skip
+    # the unsupervised terms alone: no anchor to the untrained start
+    config = AdaptConfig(learning_rate=2e-3, crop=(32, 32, 8), anchor=0.0, warmup=0)
+    tuned, losses = adapt(model, tiny_tensors, steps=40, config=config, seed=1)
     assert np.mean(losses[-8:]) < np.mean(losses[:8])
     for name, value in model.state_dict().items():  # the input model is untouched
         torch.testing.assert_close(value, before_weights[name])
@@ -479,7 +484,7 @@ def test_anchored_adaptation_keeps_the_shipped_model_in_distribution(tiny_subjec
 
     before = gm_error(predict_volume(model, subject))
     anchored, _ = adapt(model, subject, 10, seed=1)
-    free, _ = adapt(model, subject, 10, seed=1, anchor=0.0, warmup=0)  # 0.2.0's
+    free, _ = adapt(model, subject, 10, AdaptConfig(anchor=0.0, warmup=0), seed=1)  # 0.2.0's
     after = gm_error(predict_volume(anchored, subject))
     assert (after <= 1.02 * before).all(), (before, after)
     assert (gm_error(predict_volume(free, subject)) > 1.05 * before).any()

@@ -142,23 +142,13 @@ def find_inputs(
             raise InputError(
                 f"BIDS filter for unknown input {name!r} (qmri, {', '.join(GUIDE_SUFFIXES)})"
             )
-    maps: dict[str, str] = {}
-    suffixes: dict[str, str] = {}
-    map_metadata: dict[str, dict[str, Any]] = {}
-    for suffix in MAP_SUFFIXES:
-        name = MAP_NAMES[suffix]
-        if name in maps:
-            continue
-        query = {**base, **filters.get("qmri", {}), "suffix": suffix}
-        path = _one(bids_layout.get(**query), suffix, where)
-        if path is not None:
-            maps[name], suffixes[name] = path, suffix
-            map_metadata[name] = dict(bids_layout.get_metadata(path))
+    qmri = {**base, **filters.get("qmri", {})}
+    maps, suffixes, map_metadata = _find_maps(bids_layout, qmri, where)
     series: dict[str, dict[str, Any]] = {}
     plan: dict[str, str] = {}
     wanted = list(MAP_ORDER) if fit_qmri else [m for m in MAP_ORDER if m not in maps]
     if wanted:
-        series = find_series(bids_layout, {**base, **filters.get("qmri", {})}, where)
+        series = find_series(bids_layout, qmri, where)
         plan = plan_fits(series, wanted)
         if fit_qmri and not plan:
             raise InputError(
@@ -170,7 +160,35 @@ def find_inputs(
                          where, name, kind, Path(maps[name]).name)  # fmt: skip
                 del maps[name], suffixes[name], map_metadata[name]
         series = {k: v for k, v in series.items() if k in plan.values()}
-    missing = [m for m in MAP_ORDER if m not in maps and m not in plan]
+    _check_missing([m for m in MAP_ORDER if m not in maps and m not in plan], where)
+    found, metadata = _find_guides(bids_layout, base, filters, guides, where)
+    return SubjectFiles(
+        subject, session, maps, suffixes, found, metadata, map_metadata, series, plan
+    )
+
+
+def _find_maps(
+    bids_layout: Any, query: Mapping[str, Any], where: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, Any]]]:
+    """The LR maps found (name -> path), their suffixes and sidecars; the first suffix of
+    :data:`MAP_SUFFIXES` that names a map wins (T1map before R1map)."""
+    maps: dict[str, str] = {}
+    suffixes: dict[str, str] = {}
+    map_metadata: dict[str, dict[str, Any]] = {}
+    for suffix in MAP_SUFFIXES:
+        name = MAP_NAMES[suffix]
+        if name in maps:
+            continue
+        path = _one(bids_layout.get(**{**query, "suffix": suffix}), suffix, where)
+        if path is not None:
+            maps[name], suffixes[name] = path, suffix
+            map_metadata[name] = dict(bids_layout.get_metadata(path))
+    return maps, suffixes, map_metadata
+
+
+def _check_missing(missing: Sequence[str], where: str) -> None:
+    """InputError when no map is acquired or fitted; a warning naming the maps that will be
+    estimated otherwise."""
     if len(missing) == len(MAP_ORDER):
         raise InputError(
             f"{where}: no qMRI map: at least one of "
@@ -183,6 +201,17 @@ def find_inputs(
             "--write-estimated",
             where, " and ".join(missing), "; ".join(f"{m}: {MAP_SOURCES[m]}" for m in missing),
         )  # fmt: skip
+
+
+def _find_guides(
+    bids_layout: Any,
+    base: Mapping[str, Any],
+    filters: Mapping[str, Mapping[str, Any]],
+    guides: Sequence[str],
+    where: str,
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """The requested guides found (name -> path) and their sidecars; a missing guide is
+    warned about, none found is an InputError."""
     found: dict[str, str] = {}
     metadata: dict[str, dict[str, Any]] = {}
     for name in guides:
@@ -197,9 +226,7 @@ def find_inputs(
         metadata[name] = dict(bids_layout.get_metadata(path))
     if not found:
         raise InputError(f"{where}: none of the guides {', '.join(guides)} was found")
-    return SubjectFiles(
-        subject, session, maps, suffixes, found, metadata, map_metadata, series, plan
-    )
+    return found, metadata
 
 
 def load_lr_maps(files: SubjectFiles) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -186,28 +187,38 @@ def _predict_along(
     return out.permute(*inverse.tolist())
 
 
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How per-subject adaptation fine-tunes: Adam's ``learning_rate``, ``batch_size``
+    crops of ``crop`` HR voxels per step, the loss ``weights`` (unsupervised terms only),
+    ``anchor``: weight of a proximal term, the L1 distance in the network domain (PD,
+    ln T1, ln T2) between the adapted and the pre-trained predictions on the same crops,
+    which keeps the adapted model near the one it started from; ``warmup``: steps over
+    which the learning rate ramps up linearly."""
+
+    learning_rate: float = 1e-4
+    batch_size: int = 2
+    crop: tuple[int, int, int] = (64, 64, 16)
+    weights: LossWeights = ADAPT_WEIGHTS
+    anchor: float = ADAPT_ANCHOR
+    warmup: int = ADAPT_WARMUP
+
+
 def adapt(
     model: nn.Module,
     subject: SubjectTensors,
     steps: int,
-    learning_rate: float = 1e-4,
-    batch_size: int = 2,
-    crop: tuple[int, int, int] = (64, 64, 16),
+    config: AdaptConfig = AdaptConfig(),
     seed: int = 0,
-    weights: LossWeights = ADAPT_WEIGHTS,
     device: torch.device | str = "cpu",
     progress: bool = False,
-    anchor: float = ADAPT_ANCHOR,
-    warmup: int = ADAPT_WARMUP,
 ) -> tuple[nn.Module, list[float]]:
-    """Fine-tune a copy of ``model`` on one subject with the unsupervised loss.
-
-    ``anchor``: weight of a proximal term, the L1 distance in the network domain (PD,
-    ln T1, ln T2) between the adapted and the pre-trained predictions on the same crops,
-    which keeps the adapted model near the one it started from; ``warmup``: steps over
-    which the learning rate ramps up linearly. Returns the adapted copy and the loss per
-    step. The input model is not changed.
+    """Fine-tune a copy of ``model`` on one subject with the unsupervised loss for
+    ``steps`` steps (:class:`AdaptConfig`). Returns the adapted copy and the loss per step.
+    The input model is not changed.
     """
+    learning_rate, anchor, weights = config.learning_rate, config.anchor, config.weights
+    crop, batch_size, warmup = config.crop, config.batch_size, config.warmup
     tuned = copy.deepcopy(model).to(device).train()
     reference = copy.deepcopy(tuned).eval() if anchor else None
     optimiser = torch.optim.Adam(
