@@ -7,13 +7,30 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from swigapp.maps import MAP_ORDER
 
 
+class _Record:
+    """A dataclass result's JSON round trip, shared by every step's result."""
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """The result that :meth:`to_record` wrote; ValueError naming the keys it does not
+        know (a result written by another version, or a typo)."""
+        unknown = set(record) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise ValueError(f"unknown field(s) of a {cls.__name__} result: {sorted(unknown)}")
+        return cls(**record)
+
+
 @dataclass
-class SuperResolution:
+class SuperResolution(_Record):
     """The super-resolution step (:func:`swigapp.participant.super_resolve`).
 
     ``sr_file``: the maps (4D: PD a.u., T1 s, T2 s); ``uncertainty_file``: their
@@ -44,18 +61,9 @@ class SuperResolution:
     lr_residual: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> SuperResolution:
-        """The result that :meth:`to_record` wrote; ValueError on a key it does not know."""
-        return cls(**_known(cls, record))
-
 
 @dataclass
-class Conformed:
+class Conformed(_Record):
     """The LR maps' step (:func:`swigapp.participant.conform_maps`).
 
     ``lr_file``: the LR maps in BIDS units (4D: PD on the internal water-fraction scale, T1
@@ -79,21 +87,3 @@ class Conformed:
     estimated: dict[str, str] = field(default_factory=dict)
     acquisition: dict[str, Any] | None = None
     seconds: float = 0.0
-
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Conformed:
-        """The result that :meth:`to_record` wrote; ValueError on a key it does not know."""
-        return cls(**_known(cls, record))
-
-
-def _known(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` as keyword arguments of the dataclass ``cls``; ValueError naming the keys
-    it does not know (a result written by another version, or a typo)."""
-    unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown field(s) of a {cls.__name__} result: {sorted(unknown)}")
-    return dict(record)

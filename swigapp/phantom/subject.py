@@ -120,10 +120,10 @@ class PhantomSubject:
     lr_affine: np.ndarray
     guides: dict[str, np.ndarray]
     protocols: dict[str, Protocol]
+    #: The LR acquisition from the truth grid (3D k-space truncation, or the 2D stack).
+    acquisition: Acquisition
     motion: dict[str, RigidMotion] = field(default_factory=dict)
     config: PhantomConfig = field(default_factory=PhantomConfig)
-    #: The LR acquisition from the truth grid (3D k-space truncation, or the 2D stack).
-    acquisition: Acquisition | None = None
     map_affine: np.ndarray | None = None
 
     @property
