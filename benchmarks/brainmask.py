@@ -23,8 +23,8 @@ import nibabel as nib
 import numpy as np
 
 from benchmarks.quality import HELD_OUT_SEED, SETTINGS, held_out_config
-from swigapp import kspace
-from swigapp.interp import upsample_interp
+from swigapp.operators import grid
+from swigapp.operators.interp import upsample_interp
 from swigapp.participant import conform_maps, make_mask
 from swigapp.phantom.individuals import SUBJECTS, split_subjects
 from swigapp.phantom.subject import make_subject
@@ -51,7 +51,7 @@ def measure(name: str, index: int, setting: str, size: str, seed: int, work: Pat
     truth = subject.truth.brain_mask
     if truth.shape != mask.shape:  # the HR grid of the LR field of view: resample the truth
         truth = upsample_interp(truth.astype(np.float32), mask.shape, order=1) > 0.5
-    voxel_ml = float(np.prod(kspace.voxel_sizes(mask_img.affine))) / 1000.0
+    voxel_ml = float(np.prod(grid.voxel_sizes(mask_img.affine))) / 1000.0
     return {
         "name": name,
         "mask_ml": float(mask.sum()) * voxel_ml,

@@ -35,10 +35,10 @@ import torch
 
 from benchmarks.quality import LR_ROW, eval_subjects, held_out_config, measured, method_table
 from benchmarks.shift import AXES, CUBIC, SWIG
-from swigapp import kspace
 from swigapp.models.inr import INRConfig
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
+from swigapp.operators import grid
 from swigapp.phantom.bids import write_dataset
 
 SETTING = "combined 2 mm iso"
@@ -68,11 +68,11 @@ def fine_tune(cohort: Path, out: Path, recipe: str, steps: int, threads: int) ->
 def score_models(models: dict, n: int, size: str, seed: int, work: Path, split: str) -> list[dict]:
     """LR input, cubic spline and each model's SWIG T1w+T2w row on ``n`` subjects."""
     rows = []
-    grid = INRConfig()  # not run: method_table builds its INR rows lazily
-    args = SimpleNamespace(adapt_steps=0, seed=0, inr_max_steps=grid.max_steps,
-                           inr_stop=grid.stop, methods=[SWIG])  # fmt: skip
+    inr_defaults = INRConfig()  # not run: method_table builds its INR rows lazily
+    args = SimpleNamespace(adapt_steps=0, seed=0, inr_max_steps=inr_defaults.max_steps,
+                           inr_stop=inr_defaults.stop, methods=[SWIG])  # fmt: skip
     for subject in eval_subjects(AXES[SETTING], n, size, seed, 0, work):
-        voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+        voxel = grid.voxel_sizes(subject.prepared.hr_affine)
         for k, (name, model) in enumerate(models.items()):
             table = method_table(subject.prepared.tensors, {"swig": model}, args, voxel,
                                  subject.prepared)  # fmt: skip

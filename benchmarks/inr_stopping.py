@@ -28,7 +28,7 @@ import torch
 from scipy.stats import spearmanr
 
 from benchmarks.quality import SETTINGS, eval_subjects
-from swigapp import kspace, metrics
+from swigapp import metrics
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
 from swigapp.models.inr import (
@@ -41,6 +41,7 @@ from swigapp.models.inr import (
 )
 from swigapp.models.losses import total_loss
 from swigapp.models.shipped import load_shipped
+from swigapp.operators import grid
 
 RESULTS = Path(__file__).parent / "results"
 VALIDATION_SEED = 3000
@@ -104,7 +105,7 @@ def curves(subject, config: INRConfig, anchors: Sequence[float]) -> dict[float, 
     start, the base); the truth's physics loss in every row (``truth_loss``). The base (SWIG
     with ``init="swig"``) and the loss's crops are set up once for all anchors."""
     tensors = subject.prepared.tensors.with_guides(("T1w", "T2w"))
-    voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+    voxel = grid.voxel_sizes(subject.prepared.hr_affine)
     base = None
     if config.init == "swig":
         base = predict_volume(load_shipped("swig_default"), tensors)

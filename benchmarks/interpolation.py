@@ -28,8 +28,8 @@ from scipy import ndimage
 
 from benchmarks.quality import HELD_OUT_SEED, SETTINGS, held_out_config
 from swigapp import metrics
-from swigapp.interp import upsample_interp
 from swigapp.models.features import MAP_ORDER
+from swigapp.operators.interp import upsample_interp
 from swigapp.phantom.subject import make_subject
 
 VALIDATION_SEED = 3000

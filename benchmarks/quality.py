@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from benchmarks.app import tree_rss_bytes
-from swigapp import kspace, metrics
+from swigapp import metrics
 from swigapp.consistency import Evidence, guard
-from swigapp.interp import upsample_interp
-from swigapp.io.bids import layout, load_bundle
+from swigapp.inputs.bundle import load_bundle
+from swigapp.io.bids import layout
 from swigapp.models.cohort import PreparedSubject, prepare_bundle
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import adapt, predict_ensemble, predict_volume
@@ -46,6 +46,8 @@ from swigapp.models.inr import STOP_RULES, INRConfig, fit_inr, render_volume
 from swigapp.models.losses import closed_form_scale
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
+from swigapp.operators import grid
+from swigapp.operators.interp import upsample_interp
 from swigapp.participant import guide_weight
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
@@ -247,8 +249,8 @@ def method_table(
     if "nolr" in models:
         methods["SWIG no LR input (T1w+T2w)"] = guided(lambda: predict_volume(models["nolr"], both))
     settings = {"seed": args.seed, "max_steps": args.inr_max_steps, "stop": args.inr_stop}
-    grid = INRConfig(**settings)
-    methods["INR grid (T1w+T2w)"] = guided(lambda: inr(grid))
+    inr_grid = INRConfig(**settings)
+    methods["INR grid (T1w+T2w)"] = guided(lambda: inr(inr_grid))
     # as in the app, the INRs fall back where no guide saw to their base run with no guide:
     # the upsampled LR maps, or SWIG with no guide (swigapp.methods.fallback_method)
     methods["INR grid from SWIG (T1w+T2w)"] = guided(
@@ -369,7 +371,7 @@ def run_setting(name: str, factors, args, models, work: Path) -> list[dict]:
     )
     for subject in subjects:
         tensors = subject.prepared.tensors
-        voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+        voxel = grid.voxel_sizes(subject.prepared.hr_affine)
         table = method_table(
             tensors, models, args, voxel, subject.prepared, protocols=subject.protocols
         )

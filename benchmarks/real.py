@@ -35,9 +35,10 @@ import numpy as np
 
 from benchmarks.subsets import run_app
 from swigapp import metrics, tissue
-from swigapp.interp import upsample_interp
 from swigapp.io.files import save_nifti, write_json
-from swigapp.kspace import downsample, lr_affine, lr_shape, voxel_sizes
+from swigapp.operators.grid import lr_affine, lr_shape, voxel_sizes
+from swigapp.operators.interp import upsample_interp
+from swigapp.operators.kspace import downsample
 from swigapp.physics.protocol import Protocol
 
 RESULTS = Path(__file__).parent / "results"

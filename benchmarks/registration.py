@@ -31,9 +31,10 @@ import numpy as np
 from swigapp.phantom.acquire import RigidMotion
 from swigapp.phantom.bids import TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
+from swigapp.registration import RegistrationSettings
 
 RESULTS = Path(__file__).parent / "results"
-#: Setting name -> fields of ``participant.RegistrationSettings`` (sampling 0.1 in both).
+#: Setting name -> fields of ``registration.RegistrationSettings`` (sampling 0.1 in both).
 SETTINGS = {
     "sampling 0.1, last level at full resolution (0.2.0)": {"full_resolution": True},
     "sampling 0.1, last level at the LR maps' resolution (default)": {},
@@ -117,7 +118,7 @@ def run(
                         result = participant.register(
                             conform["lr_up_file"], mask["mask_file"],
                             str(anat / f"{sub}_{guide}.nii.gz"), protocol, guide, out,
-                            participant.RegistrationSettings(sampling=0.1, **SETTINGS[setting]),
+                            RegistrationSettings(sampling=0.1, **SETTINGS[setting]),
                             lr_file=conform["lr_file"],
                         )  # fmt: skip
                         error = displacement_error_mm(

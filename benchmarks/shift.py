@@ -44,11 +44,11 @@ from benchmarks.quality import (
     measured,
     method_table,
 )
-from swigapp import kspace
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inr import INRConfig
 from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
+from swigapp.operators import grid
 from swigapp.phantom.shift import LESION_SITES, Shift
 from swigapp.registration import DEFAULT_SAMPLING
 
@@ -140,7 +140,7 @@ def run_axis(name: str, fields: dict, args, models: dict, work: Path) -> list[di
         (f"{SWIG} + adapt",) * bool(args.adapt_steps) + (INR_FROM_SWIG,) * args.inr
     )
     for subject in subjects:
-        voxel = kspace.voxel_sizes(subject.prepared.hr_affine)
+        voxel = grid.voxel_sizes(subject.prepared.hr_affine)
         physics = None
         if args.inr:  # can the INR's loss tell the truth from SWIG here?
             both = subject.prepared.tensors.with_guides(("T1w", "T2w"))

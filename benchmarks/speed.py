@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swigapp import kspace
 from swigapp.models.features import SubjectTensors, prepare_subject
 from swigapp.models.inference import (
     CPU_SLICE_BATCH,
@@ -40,6 +39,7 @@ from swigapp.models.inference import (
 from swigapp.models.inr import fit_inr, render_volume
 from swigapp.models.network import in_batches
 from swigapp.models.shipped import load_shipped
+from swigapp.operators import grid
 from swigapp.phantom.subject import PhantomConfig, make_subject
 
 GRID = (197, 233, 189)
@@ -53,7 +53,7 @@ def full_grid_subject() -> SubjectTensors:
     """
     s = make_subject(0, seed=7000, config=PhantomConfig(size="full", guides=("T1w", "T2w")))
     shape = s.truth.t1.shape
-    lr_grid = kspace.lr_shape(GRID, (2.0,))
+    lr_grid = grid.lr_shape(GRID, (2.0,))
     pad = [(0, g - n) for g, n in zip(GRID, shape, strict=True)]
     lr_pad = [(0, g - n) for g, n in zip(lr_grid, s.lr_maps["T1"].shape, strict=True)]
     guides = {k: np.pad(v, pad) for k, v in s.guides.items()}

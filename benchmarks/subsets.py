@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.quality import HELD_OUT_SEED, SETTINGS, anatomies, held_out_config, load_truth
 from swigapp import metrics
-from swigapp.interp import upsample_interp
+from swigapp.operators.interp import upsample_interp
 from swigapp.phantom.bids import MAP_SUFFIX, write_dataset
 
 RESULTS = Path(__file__).parent / "results"

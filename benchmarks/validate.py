@@ -36,11 +36,11 @@ from benchmarks.quality import (
     eval_subjects,
 )
 from benchmarks.shift import AXES, SHIFT_SEED
-from swigapp.interp import upsample_interp
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
 from swigapp.models.shipped import load_shipped, shipped_name
 from swigapp.models.train import load_model
+from swigapp.operators.interp import upsample_interp
 
 #: (row key, column title, decimals) of the printed table
 COLUMNS = (

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import ndimage
 
-from swigapp import kspace
 from swigapp.maps import MAP_ORDER
 from swigapp.metrics import guide_ssim_map
+from swigapp.operators import grid
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import Acquisition
+    from swigapp.operators.acquisition import Acquisition
     from swigapp.physics.protocol import Protocol
 
 #: Guide SSIM (re-synthesised vs acquired) below this is flagged.
@@ -282,5 +282,5 @@ def fallback_weight(
     labels = octant_labels(shape, affine, brain_centre(mask, affine))
     names = [octant_name(k) for k in range(8)]
     fallen = np.isin(labels, [names.index(r) for r in regions])
-    sigma = FALLBACK_EDGE_MM / np.asarray(kspace.voxel_sizes(affine))
+    sigma = FALLBACK_EDGE_MM / np.asarray(grid.voxel_sizes(affine))
     return np.clip(1.0 - ndimage.gaussian_filter(fallen.astype(np.float32), sigma), 0.0, 1.0)

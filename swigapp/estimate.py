@@ -23,7 +23,7 @@ import numpy as np
 from swigapp.maps import MAP_ORDER
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import Acquisition
+    from swigapp.operators.acquisition import Acquisition
 
 #: Typical 3T (PD water fraction, T1 s, T2 s) of WM, GM and CSF: the estimates' curve
 #: (WM T1 0.85 s and GM 1.35 s as the tissue classes of :mod:`swigapp.tissue`).

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from swigapp import kspace
+from swigapp.operators import grid
 from swigapp.registration import MIN_AXIS_VOXELS
 
 LOG = logging.getLogger("swigapp.masking")
@@ -196,7 +196,7 @@ def brain_mask(
     template brain mask registered to it and dilated by ``margin_mm`` removes what lies
     outside the brain (scalp, neck, eyes). Returns the mask and how it was made.
     """
-    voxel = np.asarray(kspace.voxel_sizes(hr_affine))
+    voxel = np.asarray(grid.voxel_sizes(hr_affine))
     mask = mask_from_maps(maps_hr[0], maps_hr[1], voxel_size=tuple(voxel), t2=maps_hr[2])
     if t1w_like is None:
         return mask, "maps (PD and T1 thresholds)"

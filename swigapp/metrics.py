@@ -252,9 +252,9 @@ def hfen_beyond_band(
 
     ||LoG(P(x_hat - x))||_2 / ||LoG(P x)||_2 over ``mask``, with P = I - U D the projection
     onto the k-space frequencies outside the band of an LR grid of size ``lr_shape``
-    (:mod:`swigapp.kspace` truncation). Errors inside the band do not count. 1: none of the
-    reference's detail beyond the band recovered (zero-filled upsampling scores 1 up to its
-    noise); 0: all of it; above 1: more wrong detail added than was missing.
+    (:mod:`swigapp.operators.kspace` truncation). Errors inside the band do not count. 1:
+    none of the reference's detail beyond the band recovered (zero-filled upsampling scores 1
+    up to its noise); 0: all of it; above 1: more wrong detail added than was missing.
     """
     from swigapp import kspace  # torch-based; only this metric needs it
 

@@ -10,22 +10,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 
-from swigapp import kspace
 from swigapp.consistency import Evidence, guard
 from swigapp.estimate import not_acquired, refine
-from swigapp.interp import upsample_interp
-from swigapp.io.bids import MAP_ORDER, load_image
 from swigapp.io.files import load_maps, save_maps, save_nifti
-from swigapp.methods import METHOD_ARCH, METHODS, Request, fallback_method
+from swigapp.io.images import load_image
+from swigapp.maps import MAP_ORDER, Maps
+from swigapp.methods import (
+    DEFAULT_METHOD,
+    METHOD_ARCH,
+    METHODS,
+    Request,
+    fallback_method,
+    method_options,
+)
 from swigapp.metrics import guide_ssim
+from swigapp.operators import grid
+from swigapp.operators.interp import upsample_interp
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS, Protocol
+from swigapp.registration import RegistrationSettings
+from swigapp.results import (
+    Conformed,
+    GuideRegistration,
+    Masked,
+    Predicted,
+    SuperResolution,
+    Synthesised,
+)
 from swigapp.timing import timed
 
 if TYPE_CHECKING:
@@ -36,6 +53,7 @@ def _as_dict(maps: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(MAP_ORDER, maps, strict=True))
 
 
+@timed
 def conform_maps(
     map_files: Mapping[str, str],
     map_suffixes: Mapping[str, str],
@@ -49,10 +67,10 @@ def conform_maps(
 
     The maps are checked, converted (sidecar ``Units`` in ``map_metadata`` honoured), PD
     normalised to a water fraction and invalid voxels (NaN, Inf, negative) filled before
-    upsampling (:func:`swigapp.io.qmri.prepare_lr_maps`). The HR grid is the LR maps' field
+    upsampling (:func:`swigapp.inputs.qmri.prepare_lr_maps`). The HR grid is the LR maps' field
     of view at ``voxel_size`` (mm), by default the voxel size of ``reference_guide``. The
     acquisition model (``lr_model``: auto, kspace or slice-profile;
-    :func:`swigapp.acquisition.from_metadata`, from the T1 map's sidecar) sets the initial
+    :func:`swigapp.operators.acquisition.from_metadata`, from the T1 map's sidecar) sets the initial
     upsampling: zero-filled k-space for 3D maps, a regularised least-squares inverse of the
     slice profile through-plane for 2D stacks. Returns ``lr_file`` (PD internal scale, T1/T2
     s), ``lr_up_file``, ``lr_valid_file`` (uint8, 1 where the input voxel was finite and
@@ -64,27 +82,26 @@ def conform_maps(
     """
     import logging
 
-    from swigapp.acquisition import from_metadata
-    from swigapp.io.qmri import prepare_lr_maps
+    from swigapp.inputs.qmri import prepare_lr_maps
     from swigapp.models.features import upsample_maps
-    from swigapp.results import Conformed
+    from swigapp.operators.acquisition import from_metadata
 
-    started = time.perf_counter()
     prepared = prepare_lr_maps(map_files, map_suffixes, map_metadata)
     if prepared.notes:  # the CLI warned when it validated the inputs
         logging.getLogger("swigapp.io").info("imperfect qMRI maps: %s", "; ".join(prepared.notes))
     lr, affine = prepared.maps, prepared.affine
     if voxel_size is None:
-        voxel_size = kspace.voxel_sizes(nib.load(reference_guide).affine)
+        voxel_size = grid.voxel_sizes(nib.load(reference_guide).affine)
     sidecar = dict((map_metadata or {}).get("T1") or {})
     acq = from_metadata(lr["PD"].shape, affine, voxel_size, sidecar, model=lr_model)
     hr_shape, hr_affine = acq.hr_shape, acq.hr_affine
     out = Path(out_dir)
-    lr_file = save_maps(out / "lr_maps.nii.gz", np.stack([lr[m] for m in MAP_ORDER]), affine)
+    lr_maps = Maps(np.stack([lr[m] for m in MAP_ORDER]), affine, tuple(prepared.acquired))
+    lr_file = save_maps(out / "lr_maps.nii.gz", lr_maps)
     valid = np.moveaxis(prepared.valid_stack(), 0, -1)
     lr_valid_file = str(save_nifti(out / "lr_valid.nii.gz", valid, affine))
-    up = upsample_maps(lr, acq)
-    lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up, hr_affine)
+    up = Maps(upsample_maps(lr, acq), hr_affine, lr_maps.acquired)
+    lr_up_file = save_maps(out / "lr_up_maps.nii.gz", up)
     result = Conformed(
         lr_file=lr_file,
         lr_up_file=lr_up_file,
@@ -98,7 +115,6 @@ def conform_maps(
         estimated={m: u for m, u in prepared.units.items() if m not in prepared.acquired},
         acquisition={**acq.to_record(), "lr_model": lr_model},
     )
-    result.seconds = time.perf_counter() - started
     return result.to_record()
 
 
@@ -119,30 +135,16 @@ def make_mask(
     from swigapp.masking import brain_mask
     from swigapp.synthesis import synthesize
 
-    up, hr_affine = load_maps(lr_up_file)
+    up = load_maps(lr_up_file)
     t1w_like = lr_affine = None
     if template:
-        lr, lr_affine = load_maps(lr_file)
-        t1w_like = synthesize(_as_dict(lr), DEFAULT_PROTOCOLS["T1w"])
-    mask, method = brain_mask(up, hr_affine, t1w_like, lr_affine, seed=seed)
+        lr = load_maps(lr_file)
+        t1w_like, lr_affine = synthesize(lr.as_dict(), DEFAULT_PROTOCOLS["T1w"]), lr.affine
+    mask, method = brain_mask(up.data, up.affine, t1w_like, lr_affine, seed=seed)
     if not mask.any():
         raise ValueError(f"{lr_file}: the brain mask is empty (PD or T1 map implausible?)")
-    mask_file = str(save_nifti(Path(out_dir) / "brain_mask.nii.gz", mask, hr_affine))
-    return {"mask_file": mask_file, "method": method}
-
-
-@dataclass(frozen=True)
-class RegistrationSettings:
-    """How a guide is registered: ``transform`` (rigid or affine), ``seed``, ``sampling``
-    (the fraction of the target's voxels the metric samples: 0.1 the app's default, 0.2
-    swigapp 0.1.0's) and ``full_resolution`` (the last level on the full HR grid, as swigapp
-    0.2.0; by default at the resolution the target holds, that of the LR maps,
-    :func:`swigapp.registration.final_shrink`)."""
-
-    transform: str = "rigid"
-    seed: int = 0
-    sampling: float = 0.1
-    full_resolution: bool = False
+    mask_file = str(save_nifti(Path(out_dir) / "brain_mask.nii.gz", mask, up.affine))
+    return Masked(mask_file, method).to_record()
 
 
 @timed
@@ -168,32 +170,29 @@ def register(
     from swigapp.registration import final_shrink, register_guide
     from swigapp.synthesis import synthesize
 
-    up, hr_affine = load_maps(lr_up_file)
+    up = load_maps(lr_up_file)
+    hr_affine = up.affine
     shrink = 1
     if lr_file is not None and not settings.full_resolution:
-        lr_zooms = kspace.voxel_sizes(nib.load(lr_file).affine)
-        shrink = final_shrink(lr_zooms, kspace.voxel_sizes(hr_affine))
+        lr_zooms = grid.voxel_sizes(nib.load(lr_file).affine)
+        shrink = final_shrink(lr_zooms, grid.voxel_sizes(hr_affine))
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
-    fixed = synthesize(_as_dict(up), Protocol(**protocol)) * mask
+    fixed = synthesize(up.as_dict(), Protocol(**protocol)) * mask
     moving, moving_affine = load_image(guide_file)
     out = Path(out_dir)
     result = register_guide(
-        fixed, hr_affine, moving, moving_affine, settings.transform, settings.seed,
-        out / f"{name}_xfm", sampling=settings.sampling, shrink=shrink,
-    )  # fmt: skip
-    return {
-        "registered_file": str(
-            save_nifti(out / f"{name}_registered.nii.gz", result.image, hr_affine)
-        ),
-        "coverage_file": str(
-            save_nifti(out / f"{name}_coverage.nii.gz", result.coverage, hr_affine)
-        ),
-        "fixed_file": str(save_nifti(out / f"{name}_target.nii.gz", fixed, hr_affine)),
-        "transform_files": list(result.transforms),
-        "metric": result.metric,
-        "coverage": float((result.coverage[mask] > SEEN).mean()) if mask.any() else 1.0,
-        "shrink": shrink,
-    }
+        fixed, hr_affine, moving, moving_affine, settings, out / f"{name}_xfm", shrink
+    )
+    return GuideRegistration(
+        name=name,
+        registered_file=str(save_nifti(out / f"{name}_registered.nii.gz", result.image, hr_affine)),
+        coverage_file=str(save_nifti(out / f"{name}_coverage.nii.gz", result.coverage, hr_affine)),
+        fixed_file=str(save_nifti(out / f"{name}_target.nii.gz", fixed, hr_affine)),
+        transform_files=list(result.transforms),
+        metric=result.metric,
+        coverage=float((result.coverage[mask] > SEEN).mean()) if mask.any() else 1.0,
+        shrink=shrink,
+    ).to_record()
 
 
 #: An HR voxel is seen by a guide when more than this fraction of it lies inside the guide's
@@ -247,38 +246,35 @@ class LRInputs:
 class MethodSettings:
     """What the participant asked of the method (the command line's options): ``method``
     (a name of :data:`swigapp.methods.METHODS`), ``model_path`` (a model.pt or a shipped
-    model's name; None: the method's default weights), ``adapt_steps`` (steps of
-    per-subject adaptation, or ``"auto"``: :func:`swigapp.autoadapt.decide`), ``seed``,
-    ``device``, ``n_threads`` (torch threads; None: torch's default), the INR's
-    ``inr_max_steps``, ``inr_init`` and ``inr_stop``, and ``single_orientation`` (the
-    networks predict along one slice axis instead of averaging over every
-    least-downsampled one)."""
+    model's name; None: the method's default weights), the method's own ``options`` (a
+    record of its :class:`~swigapp.methods.MethodOptions`; missing ones take their
+    defaults), ``seed``, ``device``, ``n_threads`` (torch threads; None: torch's
+    default) and ``single_orientation`` (the networks predict along one slice axis instead
+    of averaging over every least-downsampled one)."""
 
-    method: str = "swig"
+    method: str = DEFAULT_METHOD
     model_path: str | None = None
-    adapt_steps: int | str = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
     n_threads: int | None = None
-    inr_max_steps: int | None = None
-    inr_init: str = "lr"
-    inr_stop: str = "auto"
     single_orientation: bool = False
 
     def request(self, voxel_size: Sequence[float]) -> Request:
-        """The methods' :class:`~swigapp.methods.Request` (``voxel_size``: HR, mm)."""
+        """The methods' :class:`~swigapp.methods.Request` (``voxel_size``: HR, mm), with
+        adaptation ``"auto"`` as none (:func:`predict` decides it)."""
         from swigapp.models.inference import resolve_device
 
+        options = method_options(self.method, self.options)
+        if options.adaptation == "auto":
+            options = options.with_adaptation(0)
         return Request(
             device=resolve_device(self.device),
             model_path=self.model_path,
-            adapt_steps=0 if self.adapt_steps == "auto" else int(self.adapt_steps),
             seed=self.seed,
-            inr_max_steps=self.inr_max_steps,
-            inr_init=self.inr_init,
-            inr_stop=self.inr_stop,
             single_orientation=self.single_orientation,
             voxel_size=tuple(voxel_size),
+            options=options,
         )
 
 
@@ -299,6 +295,8 @@ class Prediction:
     evidence: Evidence
     up: np.ndarray
     residual_input: dict[str, float]
+    #: The second pass ran: ``evidence.lr`` and ``up`` hold the refined estimates.
+    refined: bool = False
 
 
 @dataclass
@@ -326,28 +324,28 @@ def load_inputs(
     the upsampled LR maps ``up`` (3, X, Y, Z), from the files of the earlier steps
     (``guide_files``: registered guides on the HR grid; ``protocols``: their
     :meth:`Protocol.as_dict`)."""
-    from swigapp.acquisition import Acquisition, KSpace3D
     from swigapp.models.features import prepare_subject
+    from swigapp.operators.acquisition import Acquisition, KSpace3D
 
-    lr, lr_affine = load_maps(lr_inputs.lr_file)
-    up, hr_affine = load_maps(lr_inputs.lr_up_file)
+    lr = load_maps(lr_inputs.lr_file)
+    up = load_maps(lr_inputs.lr_up_file)
     record = lr_inputs.acquisition
-    acq = Acquisition.from_record(record) if record else KSpace3D(up.shape[1:], lr.shape[1:])
+    acq = Acquisition.from_record(record) if record else KSpace3D(up.shape, lr.shape)
     evidence = Evidence(
-        lr=lr,
+        lr=lr.data,
         acquisition=acq,
         guides={g: load_image(f)[0] for g, f in guide_files.items()},
         protocols={g: Protocol(**protocols[g]) for g in guide_files},
         mask=np.asarray(nib.load(mask_file).dataobj) > 0,
-        lr_affine=lr_affine,
-        hr_affine=hr_affine,
+        lr_affine=lr.affine,
+        hr_affine=up.affine,
         valid=load_valid(lr_inputs.lr_valid_file),
     )
     subject = prepare_subject(
-        _as_dict(lr), evidence.guides, evidence.protocols, evidence.mask, lr_up=up,
+        lr.as_dict(), evidence.guides, evidence.protocols, evidence.mask, lr_up=up.data,
         lr_valid=evidence.valid, acquisition=acq,
     )  # fmt: skip
-    return subject, evidence, up
+    return subject, evidence, up.data
 
 
 def predict(
@@ -366,13 +364,17 @@ def predict(
     from swigapp.models.features import prepare_subject, upsample_maps
 
     method = settings.method
-    adaptation: dict[str, Any] = {"mode": "fixed", "steps": request.adapt_steps}
+    adaptation: dict[str, Any] = {"mode": "fixed", "steps": request.options.adaptation}
     residual_input = evidence.residual(up)
-    if settings.adapt_steps == "auto":
+
+    def adapted(steps: int) -> Request:
+        return replace(request, options=request.options.with_adaptation(steps))
+
+    if method_options(method, settings.options).adaptation == "auto":
         from swigapp.autoadapt import check, decide
 
         sr, record, adaptation = decide(
-            lambda steps: run_method(method, subject, replace(request, adapt_steps=steps)),
+            lambda steps: run_method(method, subject, adapted(steps)),
             lambda maps: check(maps, residual_input, evidence),
         )
     else:
@@ -388,9 +390,12 @@ def predict(
             lr_up=up, lr_valid=evidence.valid, acquisition=acq,
         )  # fmt: skip
         steps = int(adaptation["steps"]) if adaptation.get("kept", True) else 0
-        sr, record = run_method(method, subject, replace(request, adapt_steps=steps))
+        sr, record = run_method(method, subject, adapted(steps))
     spread = record.pop("uncertainty", None)
-    return Prediction(method, sr, spread, record, adaptation, subject, evidence, up, residual_input)
+    return Prediction(
+        method, sr, spread, record, adaptation, subject, evidence, up, residual_input,
+        refined=bool(missing and METHOD_ARCH.get(method)),
+    )  # fmt: skip
 
 
 def blend_blind(
@@ -410,12 +415,10 @@ def blend_blind(
     weight = guide_weight(coverages) if coverages else None
     if weight is None or not (weight < 1.0).any():
         return sr, spread, 0.0, ""
-    plain_method = fallback_method(method, request)
-    if plain_method is not None:  # a network with no guide (no adaptation), run only
-        # where it is used: the networks skip the slices outside the mask
-        plain = replace(request, adapt_steps=0)
-        if plain_method != method:  # the INR's base: the shipped SWIG, as it used
-            plain = replace(plain, model_path=None)
+    fallback = fallback_method(method, request)
+    if fallback is not None:  # a network with no guide (no adaptation), run only where it
+        # is used: the networks skip the slices outside the mask
+        plain_method, plain = fallback
         blind = torch.from_numpy((weight < 1.0) & mask)
         where = replace(prediction.subject.with_guides(()), mask=blind)
         alone, blind_record = (
@@ -466,8 +469,9 @@ def super_resolve(
     coverage_files: Sequence[str] = (),
     fallback: bool = True,
 ) -> dict[str, Any]:
-    """HR maps by ``settings.method`` -> ``sr_file``: :func:`predict`, then
-    :func:`guard_prediction`, then the files and the residuals.
+    """HR maps by ``settings.method`` -> ``sr_file``: :func:`predict_maps`, then
+    :func:`guard_maps` (the workflow runs them as two nodes, so that a change of the
+    guard's settings reuses the prediction).
 
     ``swig``: SWIG inference after per-subject adaptation as asked; ``wmri2q``: the U-Net
     on the guides alone; ``inr``: a representation fitted to this subject. The networks
@@ -483,17 +487,84 @@ def super_resolve(
     regional checks and fallbacks, and the LR data-consistency residual of the input and
     of the result.
     """
+    predicted = predict_maps(lr_inputs, mask_file, guide_files, protocols, out_dir, settings)
+    return guard_maps(
+        predicted, mask_file, guide_files, protocols, out_dir, settings, coverage_files, fallback
+    )
+
+
+def _start_torch(settings: MethodSettings) -> None:
+    """Threads and seed of a step that runs a method."""
     import torch
 
-    started = time.perf_counter()
     if settings.method not in METHODS:
         raise ValueError(f"unknown method {settings.method!r} (choose from {', '.join(METHODS)})")
     if settings.n_threads:
         torch.set_num_threads(int(settings.n_threads))
     torch.manual_seed(settings.seed)
+
+
+@timed
+def predict_maps(
+    lr_inputs: LRInputs,
+    mask_file: str,
+    guide_files: Mapping[str, str],
+    protocols: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+    settings: MethodSettings = MethodSettings(),
+) -> dict[str, Any]:
+    """The method's maps before the guard (:func:`predict`), written into ``out_dir``;
+    returns the :class:`~swigapp.results.Predicted` record :func:`guard_maps` reads."""
+    _start_torch(settings)
     subject, evidence, up = load_inputs(lr_inputs, mask_file, guide_files, protocols)
-    request = settings.request(kspace.voxel_sizes(evidence.hr_affine))
+    request = settings.request(grid.voxel_sizes(evidence.hr_affine))
     prediction = predict(settings, subject, evidence, up, request)
+    out, hr_affine = Path(out_dir), evidence.hr_affine
+    spread_file = None
+    if prediction.spread is not None:
+        spread_file = save_maps(out / "predicted_spread.nii.gz", Maps(prediction.spread, hr_affine))
+    lr_file, lr_up_file = lr_inputs.lr_file, lr_inputs.lr_up_file
+    if prediction.refined:  # the second pass's inputs: the estimates the first pass refined
+        lr_file = save_maps(out / "refined_lr_maps.nii.gz", Maps(evidence.lr, evidence.lr_affine))
+        lr_up_file = save_maps(out / "refined_lr_up_maps.nii.gz", Maps(prediction.up, hr_affine))
+    return Predicted(
+        method=prediction.method,
+        maps_file=save_maps(out / "predicted_maps.nii.gz", Maps(prediction.maps, hr_affine)),
+        spread_file=spread_file,
+        record=prediction.record,
+        adaptation=prediction.adaptation,
+        residual_input=prediction.residual_input,
+        lr_file=lr_file,
+        lr_up_file=lr_up_file,
+        acquisition=dict(lr_inputs.acquisition) if lr_inputs.acquisition else None,
+        lr_valid_file=lr_inputs.lr_valid_file,
+    ).to_record()
+
+
+def guard_maps(
+    predicted: Mapping[str, Any],
+    mask_file: str,
+    guide_files: Mapping[str, str],
+    protocols: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+    settings: MethodSettings = MethodSettings(),
+    coverage_files: Sequence[str] = (),
+    fallback: bool = True,
+) -> dict[str, Any]:
+    """The guard (:func:`guard_prediction`) over the maps :func:`predict_maps` wrote
+    (``predicted``: its record, which names the LR inputs it ran on), then the files and
+    the residuals (:func:`record_maps`; ``seconds``: both steps)."""
+    pred = Predicted.from_record(predicted)
+    started = time.perf_counter() - pred.seconds
+    _start_torch(settings)  # where no guide saw, a guide-free network may run
+    ran_on = LRInputs(pred.lr_file, pred.lr_up_file, pred.acquisition, pred.lr_valid_file)
+    subject, evidence, up = load_inputs(ran_on, mask_file, guide_files, protocols)
+    request = settings.request(grid.voxel_sizes(evidence.hr_affine))
+    spread = load_maps(pred.spread_file).data if pred.spread_file else None
+    prediction = Prediction(
+        pred.method, load_maps(pred.maps_file).data, spread, dict(pred.record),
+        dict(pred.adaptation), subject, evidence, up, dict(pred.residual_input),
+    )  # fmt: skip
     coverages = [load_image(f)[0] for f in coverage_files]
     kept = guard_prediction(prediction, request, coverages, fallback)
     return record_maps(kept, prediction, request, out_dir, started)
@@ -505,13 +576,13 @@ def record_maps(
     """Write the guarded maps (``sr_file``) and their spread (``uncertainty_file``), and
     return the super-resolution step's record (:class:`swigapp.results.SuperResolution`;
     ``seconds`` since ``started``, a :func:`time.perf_counter` reading)."""
-    from swigapp.results import SuperResolution
 
     hr_affine = prediction.evidence.hr_affine
-    sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", kept.maps, hr_affine)
+    sr_file = save_maps(Path(out_dir) / "sr_maps.nii.gz", Maps(kept.maps, hr_affine))
     uncertainty_file = None
     if kept.spread is not None:
-        uncertainty_file = save_maps(Path(out_dir) / "uncertainty.nii.gz", kept.spread, hr_affine)
+        spread = Maps(kept.spread, hr_affine)
+        uncertainty_file = save_maps(Path(out_dir) / "uncertainty.nii.gz", spread)
     result = SuperResolution(
         method=prediction.method,
         sr_file=sr_file,
@@ -543,8 +614,8 @@ def synthesize_contrasts(
     acquired guide) and each requested contrast. Returns files and ``guide_ssim``."""
     from swigapp.synthesis import synthesize
 
-    sr, affine = load_maps(sr_file)
-    maps = _as_dict(sr)
+    sr = load_maps(sr_file)
+    maps, affine = sr.as_dict(), sr.affine
     mask = np.asarray(nib.load(mask_file).dataobj) > 0
     out = Path(out_dir)
     guide_synth, scores = {}, {}
@@ -556,11 +627,7 @@ def synthesize_contrasts(
     for name, protocol in synth_protocols.items():
         image = synthesize(maps, Protocol(**protocol))
         synth[name] = str(save_nifti(out / f"synth_{name}.nii.gz", image, affine))
-    return {
-        "guide_synth_files": guide_synth,
-        "synth_files": synth,
-        "guide_ssim": scores,
-    }
+    return Synthesised(guide_synth, synth, scores).to_record()
 
 
 def write_outputs(
@@ -587,24 +654,28 @@ def write_outputs(
         participant_qc,
         render_participant,
     )
-    from swigapp.results import Conformed, SuperResolution
 
     start = time.perf_counter()
     results = {
         **results,
         "conform": Conformed.from_record(results["conform"]),
+        "mask": Masked.from_record(results["mask"]),
+        "registration": {
+            g: GuideRegistration.from_record(r) for g, r in results["registration"].items()
+        },
         "superres": SuperResolution.from_record(results["superres"]),
+        "synthesis": Synthesised.from_record(results["synthesis"]),
     }
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     files = sidecars.participant_outputs(
         subject, session, bids_dir, sources, results, params, work_dir
     )
-    timings = {"conform": results["conform"].seconds, "mask": float(results["mask"]["seconds"])}
+    timings = {"conform": results["conform"].seconds, "mask": results["mask"].seconds}
     if results.get("fit"):
         timings["fit"] = sum(float(r["seconds"]) for r in results["fit"]["series"].values())
-    timings["registration"] = sum(float(r["seconds"]) for r in results["registration"].values())
+    timings["registration"] = sum(r.seconds for r in results["registration"].values())
     timings["inference"] = results["superres"].seconds
-    timings["synthesis"] = float(results["synthesis"]["seconds"])
+    timings["synthesis"] = results["synthesis"].seconds
     loaded = load_result_maps(results)
     qc = participant_qc(results, timings, loaded)
     qc["Warnings"] = warnings(results)

@@ -87,22 +87,33 @@ def final_shrink(detail_mm: Sequence[float], voxel_mm: Sequence[float]) -> int:
     return 2 if min(detail_mm) >= 2.0 * max(voxel_mm) - 1e-3 else 1
 
 
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How a guide is registered: ``transform`` (rigid or affine), ``seed``, ``sampling``
+    (the fraction of the target's voxels the metric samples, 0 < f <= 1:
+    :data:`DEFAULT_SAMPLING` the app's default, :data:`SAMPLING_0_1_0` swigapp 0.1.0's) and
+    ``full_resolution`` (the last level on the full HR grid, as swigapp 0.2.0; by default
+    at the resolution the target holds, that of the LR maps, :func:`final_shrink`)."""
+
+    transform: str = "rigid"
+    seed: int = 0
+    sampling: float = DEFAULT_SAMPLING
+    full_resolution: bool = False
+
+
 def register_guide(
     fixed: np.ndarray,
     fixed_affine: np.ndarray,
     moving: np.ndarray,
     moving_affine: np.ndarray,
-    transform: str = "rigid",
-    seed: int = 0,
+    settings: RegistrationSettings = RegistrationSettings(),
     save_prefix: str | Path | None = None,
-    sampling: float = SAMPLING_0_1_0,
     shrink: int = 1,
 ) -> Registered:
     """Register ``moving`` (an acquired guide) to ``fixed`` (its contrast synthesised from maps).
 
-    Mattes mutual information, 3-level pyramid; ``transform`` is 'rigid' or 'affine';
-    ``sampling``: the fraction of the fixed grid's voxels the metric samples (0 < f <= 1;
-    :data:`DEFAULT_SAMPLING` is the app's); ``shrink``: the last level's shrink factor
+    Mattes mutual information, 3-level pyramid, as ``settings`` say (``full_resolution``
+    is the caller's: it chooses ``shrink``); ``shrink``: the last level's shrink factor
     (:func:`final_shrink`; levels 4, 2, 1 at 1, else 2s, s, s). Returns the moving
     image resampled on the fixed grid (B-spline, clipped at 0), its field-of-view coverage
     there (0-1, linear: where the guide saw nothing, its resampled value is 0, not tissue)
@@ -110,10 +121,11 @@ def register_guide(
     (copied to ``save_prefix``* when given). Deterministic for a ``seed`` when ITK runs
     single-threaded (see :func:`import_ants`).
     """
+    transform, sampling = settings.transform, settings.sampling
     if transform not in TRANSFORMS:
         raise ValueError(f"unknown transform {transform!r} (rigid or affine)")
     ants = import_ants()
-    ants.config._random_seed = ants_seed(seed)
+    ants.config._random_seed = ants_seed(settings.seed)
     fixed_img = to_ants(fixed, fixed_affine)
     moving_img = to_ants(moving, moving_affine)
     if not 0 < sampling <= 1:

@@ -63,6 +63,29 @@ class SuperResolution(_Record):
 
 
 @dataclass
+class Predicted(_Record):
+    """A method's maps before the guard (:func:`swigapp.participant.predict_maps`):
+    ``maps_file`` (4D: PD a.u., T1 s, T2 s), ``spread_file`` (their orientation-ensemble
+    spread, or None), the ``method``, its provenance ``record``, the ``adaptation`` it ran,
+    the LR residual of the upsampled input (``residual_input``), the LR maps and their
+    upsampling it ran on (``lr_file``, ``lr_up_file``: the conformed maps, or the
+    estimates a second pass refined) with their ``acquisition`` record and validity
+    (``lr_valid_file``), ``seconds``."""
+
+    method: str
+    maps_file: str
+    spread_file: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    adaptation: dict[str, Any] = field(default_factory=dict)
+    residual_input: dict[str, float] = field(default_factory=dict)
+    lr_file: str = ""
+    lr_up_file: str = ""
+    acquisition: dict[str, Any] | None = None
+    lr_valid_file: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
 class Conformed(_Record):
     """The LR maps' step (:func:`swigapp.participant.conform_maps`).
 
@@ -86,4 +109,47 @@ class Conformed(_Record):
     acquired: list[str] = field(default_factory=lambda: list(MAP_ORDER))
     estimated: dict[str, str] = field(default_factory=dict)
     acquisition: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Masked(_Record):
+    """The brain mask step (:func:`swigapp.participant.make_mask`): ``mask_file`` (0/1 on
+    the HR grid), how it was made (``method``, in words), ``seconds``."""
+
+    mask_file: str
+    method: str
+    seconds: float = 0.0
+
+
+@dataclass
+class GuideRegistration(_Record):
+    """One guide's registration (:func:`swigapp.participant.register`): the guide's
+    ``name``; ``registered_file`` (the guide on the HR grid), ``coverage_file`` (0-1: the
+    part of each HR voxel inside its field of view), ``fixed_file`` (the synthesised
+    target), ``transform_files`` (ANTs, guide -> qMRI space), the Mattes MI ``metric``,
+    ``coverage`` (the covered fraction of the brain mask), the last pyramid level's
+    ``shrink``, ``seconds``."""
+
+    name: str
+    registered_file: str
+    coverage_file: str
+    fixed_file: str
+    transform_files: list[str] = field(default_factory=list)
+    metric: float = 0.0
+    coverage: float = 1.0
+    shrink: int = 1
+    seconds: float = 0.0
+
+
+@dataclass
+class Synthesised(_Record):
+    """The synthesis step (:func:`swigapp.participant.synthesize_contrasts`): each guide's
+    own contrast from the SR maps (``guide_synth_files``, with ``guide_ssim`` to the
+    registered acquired guide in the brain) and each requested contrast
+    (``synth_files``), ``seconds``."""
+
+    guide_synth_files: dict[str, str] = field(default_factory=dict)
+    synth_files: dict[str, str] = field(default_factory=dict)
+    guide_ssim: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0

@@ -11,14 +11,15 @@ P = ParamSpec("P")
 
 
 def timed(step: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:
-    """Decorate a step that returns a dict: its wall time in seconds is added as
-    ``"seconds"`` (a value the step set itself is kept)."""
+    """Decorate a step that returns a dict (a result's record): its wall time in seconds
+    goes into ``"seconds"`` where the step left none or 0 (a value it set is kept)."""
 
     @functools.wraps(step)
     def run(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
         start = time.perf_counter()
         result = step(*args, **kwargs)
-        result.setdefault("seconds", time.perf_counter() - start)
+        if not result.get("seconds"):
+            result["seconds"] = time.perf_counter() - start
         return result
 
     return run

@@ -12,9 +12,9 @@ import pytest
 import torch
 from scipy import integrate
 
-from swigapp import acquisition, kspace
-from swigapp.acquisition import KSpace3D, SliceStack2D, from_metadata
 from swigapp.cli import phantom as phantom_cli
+from swigapp.operators import acquisition, grid, kspace
+from swigapp.operators.acquisition import KSpace3D, SliceStack2D, from_metadata
 from swigapp.phantom.subject import PhantomConfig
 
 SIGMA_PER_FWHM = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -315,9 +315,9 @@ def test_phantom_2d_stack(tmp_path):
     hr = nib.load(anat / "sub-01_T1w.nii.gz")
     assert lr.shape == (38, 46, 13)
     # slice k where the operator samples it: LR voxel k at HR voxel k N/M
-    np.testing.assert_allclose(lr.affine, kspace.lr_affine(hr.affine, hr.shape, lr.shape))
+    np.testing.assert_allclose(lr.affine, grid.lr_affine(hr.affine, hr.shape, lr.shape))
     # the app's reading of the metadata rebuilds the same operator on the same HR grid
-    op = from_metadata(lr.shape, lr.affine, kspace.voxel_sizes(hr.affine), sidecar)
+    op = from_metadata(lr.shape, lr.affine, grid.voxel_sizes(hr.affine), sidecar)
     assert isinstance(op, SliceStack2D) and op.hr_shape == hr.shape
     truth = nib.load(out / "derivatives/phantom-truth/sub-01/anat/sub-01_desc-truth_T1map.nii.gz")
     clean = op.forward(truth.get_fdata())
@@ -368,7 +368,7 @@ def _app(bids, out, *extra):
 
 def test_the_app_models_a_2d_stack_and_beats_cubic_on_every_map(stack_dataset, tmp_path):
     from swigapp import metrics
-    from swigapp.interp import upsample_interp
+    from swigapp.operators.interp import upsample_interp
 
     out = tmp_path / "out"
     assert _app(stack_dataset, out) == 0
@@ -418,8 +418,8 @@ def test_the_inr_fits_a_2d_stack(stack_dataset, tmp_path):
 
 
 def test_the_lr_loss_of_a_stack_is_the_stack_operator():
-    from swigapp.acquisition import KSpace3D, SliceStack2D
     from swigapp.models.losses import LR_SCALES, lr_loss
+    from swigapp.operators.acquisition import KSpace3D, SliceStack2D
 
     torch.manual_seed(0)
     hr, lr_shape = (1, 3, 8, 8, 20), (1, 3, 8, 8, 4)
@@ -486,8 +486,8 @@ def test_an_acquisition_round_trips_through_its_record(kind):
     permutation and a crop restriction keep the model, and the fallback interpolation is
     the one measured best for the kind (cubic spline for k-space, the stack's own
     least-squares upsampling)."""
-    from swigapp.acquisition import Acquisition, KSpace3D, SliceStack2D
-    from swigapp.interp import upsample_interp
+    from swigapp.operators.acquisition import Acquisition, KSpace3D, SliceStack2D
+    from swigapp.operators.interp import upsample_interp
 
     hr, lr = (16, 12, 20), (8, 6, 4)
     if kind == "kspace":

@@ -291,7 +291,9 @@ def test_group_level_table_and_report(app_run):
 
 def test_failed_step_leaves_no_derivative_and_rerun_resumes(tiny_dataset, tmp_path, monkeypatch):
     """A failing inference node: exit 1, nothing in the output; the re-run with the same
-    work dir reuses the finished registrations and completes."""
+    work dir reuses the finished registrations and completes. A third run that changes only
+    the guard (``--no-fallback``) reuses the prediction (the adapted network's maps) and
+    runs the guard again."""
     import swigapp.participant as participant
 
     out, work = tmp_path / "out", tmp_path / "work"
@@ -303,7 +305,7 @@ def test_failed_step_leaves_no_derivative_and_rerun_resumes(tiny_dataset, tmp_pa
     def broken(*_args, **_kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(participant, "super_resolve", broken)
+    monkeypatch.setattr(participant, "predict_maps", broken)
     assert cli.main(args) == 1
     assert not (out / "sub-01").exists()
     assert not list(out.glob("*.html"))
@@ -320,6 +322,15 @@ def test_failed_step_leaves_no_derivative_and_rerun_resumes(tiny_dataset, tmp_pa
     side = json.loads((anat / "sub-01_res-hi_desc-swig_T2map.json").read_text())
     assert side["AdaptSteps"] == 2 and len(side["AdaptLosses"]) == 2
     assert all(np.isfinite(side["AdaptLosses"]))
+    node = work / "swigapp_wf" / "single_subject_01_wf"
+    predicted = node / "super_resolve" / "result_super_resolve.pklz"
+    guarded = node / "guard_maps" / "result_guard_maps.pklz"
+    stamps = predicted.stat().st_mtime_ns, guarded.stat().st_mtime_ns
+    assert cli.main([*args, "--no-fallback"]) == 0
+    assert predicted.stat().st_mtime_ns == stamps[0], "the prediction ran again"
+    assert guarded.stat().st_mtime_ns != stamps[1], "the guard did not run again"
+    qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
+    assert qc["RegionalFallback"] == []
 
 
 def test_sessions_are_kept_apart(tiny_dataset, tmp_path):

@@ -6,7 +6,7 @@ import torch
 
 from swigapp.autoadapt import check, decide, mended, subject_failures
 from swigapp.consistency import GUIDE_SSIM_FLAG, LR_RESIDUAL_FLAG, Evidence
-from swigapp.methods import Request, run_method
+from swigapp.methods import Request, method_options, run_method
 from swigapp.models.features import MAP_ORDER, prepare_subject
 
 
@@ -83,7 +83,8 @@ def _shipped_case(s, corrupt: bool):
     protocols = {g: s.protocols[g] for g in guides}
 
     def run(steps):
-        return run_method("swig", subject, Request(device=request.device, adapt_steps=steps))
+        options = method_options("swig").with_adaptation(steps)
+        return run_method("swig", subject, Request(device=request.device, options=options))
 
     evidence = Evidence(
         lr, subject.acquisition, guides, protocols, s.truth.brain_mask, s.lr_affine, s.affine

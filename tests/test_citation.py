@@ -18,7 +18,7 @@ from swigapp.models import shipped
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports import citations
 from swigapp.reports.boilerplate import methods_boilerplate
-from swigapp.results import Conformed, SuperResolution
+from swigapp.results import Conformed, GuideRegistration, Masked, SuperResolution, Synthesised
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = _version.__version__
@@ -112,11 +112,21 @@ def record(tmp_path):
             lr_file=_grid(tmp_path / "lr.nii.gz", (20, 24, 10), 4.0),
             lr_up_file=_grid(tmp_path / "up.nii.gz", (40, 48, 20), 2.0),
         ),
-        "mask": {
-            "method": "maps (PD and T1 thresholds) within the registered ICBM 2009 "
-            "template shipped with nilearn (2 mm)"
+        "mask": Masked(
+            "brain_mask.nii.gz",
+            "maps (PD and T1 thresholds) within the registered ICBM 2009 "
+            "template shipped with nilearn (2 mm)",
+        ),
+        "registration": {
+            g: GuideRegistration(
+                g,
+                f"{g}_registered.nii.gz",
+                f"{g}_coverage.nii.gz",
+                f"{g}_target.nii.gz",
+                metric=metric,
+            )
+            for g, metric in (("T1w", -1.1), ("T2w", -0.9))
         },
-        "registration": {"T1w": {"metric": -1.1}, "T2w": {"metric": -0.9}},
         "superres": SuperResolution(
             **{
                 "method": "swig",
@@ -135,10 +145,9 @@ def record(tmp_path):
                 "lr_residual_input": {"PD": 0.01, "T1": 0.02, "T2": 0.03},
             }
         ),
-        "synthesis": {
-            "guide_ssim": {"T1w": 0.91, "T2w": 0.93},
-            "synth_files": {"FLAIR": "synth_FLAIR.nii.gz"},
-        },
+        "synthesis": Synthesised(
+            guide_ssim={"T1w": 0.91, "T2w": 0.93}, synth_files={"FLAIR": "synth_FLAIR.nii.gz"}
+        ),
     }
     params = {
         "transform": "rigid",
@@ -198,13 +207,13 @@ def test_changing_an_option_changes_the_paragraph(record):
     one = dict(results, superres=replace(results["superres"], slice_axes=[2]))
     assert "along voxel axis 2" in methods_boilerplate("sub-01", one, params).markdown
 
-    none = dict(results, synthesis=results["synthesis"] | {"synth_files": {}})
+    none = dict(results, synthesis=replace(results["synthesis"], synth_files={}))
     assert (
         "No other contrast was synthesised"
         in methods_boilerplate("sub-01", none, params | {"synth_protocols": {}}).markdown
     )
 
-    bad = dict(results, synthesis=results["synthesis"] | {"guide_ssim": {"T1w": 0.6}})
+    bad = dict(results, synthesis=replace(results["synthesis"], guide_ssim={"T1w": 0.6}))
     assert (
         "agrees poorly with the acquired T1w (SSIM 0.600"
         in methods_boilerplate("sub-01", bad, params).markdown

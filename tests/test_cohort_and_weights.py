@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from swigapp.cli import train as train_cli
-from swigapp.io.bids import InputError, layout, load_bundle
+from swigapp.inputs.bundle import load_bundle
+from swigapp.io.bids import InputError, layout
 from swigapp.models import shipped
 from swigapp.models.cohort import bids_pool, prepare_bundle
 from swigapp.models.features import MAP_ORDER

@@ -6,8 +6,8 @@ import pytest
 from scipy import ndimage
 
 from swigapp import consistency as cons
-from swigapp import kspace
-from swigapp.acquisition import KSpace3D
+from swigapp.operators import kspace
+from swigapp.operators.acquisition import KSpace3D
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
 from swigapp.reports.boilerplate import regional_warnings
 from swigapp.results import Conformed, SuperResolution
@@ -243,3 +243,26 @@ def test_the_super_resolution_result_round_trips_through_its_record():
     )
     back = Conformed.from_record(json.loads(json.dumps(conformed.to_record())))
     assert back == conformed and back.pd_scale == {} and back.acquisition is None
+    from swigapp.results import GuideRegistration, Masked, Synthesised
+
+    steps = [
+        Masked("brain_mask.nii.gz", "maps and template", seconds=1.5),
+        GuideRegistration(
+            "T1w",
+            "T1w_registered.nii.gz",
+            "T1w_coverage.nii.gz",
+            "T1w_target.nii.gz",
+            ["T1w_xfm0GenericAffine.mat"],
+            metric=-0.61,
+            coverage=0.97,
+            shrink=2,
+        ),
+        Synthesised(
+            {"T1w": "synthguide_T1w.nii.gz"}, {"FLAIR": "synth_FLAIR.nii.gz"}, {"T1w": 0.93}
+        ),
+    ]
+    for step in steps:
+        record = json.loads(json.dumps(step.to_record()))
+        assert type(step).from_record(record) == step
+        with pytest.raises(ValueError, match="unknown field"):
+            type(step).from_record(record | {"extra": 1})

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from swigapp import kspace, metrics
-from swigapp.acquisition import from_metadata
+from swigapp import metrics
 from swigapp.cli import phantom as phantom_cli
-from swigapp.interp import upsample_interp
 from swigapp.masking import brain_mask, mask_from_maps, thin_axes_cross
+from swigapp.operators import grid, kspace
+from swigapp.operators.acquisition import from_metadata
+from swigapp.operators.interp import upsample_interp
 from swigapp.participant import guide_weight
 from swigapp.phantom.head import HEAD_TISSUE_RANGES
 from swigapp.phantom.subject import PhantomConfig, make_subject
@@ -71,7 +72,7 @@ def test_tilt_rotates_the_maps_axes_against_the_guides_world_consistently():
     assert angle == pytest.approx(20.0, abs=1e-6)
     np.testing.assert_allclose(rot @ [1, 0, 0], [1, 0, 0], atol=1e-9)  # about x
     np.testing.assert_allclose(
-        s.lr_affine, kspace.lr_affine(s.truth_affine, s.truth.pd.shape, s.lr_maps["PD"].shape)
+        s.lr_affine, grid.lr_affine(s.truth_affine, s.truth.pd.shape, s.lr_maps["PD"].shape)
     )
     # the truth's T1w, carried through the affines into the guide's grid, is the guide
     t1w = synthesize(s.truth.as_dict(), s.protocols["T1w"])
@@ -105,7 +106,7 @@ def test_phantom_cli_head_and_tilt_record_and_refusals(tmp_path):
 @pytest.mark.parametrize("tilt", [0.0, 15.0])
 def test_brain_mask_excludes_skull_and_scalp(tilt):
     s = _head(tilt_deg=tilt)
-    vox = kspace.voxel_sizes(s.affine)
+    vox = grid.voxel_sizes(s.affine)
     side = {"MRAcquisitionType": "2D", "SliceThickness": 4.0}
     acq = from_metadata(s.lr_maps["PD"].shape, s.lr_affine, vox, side)
     up = {k: np.asarray(acq.upsample(np.clip(v, 0, None).astype(np.float64)))
@@ -121,7 +122,7 @@ def test_brain_mask_excludes_skull_and_scalp(tilt):
 def test_brain_mask_of_a_skull_stripped_brain_is_unchanged_in_volume():
     s = make_subject(0, 7, PhantomConfig())
     up = {k: kspace.upsample(v, s.truth.pd.shape) for k, v in s.lr_maps.items()}
-    mask = mask_from_maps(up["PD"], up["T1"], voxel_size=kspace.voxel_sizes(s.affine))
+    mask = mask_from_maps(up["PD"], up["T1"], voxel_size=grid.voxel_sizes(s.affine))
     truth = s.truth.brain_mask
     assert abs(mask.sum() / truth.sum() - 1) < 0.02  # measured 0.994
 
@@ -134,7 +135,7 @@ def _real_head_upsampled():
     shape = s.truth.pd.shape
     up = {k: np.clip(kspace.upsample(np.clip(v, 0, None).astype(np.float64), shape), 0, None)
           for k, v in s.lr_maps.items()}  # fmt: skip
-    return s, up, kspace.voxel_sizes(s.affine)
+    return s, up, grid.voxel_sizes(s.affine)
 
 
 def test_brain_mask_of_a_real_head_leaves_muscle_and_soft_tissue_out():
@@ -279,7 +280,7 @@ def test_t2_criterion_leaves_a_skull_stripped_individual_whole():
     shape = s.truth.pd.shape
     up = {k: np.clip(kspace.upsample(v.astype(np.float64), shape), 0, None)
           for k, v in s.lr_maps.items()}  # fmt: skip
-    vox = kspace.voxel_sizes(s.affine)
+    vox = grid.voxel_sizes(s.affine)
     plain = mask_from_maps(up["PD"], up["T1"], voxel_size=vox)
     with_t2 = mask_from_maps(up["PD"], up["T1"], voxel_size=vox, t2=up["T2"])
     assert with_t2.sum() > 0.98 * plain.sum()

@@ -15,15 +15,16 @@ import pytest
 import torch
 from scipy import ndimage
 
-from swigapp import kspace
-from swigapp.acquisition import KSpace3D
 from swigapp.cli import run as cli
 from swigapp.consistency import lr_residual
-from swigapp.io.bids import InputError, find_inputs, layout, load_lr_maps
-from swigapp.io.qmri import fill_invalid, head_region, prepare_lr_maps
+from swigapp.inputs.bundle import load_lr_maps
+from swigapp.inputs.qmri import fill_invalid, head_region, prepare_lr_maps
+from swigapp.io.bids import InputError, find_inputs, layout
 from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import prepare_subject
 from swigapp.models.losses import lr_loss
+from swigapp.operators import kspace
+from swigapp.operators.acquisition import KSpace3D
 from swigapp.participant import conform_maps, load_valid
 
 ANAT = "sub-01/anat"

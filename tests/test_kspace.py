@@ -6,7 +6,7 @@ import pytest
 import torch
 from nibabel.processing import resample_from_to
 
-from swigapp import kspace
+from swigapp.operators import grid, kspace
 
 CASES = [
     ((16, 18, 12), (2, 2, 2)),  # isotropic 2x, even sizes
@@ -32,7 +32,7 @@ def bandlimited(shape, out_shape, seed=0):
 @pytest.mark.parametrize(("shape", "factors"), CASES)
 def test_adjoint_identity(shape, factors):
     rng = np.random.default_rng(1)
-    small = kspace.lr_shape(shape, factors)
+    small = grid.lr_shape(shape, factors)
     x = rng.standard_normal(shape)
     y = rng.standard_normal(small)
     lhs = np.vdot(kspace.downsample(x, small), y)
@@ -47,7 +47,7 @@ def test_adjoint_identity(shape, factors):
 
 @pytest.mark.parametrize(("shape", "factors"), CASES)
 def test_bandlimited_volume_survives_down_up(shape, factors):
-    small = kspace.lr_shape(shape, factors)
+    small = grid.lr_shape(shape, factors)
     x = bandlimited(shape, small)
     assert np.abs(x).max() > 0.1  # not trivially zero
     np.testing.assert_allclose(kspace.upsample(kspace.downsample(x, small), shape), x, atol=1e-12)
@@ -63,7 +63,7 @@ def test_bandlimited_volume_survives_down_up(shape, factors):
 @pytest.mark.parametrize(("shape", "factors"), CASES)
 def test_lr_image_survives_up_down_and_mean_kept(shape, factors):
     rng = np.random.default_rng(2)
-    small = kspace.lr_shape(shape, factors)
+    small = grid.lr_shape(shape, factors)
     y = rng.random(small) + 1.0
     up = kspace.upsample(y, shape)
     np.testing.assert_allclose(kspace.downsample(up, small), y, atol=1e-12)
@@ -89,7 +89,7 @@ def test_lr_voxels_are_hr_samples_and_affine_matches_nibabel():
     x = bandlimited(shape, small, seed=4)
     hr_affine = np.array([[-1.0, 0, 0, 90], [0, 1.0, 0, -126], [0, 0, 1.0, -72], [0, 0, 0, 1]])
     lr = kspace.downsample(x, small)
-    aff = kspace.lr_affine(hr_affine, shape, small)
+    aff = grid.lr_affine(hr_affine, shape, small)
     np.testing.assert_allclose(aff[:3, :3], hr_affine[:3, :3] @ np.diag([2, 2, 4]))
     np.testing.assert_allclose(aff[:3, 3], hr_affine[:3, 3])
     # band-limited: the LR samples equal the HR samples at j N/M exactly
@@ -112,18 +112,18 @@ def test_torch_autograd_and_batch_dims():
 
 
 def test_lr_shape_and_errors():
-    assert kspace.lr_shape((197, 233, 189), [2]) == (98, 116, 94)
-    assert kspace.lr_shape((64, 64, 48), (1, 1, 4)) == (64, 64, 12)
+    assert grid.lr_shape((197, 233, 189), [2]) == (98, 116, 94)
+    assert grid.lr_shape((64, 64, 48), (1, 1, 4)) == (64, 64, 12)
     with pytest.raises(ValueError, match="factor must be >= 1"):
-        kspace.lr_shape((8, 8, 8), (0.5, 1, 1))
+        grid.lr_shape((8, 8, 8), (0.5, 1, 1))
     with pytest.raises(ValueError, match="need 1 or 3 factors"):
-        kspace.lr_shape((8, 8, 8), (2, 2))
+        grid.lr_shape((8, 8, 8), (2, 2))
     with pytest.raises(ValueError, match="cannot downsample"):
         kspace.downsample(np.zeros((8, 8, 8)), (4, 4, 16))
 
 
 def test_spline_upsampling_follows_the_same_grid():
-    from swigapp.interp import upsample_interp
+    from swigapp.operators.interp import upsample_interp
 
     lr = np.random.default_rng(5).random((6, 5, 4))
     for order in (1, 3):

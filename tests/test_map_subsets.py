@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from swigapp.estimate import TISSUE_PRIOR, driver, tissue_prior
-from swigapp.io.bids import find_inputs, layout, load_inputs
+from swigapp.inputs.bundle import load_inputs
+from swigapp.io.bids import find_inputs, layout
 from swigapp.io.images import InputError
 from swigapp.phantom.bids import write_dataset
 from swigapp.phantom.subject import PhantomConfig

@@ -11,8 +11,7 @@ import torch
 
 from swigapp import metrics
 from swigapp.cli import run as cli
-from swigapp.interp import upsample_interp
-from swigapp.methods import Request, fallback_method
+from swigapp.methods import Request, fallback_method, method_options
 from swigapp.models.crops import collate, random_crop
 from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import predict_volume
@@ -30,6 +29,7 @@ from swigapp.models.losses import LossWeights, total_loss
 from swigapp.models.network import NetConfig, WmriUNet, build_network
 from swigapp.models.shipped import load_shipped, model_card
 from swigapp.models.train import sha256
+from swigapp.operators.interp import upsample_interp
 from swigapp.phantom.bids import TRUTH_PIPELINE
 from swigapp.phantom.subject import PhantomConfig, make_subject
 
@@ -85,11 +85,21 @@ def test_where_no_guide_saw_each_method_falls_back_to_its_base():
     """SWIG falls back to itself with no guide, and so does the INR over SWIG (its base):
     where it has nothing to refine it returns SWIG's maps, not the LR input; the INR over
     the LR maps and wmri2q (which needs guides) fall back to the upsampled LR maps (None)."""
-    request = Request(device=torch.device("cpu"))
-    assert fallback_method("swig", request) == "swig"
-    assert fallback_method("inr", replace(request, inr_init="swig")) == "swig"
-    assert fallback_method("inr", request) is None
-    assert fallback_method("wmri2q", request) is None
+    swig = method_options("swig", {"adapt_steps": 20})
+    request = Request(device=torch.device("cpu"), model_path="my.pt", options=swig)
+    plain, plain_request = fallback_method("swig", request)
+    # itself, its own weights, no adaptation where no guide saw
+    assert plain == "swig" and plain_request.model_path == "my.pt"
+    assert plain_request.options.adaptation == 0
+    over_swig = replace(
+        request, model_path=None, options=method_options("inr", {"inr_init": "swig"})
+    )
+    plain, plain_request = fallback_method("inr", over_swig)
+    # the INR's base: the shipped SWIG with SWIG's own (default) options
+    assert plain == "swig" and plain_request.model_path is None
+    assert plain_request.options == method_options("swig")
+    assert fallback_method("inr", replace(request, options=method_options("inr"))) is None
+    assert fallback_method("wmri2q", replace(request, options=method_options("wmri2q"))) is None
 
 
 @pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (0.8, 1.0, 2.5)])
@@ -470,7 +480,7 @@ def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
     from swigapp.methods.network import load_network
     from swigapp.models.shipped import shipped_name
 
-    assert check_model(Path("swig_stage4")) == "swig_stage4"
+    assert check_model(Path("swig_stage4"), "swig") == "swig_stage4"
     assert init_weights("swig_stage4")["sha256"] == model_card("swig_stage4")["sha256"]
     model, record = load_network("swig", "swig_stage4")
     assert record["name"] == "swig_stage4"
@@ -482,11 +492,11 @@ def test_model_option_takes_a_shipped_name(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="needs a resnet"):
         check_model(Path("wmri2q_hybrid"), "swig")
     with pytest.raises(InputError, match="not found"):
-        check_model(Path("no_such_model"))
+        check_model(Path("no_such_model"), "swig")
     monkeypatch.chdir(tmp_path)
     Path("swig_stage4").write_bytes(b"not a model")
     with pytest.raises(InputError, match="cannot load the model"):
-        check_model(Path("swig_stage4"))
+        check_model(Path("swig_stage4"), "swig")
     # the same precedence everywhere: swigapp-train --init takes the local file too
     assert shipped_name("swig_stage4") is None and shipped_name("swig_default") == "swig_default"
     assert init_weights("swig_stage4")["path"] == "swig_stage4"
@@ -517,10 +527,14 @@ def test_crops_and_inr_on_a_fractional_grid():
 
 
 def test_each_method_owns_its_command_line_options():
-    """The options only one method takes are declared in its registry line; the command line
-    refuses them for any other method, naming the owner (no method name compared in the
-    CLI)."""
-    from swigapp.methods import REGISTRY, foreign_options
+    """Each method declares its options in its module (a dataclass whose fields carry the
+    flags); the parser gets them from there, the command line refuses them for any other
+    method naming the owner, and they travel as one record (no method name compared in the
+    CLI, no option named in the workflow)."""
+    from dataclasses import fields
+
+    from swigapp.cli.parser import build_parser
+    from swigapp.methods import METHODS, foreign_options, options_class
 
     assert foreign_options("swig", {"adapt_steps": 5}) is None
     assert foreign_options("inr", {"adapt_steps": 0, "inr_init": "lr"}) is None  # defaults
@@ -528,20 +542,38 @@ def test_each_method_owns_its_command_line_options():
         "--adapt-steps: only for --method swig, not inr"
     )
     msg = foreign_options("wmri2q", {"inr_stop": "mi", "inr_max_steps": 50})
-    assert msg == "--inr-stop, --inr-max-steps: only for --method inr, not wmri2q"
-    parser_flags = {"--adapt-steps", "--inr-init", "--inr-stop", "--inr-max-steps"}
-    assert {f for m in REGISTRY.values() for f, _ in m.options} == parser_flags
+    assert msg == "--inr-max-steps, --inr-stop: only for --method inr, not wmri2q"
+    declared = {f.metadata["flag"]: m for m in METHODS for f in fields(options_class(m))}
+    assert declared == {"--adapt-steps": "swig", "--inr-max-steps": "inr", "--inr-init": "inr",
+                        "--inr-stop": "inr"}  # fmt: skip
+    parser = build_parser()
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert set(declared) <= flags
+    args = parser.parse_args(["/b", "/o", "participant", "--method", "inr", "--inr-init",
+                              "swig", "--inr-max-steps", "40"])  # fmt: skip
+    options = method_options(args.method, vars(args))
+    assert options.to_record() == {"inr_max_steps": 40, "inr_init": "swig", "inr_stop": "auto"}
+    assert options.adaptation == 0 and options.fallback("inr") == "swig"
+    swig = method_options("swig", vars(parser.parse_args(["/b", "/o", "participant",
+                                                           "--adapt-steps", "auto"])))  # fmt: skip
+    assert swig.to_record() == {"adapt_steps": "auto"} and swig.adaptation == "auto"
+    assert swig.with_adaptation(30).to_record() == {"adapt_steps": 30}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["/b", "/o", "participant", "--adapt-steps", "-3"])
 
 
 def test_no_method_name_is_compared_outside_the_methods_package():
     """Adding a method touches its module and the registry only: no code outside
     swigapp/methods/ compares a method against a method's name (the CLI's option checks and
-    the methods text used to)."""
+    the methods text used to), nor names one as a default (``DEFAULT_METHOD``), nor names
+    a method's option (they travel as the method's record)."""
     import ast
+    from dataclasses import fields
     from pathlib import Path
 
-    from swigapp.methods import METHODS
+    from swigapp.methods import METHODS, options_class
 
+    options = {f.name for m in METHODS for f in fields(options_class(m))}
     root = Path(__file__).resolve().parents[1]
     found = []
     for path in [*(root / "swigapp").rglob("*.py"), *(root / "workflows").rglob("*.py")]:
@@ -556,4 +588,19 @@ def test_no_method_name_is_compared_outside_the_methods_package():
             other = " ".join(ast.get_source_segment(source, s) or "" for s in sides)
             if names and "method" in other:
                 found.append(f"{path.relative_to(root)}:{node.lineno}")
+        for node in ast.walk(ast.parse(source)):
+            named = []
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                named = [(node.target.id, node.value)]
+            elif isinstance(node, ast.keyword):
+                named = [(node.arg, node.value)]
+            elif isinstance(node, ast.arguments):
+                args = node.args[len(node.args) - len(node.defaults) :]
+                named = [(a.arg, d) for a, d in zip(args, node.defaults, strict=True)]
+            for name, value in named:
+                if name and "method" in name and isinstance(value, ast.Constant):
+                    if value.value in METHODS:
+                        found.append(f"{path.relative_to(root)}:{node.lineno} default")
+            if isinstance(node, ast.Attribute) and node.attr in options:
+                found.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
     assert not found, found

@@ -158,7 +158,7 @@ def test_log_kernel_has_15_taps():
 
 
 def test_hfen_beyond_band_counts_only_the_unsampled_detail():
-    from swigapp import kspace
+    from swigapp.operators import kspace
 
     x = _smooth((24, 24, 20), seed=12, sigma=0.8)
     lr = (12, 12, 10)

@@ -9,8 +9,6 @@ import pytest
 import torch
 from scipy import ndimage
 
-from swigapp import kspace
-from swigapp.acquisition import KSpace3D
 from swigapp.models import train as train_mod
 from swigapp.models.crops import random_crop
 from swigapp.models.data import phantom_pool, sample_batch
@@ -49,6 +47,8 @@ from swigapp.models.network import (
     widen_context,
 )
 from swigapp.models.train import TrainConfig, load_model, sha256, train
+from swigapp.operators import kspace
+from swigapp.operators.acquisition import KSpace3D
 from swigapp.phantom.subject import PhantomConfig
 
 torch.set_num_threads(2)

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from swigapp import kspace, tissue
-from swigapp.acquisition import KSpace3D
+from swigapp import tissue
 from swigapp.consistency import lr_residual
 from swigapp.group import OUTLIER_Z, collect, robust_z
 from swigapp.io import naming, publishing
 from swigapp.metrics import guide_ssim
+from swigapp.operators import kspace
+from swigapp.operators.acquisition import KSpace3D
 
 
 def test_tissue_classes_follow_t1():
@@ -115,13 +116,19 @@ def test_group_flags_participants_with_qc_warnings(tmp_path):
 
 
 def test_registration_sampling_is_a_fraction():
-    from swigapp.registration import DEFAULT_SAMPLING, SAMPLING_0_1_0, register_guide
+    from swigapp.registration import (
+        DEFAULT_SAMPLING,
+        SAMPLING_0_1_0,
+        RegistrationSettings,
+        register_guide,
+    )
 
     assert (DEFAULT_SAMPLING, SAMPLING_0_1_0) == (0.1, 0.2)
+    assert RegistrationSettings().sampling == DEFAULT_SAMPLING
     image, affine = np.ones((8, 8, 8), np.float32), np.eye(4)
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="must be a fraction in"):
-            register_guide(image, affine, image, affine, sampling=bad)
+            register_guide(image, affine, image, affine, RegistrationSettings(sampling=bad))
 
 
 def test_registration_last_level_follows_the_lr_resolution():
@@ -183,7 +190,13 @@ def test_timed_steps_record_their_seconds():
     def own() -> dict:
         return {"seconds": 123.0}
 
+    @timed
+    def record(wait: float) -> dict:  # a typed result's record: seconds 0 until timed
+        time.sleep(wait)
+        return {"value": 2, "seconds": 0.0}
+
     out = step(0.05)
     assert out["value"] == 1 and 0.04 < out["seconds"] < 5.0
     assert own()["seconds"] == 123.0
+    assert 0.04 < record(0.05)["seconds"] < 5.0
     assert step.__name__ == "step"  # Nipype interfaces and tracebacks see the step's name

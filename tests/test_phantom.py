@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from swigapp import kspace
+from swigapp.operators import kspace
 from swigapp.phantom.acquire import RigidMotion, simulate_guide, simulate_lr_maps
 from swigapp.phantom.anatomy import Anatomy, deform, load_anatomy, smooth_field
 from swigapp.phantom.subject import PhantomConfig, jitter_protocol, make_subject

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from swigapp import kspace
 from swigapp.cli import phantom as phantom_cli
+from swigapp.operators import grid, kspace
 from swigapp.phantom import bids as phantom_bids
 from swigapp.phantom.bids import DatasetExistsError, write_dataset
 from swigapp.phantom.subject import PhantomConfig
@@ -34,7 +34,7 @@ def test_layout_and_units(tiny_dataset):
     lr = nib.load(anat / "sub-02_acq-lowres_T1map.nii.gz")
     hr = nib.load(anat / "sub-02_T1w.nii.gz")
     assert hr.shape == (76, 92, 40) and lr.shape == (76, 92, 10)
-    np.testing.assert_allclose(lr.affine, kspace.lr_affine(hr.affine, hr.shape, lr.shape))
+    np.testing.assert_allclose(lr.affine, grid.lr_affine(hr.affine, hr.shape, lr.shape))
     assert lr.header.get_xyzt_units() == ("mm", "sec")
     t1 = lr.get_fdata()
     truth_mask = nib.load(

@@ -12,7 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from swigapp.io.bids import find_inputs, layout, load_inputs
+from swigapp.inputs.bundle import load_inputs
+from swigapp.io.bids import find_inputs, layout
 from swigapp.io.images import InputError
 from swigapp.io.raw_qmri import fit_series, run_fit
 from swigapp.phantom.bids import write_dataset

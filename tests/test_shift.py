@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from swigapp import kspace
+from swigapp.operators import grid, kspace
 from swigapp.phantom import shift as shifts
 from swigapp.phantom.anatomy import load_anatomy
 from swigapp.phantom.subject import PhantomConfig, make_subject
@@ -110,7 +110,7 @@ def test_coarser_guide_removes_detail_beyond_its_resolution():
     guide = rng.random((40, 40, 20)).astype(np.float32) + 1.0
     assert shifts.coarser_guide(guide, (1.0, 1.0, 1.0), 0.8) is guide
     blurred = shifts.coarser_guide(guide, (1.0, 1.0, 1.0), 1.3)
-    small = kspace.lr_shape(guide.shape, (1.3, 1.3, 1.3))
+    small = grid.lr_shape(guide.shape, (1.3, 1.3, 1.3))
     beyond = kspace.beyond_band(blurred.astype(np.float64), small)
     assert np.abs(beyond).max() < 1e-4 * np.abs(blurred).max()
     assert blurred.mean() == pytest.approx(guide.mean(), rel=1e-4)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from swigapp.workflows.base import WorkflowOptions, init_swig_wf
 
-from swigapp.io.bids import find_inputs, layout, load_inputs
+from swigapp.inputs.bundle import load_inputs
+from swigapp.io.bids import find_inputs, layout
 
 
 def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
@@ -16,7 +17,7 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
         subjects.append((files, protocols))
     options = WorkflowOptions(
         bids_dir=Path(tiny_dataset), output_dir=tmp_path / "out", work_dir=tmp_path / "work",
-        synth_protocols={}, adapt_steps=3, seed=4,
+        synth_protocols={}, method_options={"adapt_steps": 3}, seed=4,
     )  # fmt: skip
     wf = init_swig_wf(subjects, options)
     from nipype.pipeline.engine.utils import _remove_nonjoin_identity_nodes
@@ -26,7 +27,8 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
     names = {n.fullname for n in graph.nodes()}
     for label in ("01", "02"):
         prefix = f"swigapp_wf.single_subject_{label}_wf."
-        nodes = ["conform_maps", "brain_mask", "super_resolve", "synthesize", "write_derivatives"]
+        nodes = ["conform_maps", "brain_mask", "super_resolve", "guard_maps", "synthesize",
+                 "write_derivatives"]  # fmt: skip
         nodes += [f"register_guides_wf.register_{g}" for g in ("T1w", "T2w", "FLAIR")]
         for node in nodes:
             assert prefix + node in names, node
@@ -40,12 +42,18 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
     assert ("mask_file", "mask_file") in edges[("brain_mask", "super_resolve")]
     assert ("lr_valid_file", "lr_valid_file") in edges[("conform_maps", "super_resolve")]
     assert ("out", "registrations") in edges[("merge_registrations", "super_resolve")]
-    assert ("sr_file", "sr_file") in edges[("super_resolve", "synthesize")]
-    assert ("result", "superres") in edges[("super_resolve", "write_derivatives")]
+    # the guard is its own node: a change of its settings reuses the cached prediction
+    assert edges[("super_resolve", "guard_maps")] == [("result", "prediction")]
+    assert ("out", "registrations") in edges[("merge_registrations", "guard_maps")]
+    assert ("sr_file", "sr_file") in edges[("guard_maps", "synthesize")]
+    assert ("result", "superres") in edges[("guard_maps", "write_derivatives")]
+    assert ("super_resolve", "synthesize") not in edges
     assert ("result", "synthesis") in edges[("synthesize", "write_derivatives")]
     # no subject's node feeds another subject's
     for a, b in graph.edges():
         assert a.fullname.split(".")[1] == b.fullname.split(".")[1]
     superres = next(n for n in graph.nodes() if n.fullname.endswith("01_wf.super_resolve"))
-    assert superres.inputs.adapt_steps == 3 and superres.inputs.seed == 4
+    assert superres.inputs.method_options == {"adapt_steps": 3} and superres.inputs.seed == 4
     assert set(superres.inputs.protocols) == {"T1w", "T2w", "FLAIR"}
+    guard = next(n for n in graph.nodes() if n.fullname.endswith("01_wf.guard_maps"))
+    assert guard.inputs.method_options == {"adapt_steps": 3} and guard.inputs.fallback

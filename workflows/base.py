@@ -4,7 +4,7 @@ Graph of one participant::
 
     inputnode [-> fit_qmri, when maps are fitted from raw series] -> conform_maps
               -> brain_mask -> register_guides_wf (one node per guide)
-              -> super_resolve -> synthesize -> write_derivatives -> outputnode
+              -> super_resolve -> guard_maps -> synthesize -> write_derivatives -> outputnode
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from swigapp.workflows.interfaces import (
     BrainMask,
     ConformMaps,
     FitQMRI,
+    GuardMaps,
     SuperResolve,
     Synthesize,
     WriteDerivatives,
 )
 
 from swigapp.io.bids import SubjectFiles
-from swigapp.methods import METHOD_DESCRIPTIONS
+from swigapp.methods import DEFAULT_METHOD, METHOD_DESCRIPTIONS, method_options
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,11 @@ class WorkflowOptions:
     bids_dir: Path
     output_dir: Path
     work_dir: Path
-    method: str = "swig"
+    method: str = DEFAULT_METHOD
     model_path: str = ""
-    adapt_steps: int | str = 0
-    inr_max_steps: int = 0
-    inr_init: str = "lr"
-    inr_stop: str = "auto"
+    #: The method's own options (:meth:`swigapp.methods.MethodOptions.to_record`; missing
+    #: ones take their defaults).
+    method_options: Mapping[str, Any] = field(default_factory=dict)
     single_orientation: bool = False
     fallback: bool = True
     seed: int = 0
@@ -74,6 +74,86 @@ def init_swig_wf(
         )
         workflow.add_nodes([init_single_subject_wf(files, protocols, options, name=f"{name}_wf")])
     return workflow
+
+
+def _method_settings(options: WorkflowOptions) -> dict[str, Any]:
+    """The method and its settings, as both super-resolution nodes take them."""
+    return {
+        "method": options.method,
+        "model_path": options.model_path,
+        "method_options": method_options(options.method, options.method_options).to_record(),
+        "single_orientation": options.single_orientation,
+        "seed": options.seed,
+        "device": options.device,
+        "n_threads": options.omp_nthreads,
+    }
+
+
+def _super_resolve_nodes(
+    options: WorkflowOptions, protocols: Mapping[str, Mapping[str, Any]]
+) -> tuple[pe.Node, pe.Node]:
+    """The two super-resolution nodes: the method (``super_resolve``), then the guard
+    (``guard_maps``; a change of its settings reuses the cached prediction)."""
+    settings = _method_settings(options)
+    predict = pe.Node(
+        SuperResolve(protocols=dict(protocols), **settings),
+        name="super_resolve",
+        n_procs=max(options.omp_nthreads, 1),
+        mem_gb=4.0,
+    )
+    guard = pe.Node(
+        GuardMaps(protocols=dict(protocols), fallback=options.fallback, **settings),
+        name="guard_maps",
+        n_procs=max(options.omp_nthreads, 1),
+        mem_gb=4.0,
+    )
+    return predict, guard
+
+
+def _provenance_params(
+    options: WorkflowOptions, protocols: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The run's parameters the derivatives' sidecars, report and methods text record."""
+    params = {
+        "guide_protocols": dict(protocols),
+        "synth_protocols": dict(options.synth_protocols),
+        "method": options.method,
+        "adapt_steps": method_options(options.method, options.method_options).adaptation,
+        "seed": options.seed,
+        "transform": options.transform,
+        "registration_sampling": options.registration_sampling,
+        "registration_full_resolution": options.registration_full_resolution,
+        "lr_model": options.lr_model,
+        "versions": dict(options.versions),
+        # the derivatives name the method that ran; io does not import the methods
+        "method_descriptions": dict(METHOD_DESCRIPTIONS),
+    }
+    if options.write_estimated:
+        params["write_estimated"] = True
+    return params
+
+
+def _connect_maps(
+    workflow: pe.Workflow, files: SubjectFiles, inputnode: pe.Node, conform: pe.Node, sink: pe.Node
+) -> None:
+    """The qMRI maps into conform: the input files, or the maps fitted from the raw series
+    (``files.fit_plan``) by a fit node whose record goes to the derivatives."""
+    map_fields = [("maps", "maps"), ("map_suffixes", "map_suffixes"),
+                  ("map_metadata", "map_metadata")]  # fmt: skip
+    if files.fit_plan:
+        fit = pe.Node(
+            FitQMRI(raw_series=dict(files.raw_series), fit_plan=dict(files.fit_plan),
+                    label=files.label),
+            name="fit_qmri",
+            mem_gb=2.0,
+        )  # fmt: skip
+        workflow.connect([
+            (inputnode, fit, map_fields),
+            (fit, conform, map_fields),
+            (fit, sink, [("result", "fit")]),
+        ])  # fmt: skip
+    else:
+        workflow.connect([(inputnode, conform, map_fields)])
 
 
 def init_single_subject_wf(
@@ -114,45 +194,11 @@ def init_single_subject_wf(
         sampling=options.registration_sampling,
         full_resolution=options.registration_full_resolution,
     )
-    superres = pe.Node(
-        SuperResolve(
-            protocols=dict(protocols),
-            method=options.method,
-            model_path=options.model_path,
-            adapt_steps=options.adapt_steps,
-            inr_max_steps=options.inr_max_steps,
-            inr_init=options.inr_init,
-            inr_stop=options.inr_stop,
-            single_orientation=options.single_orientation,
-            fallback=options.fallback,
-            seed=options.seed,
-            device=options.device,
-            n_threads=options.omp_nthreads,
-        ),
-        name="super_resolve",
-        n_procs=max(options.omp_nthreads, 1),
-        mem_gb=4.0,
-    )
+    superres, guard = _super_resolve_nodes(options, protocols)
     synth = pe.Node(
         Synthesize(guide_protocols=dict(protocols), synth_protocols=dict(options.synth_protocols)),
         name="synthesize",
     )
-    params = {
-        "guide_protocols": dict(protocols),
-        "synth_protocols": dict(options.synth_protocols),
-        "method": options.method,
-        "adapt_steps": options.adapt_steps,
-        "seed": options.seed,
-        "transform": options.transform,
-        "registration_sampling": options.registration_sampling,
-        "registration_full_resolution": options.registration_full_resolution,
-        "lr_model": options.lr_model,
-        "versions": dict(options.versions),
-        # the derivatives name the method that ran; io does not import the methods
-        "method_descriptions": dict(METHOD_DESCRIPTIONS),
-    }
-    if options.write_estimated:
-        params["write_estimated"] = True
     sink = pe.Node(
         WriteDerivatives(
             out_dir=str(options.output_dir),
@@ -160,27 +206,12 @@ def init_single_subject_wf(
             subject=files.subject,
             session=files.session or "",
             sources={**files.maps, **files.guides},
-            params=params,
+            params=_provenance_params(options, protocols),
         ),
         name="write_derivatives",
         overwrite=True,  # always publish: a re-run restores deleted or edited outputs
     )
-    map_fields = [("maps", "maps"), ("map_suffixes", "map_suffixes"),
-                  ("map_metadata", "map_metadata")]  # fmt: skip
-    if files.fit_plan:
-        fit = pe.Node(
-            FitQMRI(raw_series=dict(files.raw_series), fit_plan=dict(files.fit_plan),
-                    label=files.label),
-            name="fit_qmri",
-            mem_gb=2.0,
-        )  # fmt: skip
-        workflow.connect([
-            (inputnode, fit, map_fields),
-            (fit, conform, map_fields),
-            (fit, sink, [("result", "fit")]),
-        ])  # fmt: skip
-    else:
-        workflow.connect([(inputnode, conform, map_fields)])
+    _connect_maps(workflow, files, inputnode, conform, sink)
     workflow.connect([
         (inputnode, conform, [("reference_guide", "reference_guide")]),
         (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
@@ -193,13 +224,16 @@ def init_single_subject_wf(
                              ("acquisition", "acquisition")]),
         (mask, superres, [("mask_file", "mask_file")]),
         (register_wf, superres, [("outputnode.registrations", "registrations")]),
-        (superres, synth, [("sr_file", "sr_file")]),
+        (superres, guard, [("result", "prediction")]),
+        (mask, guard, [("mask_file", "mask_file")]),
+        (register_wf, guard, [("outputnode.registrations", "registrations")]),
+        (guard, synth, [("sr_file", "sr_file")]),
         (mask, synth, [("mask_file", "mask_file")]),
         (register_wf, synth, [("outputnode.registrations", "registrations")]),
         (conform, sink, [("result", "conform")]),
         (mask, sink, [("result", "mask")]),
         (register_wf, sink, [("outputnode.registrations", "registrations")]),
-        (superres, sink, [("result", "superres")]),
+        (guard, sink, [("result", "superres")]),
         (synth, sink, [("result", "synthesis")]),
         (sink, outputnode, [("written", "written"), ("qc", "qc")]),
     ])  # fmt: skip

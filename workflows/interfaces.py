@@ -17,7 +17,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from swigapp.methods import INR_INITS, INR_STOP_RULES, METHODS
+from swigapp.methods import METHODS
+from swigapp.results import GuideRegistration
 
 
 class _ResultSpec(TraitedSpec):
@@ -153,7 +154,8 @@ class RegisterGuide(SimpleInterface):
     output_spec = _ResultSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        from swigapp.participant import RegistrationSettings, register
+        from swigapp.participant import register
+        from swigapp.registration import RegistrationSettings
 
         settings = RegistrationSettings(
             transform=self.inputs.transform,
@@ -171,52 +173,64 @@ class RegisterGuide(SimpleInterface):
             settings,
             lr_file=self.inputs.lr_file or None,
         )
-        self._results["result"] = {"name": self.inputs.guide_name, **result}
+        self._results["result"] = result
         return runtime
 
 
-class _SuperResolveInputSpec(BaseInterfaceInputSpec):
-    lr_file = File(exists=True, mandatory=True)
-    lr_up_file = File(exists=True, mandatory=True)
-    lr_valid_file = File(exists=True, desc="LR validity mask (invalid voxels leave LR terms)")
-    acquisition = traits.Dict(desc="the LR acquisition model (conform's record)")
+class _MethodSpec(BaseInterfaceInputSpec):
+    """What both super-resolution nodes need: the guides, the method and its settings."""
+
     mask_file = File(exists=True, mandatory=True)
     registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
     protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
     method = traits.Enum(*METHODS, usedefault=True, desc="SR method")
     model_path = traits.Str("", usedefault=True, desc="model.pt ('' = shipped weights)")
-    adapt_steps = traits.Either(
-        traits.Int(), traits.Enum("auto"), default=0, usedefault=True, desc="steps or auto"
+    method_options = traits.Dict(
+        {}, usedefault=True, desc="the method's own options (MethodOptions.to_record)"
     )
-    inr_max_steps = traits.Int(0, usedefault=True, desc="INR step limit (0 = default)")
-    inr_init = traits.Enum(*INR_INITS, usedefault=True, desc="what the INR corrects")
-    inr_stop = traits.Enum(*INR_STOP_RULES, usedefault=True, desc="INR stopping rule")
     single_orientation = traits.Bool(
         False, usedefault=True, desc="one slice axis instead of the orientation ensemble"
-    )
-    fallback = traits.Bool(
-        True, usedefault=True, desc="interpolated LR maps in regions failing the checks"
     )
     seed = traits.Int(0, usedefault=True)
     device = traits.Str("auto", usedefault=True)
     n_threads = traits.Int(0, usedefault=True, desc="torch threads (0 = torch default)")
 
+    def settings(self) -> Any:
+        """The participant step's :class:`~swigapp.participant.MethodSettings`."""
+        from swigapp.participant import MethodSettings
 
-class _SuperResolveOutputSpec(_ResultSpec):
-    sr_file = File(exists=True, desc="SR maps (PD, T1 s, T2 s), 4D")
+        return MethodSettings(
+            method=self.method,
+            model_path=self.model_path or None,
+            options=dict(self.method_options),
+            seed=self.seed,
+            device=self.device,
+            n_threads=self.n_threads or None,
+            single_orientation=self.single_orientation,
+        )
+
+    def guides(self) -> list[GuideRegistration]:
+        """The registered guides."""
+        return [GuideRegistration.from_record(r) for r in self.registrations]
+
+
+class _SuperResolveInputSpec(_MethodSpec):
+    lr_file = File(exists=True, mandatory=True)
+    lr_up_file = File(exists=True, mandatory=True)
+    lr_valid_file = File(exists=True, desc="LR validity mask (invalid voxels leave LR terms)")
+    acquisition = traits.Dict(desc="the LR acquisition model (conform's record)")
 
 
 class SuperResolve(SimpleInterface):
-    """HR maps by the chosen method (SWIG after optional adaptation, INR fit, or wmri2q)."""
+    """The method's HR maps before the guard (SWIG after optional adaptation, INR fit, or
+    wmri2q): ``result`` is the prediction's record for :class:`GuardMaps`."""
 
     input_spec = _SuperResolveInputSpec
-    output_spec = _SuperResolveOutputSpec
+    output_spec = _ResultSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        from swigapp.participant import LRInputs, MethodSettings, super_resolve
+        from swigapp.participant import LRInputs, predict_maps
 
-        guides = {r["name"]: r["registered_file"] for r in self.inputs.registrations}
-        coverage = [r["coverage_file"] for r in self.inputs.registrations if "coverage_file" in r]
         lr_inputs = LRInputs(
             self.inputs.lr_file,
             self.inputs.lr_up_file,
@@ -225,26 +239,49 @@ class SuperResolve(SimpleInterface):
                 self.inputs.lr_valid_file if isdefined(self.inputs.lr_valid_file) else None
             ),
         )
-        settings = MethodSettings(
-            method=self.inputs.method,
-            model_path=self.inputs.model_path or None,
-            adapt_steps=self.inputs.adapt_steps,
-            seed=self.inputs.seed,
-            device=self.inputs.device,
-            n_threads=self.inputs.n_threads or None,
-            inr_max_steps=self.inputs.inr_max_steps or None,
-            inr_init=self.inputs.inr_init,
-            inr_stop=self.inputs.inr_stop,
-            single_orientation=self.inputs.single_orientation,
-        )
-        result = super_resolve(
+        guides = {r.name: r.registered_file for r in self.inputs.guides()}
+        self._results["result"] = predict_maps(
             lr_inputs,
             self.inputs.mask_file,
             guides,
             self.inputs.protocols,
             runtime.cwd,
-            settings,
-            coverage_files=coverage,
+            self.inputs.settings(),
+        )
+        return runtime
+
+
+class _GuardInputSpec(_MethodSpec):
+    prediction = traits.Dict(mandatory=True, desc="SuperResolve's result (Predicted record)")
+    fallback = traits.Bool(
+        True, usedefault=True, desc="interpolated LR maps in regions failing the checks"
+    )
+
+
+class _GuardOutputSpec(_ResultSpec):
+    sr_file = File(exists=True, desc="SR maps (PD, T1 s, T2 s), 4D")
+
+
+class GuardMaps(SimpleInterface):
+    """The guard over the prediction: where no guide saw, the head mask, the regional checks
+    and fallback; then the SR maps and the step's result (its own node, so that changing
+    the guard's settings reuses the cached prediction)."""
+
+    input_spec = _GuardInputSpec
+    output_spec = _GuardOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import guard_maps
+
+        registrations = self.inputs.guides()
+        result = guard_maps(
+            self.inputs.prediction,
+            self.inputs.mask_file,
+            {r.name: r.registered_file for r in registrations},
+            self.inputs.protocols,
+            runtime.cwd,
+            self.inputs.settings(),
+            coverage_files=[r.coverage_file for r in registrations],
             fallback=self.inputs.fallback,
         )
         self._results.update(result=result, sr_file=result["sr_file"])
@@ -268,7 +305,8 @@ class Synthesize(SimpleInterface):
     def _run_interface(self, runtime: Any) -> Any:
         from swigapp.participant import synthesize_contrasts
 
-        guides = {r["name"]: r["registered_file"] for r in self.inputs.registrations}
+        registrations = [GuideRegistration.from_record(r) for r in self.inputs.registrations]
+        guides = {r.name: r.registered_file for r in registrations}
         self._results["result"] = synthesize_contrasts(
             self.inputs.sr_file,
             self.inputs.mask_file,

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from swigapp._version import __version__
-from swigapp.cli.parser import build_parser
+from swigapp.cli.parser import build_parser, fraction
+from swigapp.methods import step_count
 
 #: Parser destinations that are paths to existing files or folders (Boutiques "File").
 #: ``--model`` is not one: it also takes a shipped model's name, and ``bosh exec launch``
@@ -47,10 +48,10 @@ def _input(action: argparse.Action) -> dict[str, Any]:
         return item
     if dest in FILE_INPUTS:
         item["type"] = "File"
-    elif action.type and getattr(action.type, "__name__", "") == "_fraction":
+    elif action.type is fraction:
         item |= {"type": "Number", "integer": False, "minimum": 0, "exclusive-minimum": True}
         item["maximum"] = 1
-    elif action.type in (int, float) or (action.type and "positive_int" in action.type.__name__):
+    elif action.type in (int, float, step_count):
         item["type"] = "Number"
         item["integer"] = action.type is not float
     else:

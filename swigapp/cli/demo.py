@@ -20,15 +20,17 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from swigapp import kspace, metrics
+from swigapp import metrics
 from swigapp._version import __version__
-from swigapp.interp import upsample_interp
-from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX, layout, load_bundle
+from swigapp.inputs.bundle import load_bundle
+from swigapp.io.bids import MAP_ORDER, MAP_SUFFIX, layout
 from swigapp.io.files import save_nifti, write_json, write_tsv
 from swigapp.models.cohort import prepare_bundle
 from swigapp.models.features import SubjectTensors
 from swigapp.models.inference import predict_volume
 from swigapp.models.shipped import load_shipped
+from swigapp.operators import kspace
+from swigapp.operators.interp import upsample_interp
 from swigapp.phantom.bids import TRUTH_PIPELINE, DatasetExistsError, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.synthesis import synthesize

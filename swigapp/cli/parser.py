@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from swigapp._version import __version__
-from swigapp.methods import INR_INITS, INR_STOP_RULES, METHODS
+from swigapp.methods import DEFAULT_METHOD, METHODS, add_method_arguments, step_count
 from swigapp.models.shipped import available
 
 GUIDES = ("T1w", "T2w", "FLAIR", "PDw")
@@ -34,24 +34,8 @@ def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], list[s
     return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _adapt_steps(text: str) -> int | str:
-    """``auto`` or a step count >= 0."""
-    if text == "auto":
-        return text
-    try:
-        return _positive_int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or a step count, got {text!r}") from None
-
-
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
+    """argparse type: a fraction in (0, 1]."""
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {value}")
@@ -139,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--method",
         choices=METHODS,
-        default="swig",
+        default=DEFAULT_METHOD,
         help="swig: the SWIG CNN (LR maps + guides, trained prior); inr: an implicit neural "
         "representation fitted to each subject (no training data, minutes per subject); "
         "wmri2q: maps from the weighted images alone by a U-Net (Qiu et al. 2022) "
@@ -153,40 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(available())}) (default: swig_default for swig, wmri2q_hybrid "
         "for wmri2q)",
     )
-    model.add_argument(
-        "--adapt-steps",
-        type=_adapt_steps,
-        default=0,
-        metavar="N|auto",
-        help="--method swig: per-subject self-supervised fine-tuning steps before inference, "
-        "anchored to the pre-trained prediction; auto: 30 steps only where the pre-trained "
-        "maps fail a data-consistency check, kept only if the adapted maps pass it (default 0)",
-    )
-    model.add_argument(
-        "--inr-max-steps",
-        type=_positive_int,
-        default=0,
-        metavar="N",
-        help="--method inr: most fitting steps; fitting may stop earlier by --inr-stop "
-        "(default 0: 600)",
-    )
-    model.add_argument(
-        "--inr-init",
-        choices=INR_INITS,
-        default="lr",
-        help="--method inr: what the representation corrects: the upsampled LR maps, or "
-        "the SWIG prediction (the INR then refines SWIG for this subject, held near it by a "
-        "proximal term; on phantoms within noise of SWIG) (default lr)",
-    )
-    model.add_argument(
-        "--inr-stop",
-        choices=INR_STOP_RULES,
-        default="auto",
-        help="--method inr: stop when the mutual information between maps and guides stops "
-        "rising, keeping the best state, the start included (mi, McGinnis et al.), or after "
-        "--inr-max-steps (steps); auto: steps with --inr-init lr, mi with --inr-init swig "
-        "(default auto)",
-    )
+    add_method_arguments(model)  # each method's own flags (swigapp.methods)
     model.add_argument(
         "--single-orientation",
         action="store_true",
@@ -243,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--registration-sampling",
-        type=_fraction,
+        type=fraction,
         default=0.1,
         metavar="FRACTION",
         help="fraction of the target's voxels the registration metric samples (default 0.1; "
@@ -278,13 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--nprocs",
         "--n-cpus",
-        type=_positive_int,
+        type=step_count,
         default=0,
         help="processes for MultiProc (default: all CPUs)",
     )
     run.add_argument(
         "--omp-nthreads",
-        type=_positive_int,
+        type=step_count,
         default=0,
         help="threads per process for torch (default: min(nprocs, 8))",
     )

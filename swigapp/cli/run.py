@@ -101,7 +101,8 @@ def synthesis_protocols(names: Sequence[str], path: Path | None) -> dict[str, di
 
 def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
     """Find and fully validate every selected participant/session before any processing."""
-    from swigapp.io.bids import check_label, find_inputs, layout, load_inputs
+    from swigapp.inputs.bundle import load_inputs
+    from swigapp.io.bids import check_label, find_inputs, layout
     from swigapp.io.naming import bids_uri
     from swigapp.physics.protocol import ProtocolError, load_mapping
 
@@ -164,7 +165,7 @@ def collect_subjects(args: Any) -> list[tuple[Any, dict[str, dict[str, Any]]]]:
     return subjects
 
 
-def check_model(path: Path | None, method: str = "swig") -> str:
+def check_model(path: Path | None, method: str) -> str:
     """'' for the method's default weights, a shipped model's name (its hash checked), else
     the absolute path of a loadable model.pt; the architecture must suit ``method``
     (SwigNet for swig, the U-Net for wmri2q)."""
@@ -288,7 +289,7 @@ def workflow_options(args: Any) -> WorkflowOptions:
     """The participant workflow's options from the parsed command line, after the checks
     that need no data (synthesis protocols, model file, method options, device)."""
     from swigapp.io.publishing import software_versions
-    from swigapp.methods import foreign_options
+    from swigapp.methods import foreign_options, method_options
     from swigapp.models.inference import resolve_device
     from swigapp.workflows.base import WorkflowOptions
 
@@ -308,10 +309,7 @@ def workflow_options(args: Any) -> WorkflowOptions:
         work_dir=args.work_dir,
         method=args.method,
         model_path=model_path,
-        adapt_steps=args.adapt_steps,
-        inr_max_steps=args.inr_max_steps,
-        inr_init=args.inr_init,
-        inr_stop=args.inr_stop,
+        method_options=method_options(args.method, vars(args)).to_record(),
         single_orientation=args.single_orientation,
         fallback=not args.no_fallback,
         seed=args.seed,

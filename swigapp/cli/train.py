@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -239,6 +240,79 @@ PHANTOM_ONLY = (
 )
 
 
+def _phantom_pool(args: argparse.Namespace, settings: list) -> tuple[list, dict[str, Any]]:
+    """The phantom training pool of the command line and its record for the model card."""
+    from swigapp.models.data import phantom_pool
+
+    config = replace(
+        TRAIN_PHANTOM,
+        size=args.size,
+        max_rotation_deg=args.max_rotation,
+        max_translation_mm=args.max_translation,
+        n_lesions=args.lesions,
+    )
+    head = None if args.head_motion is None else tuple(args.head_motion)
+    anatomies = anatomy_list(args.anatomies)
+    pool = phantom_pool(
+        args.subjects, args.phantom_seed, settings, config, not args.quiet, head,
+        randomise=args.randomise, anatomies=anatomies,
+    )  # fmt: skip
+    data = {
+        "source": "phantom",
+        "subjects": args.subjects,
+        "phantom_seed": args.phantom_seed,
+        "lr_settings": [list(s) for s in settings],
+        "anatomies": [a or "template" for a in anatomies],
+        "phantom": {k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()},
+    }
+    if args.randomise:
+        from swigapp.models.data import RANDOM_DEFORMATION_MM
+        from swigapp.phantom.shift import RANDOM_ON, RANDOMISATION
+
+        data["randomisation"] = {
+            "probability_on": RANDOM_ON,
+            "ranges": {k: list(v) for k, v in RANDOMISATION.items()},
+            "deformation_mm": list(RANDOM_DEFORMATION_MM),
+        }
+    if head is not None:
+        data["head_motion"] = {"max_rotation_deg": head[0], "max_translation_mm": head[1]}
+    return pool, data
+
+
+def _train_config(args: argparse.Namespace, data: dict[str, Any]) -> TrainConfig:
+    """The training configuration of the command line (``data``: the pool's record)."""
+    truth = data["source"] == "phantom"  # the supervised terms need HR truth: 0 without it
+    weights = LossWeights(
+        guide=args.w_guide,
+        lr=args.w_lr,
+        supervised=args.w_supervised if truth else 0.0,
+        edge=args.w_edge,
+        lowres=args.w_lowres,
+        linear=args.w_linear if truth else 0.0,
+        beyond=args.w_beyond if truth else 0.0,
+        anchor=args.w_anchor,
+    )
+    return TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        guide_keep=args.guide_keep,
+        map_drop=args.map_drop,
+        checkpoint_every=args.checkpoint_every,
+        net=NetConfig(
+            args.width,
+            args.blocks,
+            args.context,
+            use_lr=not (args.no_lr_input or args.arch == "unet"),
+            arch=args.arch,
+        ),
+        weights=weights,
+        data=data,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -262,74 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         data = {"source": "bids", "path": str(args.bids), "subjects": len(pool)}
     else:
-        from swigapp.models.data import phantom_pool
-
-        config = replace(
-            TRAIN_PHANTOM,
-            size=args.size,
-            max_rotation_deg=args.max_rotation,
-            max_translation_mm=args.max_translation,
-            n_lesions=args.lesions,
-        )
-        head = None if args.head_motion is None else tuple(args.head_motion)
-        anatomies = anatomy_list(args.anatomies)
-        pool = phantom_pool(
-            args.subjects, args.phantom_seed, settings, config, not args.quiet, head,
-            randomise=args.randomise, anatomies=anatomies,
-        )  # fmt: skip
-        data = {
-            "source": "phantom",
-            "subjects": args.subjects,
-            "phantom_seed": args.phantom_seed,
-            "lr_settings": [list(s) for s in settings],
-            "anatomies": [a or "template" for a in anatomies],
-            "phantom": {
-                k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()
-            },
-        }
-        if args.randomise:
-            from swigapp.models.data import RANDOM_DEFORMATION_MM
-            from swigapp.phantom.shift import RANDOM_ON, RANDOMISATION
-
-            data["randomisation"] = {
-                "probability_on": RANDOM_ON,
-                "ranges": {k: list(v) for k, v in RANDOMISATION.items()},
-                "deformation_mm": list(RANDOM_DEFORMATION_MM),
-            }
-        if head is not None:
-            data["head_motion"] = {"max_rotation_deg": head[0], "max_translation_mm": head[1]}
-    truth = not args.bids  # the supervised terms need HR truth: recorded as 0 without it
-    weights = LossWeights(
-        guide=args.w_guide,
-        lr=args.w_lr,
-        supervised=args.w_supervised if truth else 0.0,
-        edge=args.w_edge,
-        lowres=args.w_lowres,
-        linear=args.w_linear if truth else 0.0,
-        beyond=args.w_beyond if truth else 0.0,
-        anchor=args.w_anchor,
-    )
+        pool, data = _phantom_pool(args, settings)
     if args.w_anchor and not args.init:
         parser.error("--w-anchor needs --init (the model to stay near)")
-    config = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        crop=args.crop,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        guide_keep=args.guide_keep,
-        map_drop=args.map_drop,
-        checkpoint_every=args.checkpoint_every,
-        net=NetConfig(
-            args.width,
-            args.blocks,
-            args.context,
-            use_lr=not (args.no_lr_input or args.arch == "unet"),
-            arch=args.arch,
-        ),
-        weights=weights,
-        data=data,
-    )
+    config = _train_config(args, data)
     if args.init:
         try:
             config.init = init_weights(args.init)
@@ -343,7 +353,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"model written to {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

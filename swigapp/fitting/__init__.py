@@ -18,7 +18,7 @@ MP2RAGE    T1 (and M0 with the second inversion)  the MP2RAGE lookup table, :mod
 
 Voxels a fit cannot explain (no signal, a non-finite sample, an estimate outside its
 physical range) are NaN in every map: they then travel the imperfect-input path of
-:mod:`swigapp.io.qmri` like a fitting tool's failures.
+:mod:`swigapp.inputs.qmri` like a fitting tool's failures.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from swigapp.maps import MAP_ORDER, Maps
+
 
 def umasked(mode: int) -> int:
     """``mode`` with the process umask applied: the mode a plain open()/mkdir() would give
@@ -78,16 +80,18 @@ def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def load_maps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A 4D maps file (volumes PD, T1 s, T2 s) -> ((3, X, Y, Z) float32, affine)."""
+def load_maps(path: str | Path, acquired: Sequence[str] = MAP_ORDER) -> Maps:
+    """A 4D maps file (volumes PD, T1 s, T2 s) as :class:`~swigapp.maps.Maps` (``acquired``:
+    the maps that were measured)."""
     img = nib.load(str(path))
     data = np.asarray(img.dataobj, dtype=np.float32)
-    return np.moveaxis(data, -1, 0), np.asarray(img.affine, dtype=float)
+    return Maps(np.moveaxis(data, -1, 0), np.asarray(img.affine, dtype=float), tuple(acquired))
 
 
-def save_maps(path: str | Path, maps: np.ndarray, affine: np.ndarray) -> str:
-    """Write (3, X, Y, Z) maps (PD, T1 s, T2 s) as one 4D NIfTI; returns the path."""
-    return str(save_nifti(path, np.moveaxis(np.asarray(maps, np.float32), 0, -1), affine))
+def save_maps(path: str | Path, maps: Maps) -> str:
+    """Write the maps as one 4D NIfTI (volumes PD, T1 s, T2 s); returns the path."""
+    data = np.moveaxis(np.asarray(maps.data, np.float32), 0, -1)
+    return str(save_nifti(path, data, maps.affine))
 
 
 def dumps(payload: Mapping[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Loading input images with the checks every input gets, and the error they raise.
 
-Below :mod:`swigapp.io.qmri` (map checks) and :mod:`swigapp.io.bids` (queries), which
+Below :mod:`swigapp.inputs.qmri` (map checks) and :mod:`swigapp.io.bids` (queries), which
 both use it.
 """
 

@@ -9,7 +9,7 @@ supplies each missing map; :func:`fit_series` fits them (:mod:`swigapp.fitting`)
 the maps as ordinary map files (PD from M0 in series units, T1/T2 in s), with a residual map
 and sidecars that name the model. Background voxels (no signal in any image of the series)
 are not fitted: they are NaN, like the voxels a fit fails on, and follow the imperfect-input
-path of :mod:`swigapp.io.qmri`.
+path of :mod:`swigapp.inputs.qmri`.
 
 Series are described by JSON-ready dicts (``kind``, ``files``, ``values``, ``metadata``,
 ``extra``) so that they travel through the Nipype graph.
@@ -403,6 +403,66 @@ def _correct_saturation(fit: Any, t1: np.ndarray, tr: Any) -> None:
     fit.notes.append(f"M0 corrected for T1 saturation at TR {float(tr):g} s with the fitted T1 map")
 
 
+def _write_fit(
+    fit: Any,
+    kind: str,
+    names: Sequence[str],
+    affine: np.ndarray,
+    geometry: Mapping[str, Any],
+    stem: Path,
+) -> dict[str, Any]:
+    """Write the fitted maps ``names`` (of T1, T2, PD) and the residual as
+    ``{stem}_desc-fit{kind}_{suffix}.nii.gz`` with sidecars; returns suffix -> file and
+    sidecar."""
+    from swigapp.io.files import save_nifti, write_json
+
+    written: dict[str, Any] = {}
+    for name in names:
+        suffix = FIT_SUFFIX[name]
+        path = stem.with_name(f"{stem.name}_desc-fit{kind}_{suffix}.nii.gz")
+        save_nifti(path, fit.maps["M0" if name == "PD" else name].astype(np.float32), affine)
+        sidecar = {
+            "Units": "arbitrary" if name == "PD" else "s",
+            "EstimationMethod": fit.model,
+            "Notes": fit.notes,
+            **geometry,
+        }
+        write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
+        written[suffix] = {"file": str(path), "sidecar": sidecar}
+    residual = stem.with_name(f"{stem.name}_desc-fit{kind}_{RESIDUAL_SUFFIX}.nii.gz")
+    save_nifti(residual, fit.residual.astype(np.float32), affine)
+    written[RESIDUAL_SUFFIX] = {
+        "file": str(residual),
+        "sidecar": {
+            "Description": "root-mean-square residual of the fit per voxel, in the "
+            "series' units (NaN: not fitted)",
+            "EstimationMethod": fit.model,
+        },
+    }
+    return written
+
+
+def _series_record(
+    fit: Any, signal: np.ndarray, sources: list[str], written: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """The QC record of one fitted series (JSON-ready)."""
+    finite = np.isfinite(next(iter(fit.maps.values())))
+    return {
+        "files": sources,
+        "model": fit.model,
+        "notes": fit.notes,
+        "parameters": {k: v for k, v in fit.parameters.items() if k != "protocol"},
+        "signal_voxels": int(signal.sum()),
+        "failed_voxels": int((signal & ~finite).sum()),
+        "outputs": written,
+        "medians": {
+            k: float(np.nanmedian(v[signal])) if (signal & np.isfinite(v)).any() else None
+            for k, v in fit.maps.items()
+        },
+        "seconds": round(seconds, 3),
+    }
+
+
 def fit_series(
     series: Mapping[str, Mapping[str, Any]],
     plan: Mapping[str, str],
@@ -416,9 +476,6 @@ def fit_series(
     series, its files, model, notes, voxels fitted and failed, seconds and the written files
     with their sidecars (JSON-ready).
     """
-    from swigapp.io.files import save_nifti, write_json
-
-    out = Path(out_dir)
     maps: dict[str, str] = {}
     suffixes: dict[str, str] = {}
     metadata: dict[str, dict[str, Any]] = {}
@@ -448,55 +505,20 @@ def fit_series(
             if s["metadata"] and k in s["metadata"][0]
         }
         sources = list(s["files"]) + ([s["extra"]["UNIT1"]] if "UNIT1" in s["extra"] else [])
-        written: dict[str, Any] = {}
-        for name in ("T1", "T2", "PD"):
-            key = "M0" if name == "PD" else name
-            if plan.get(name) != kind or key not in fit.maps:
-                continue
-            suffix = FIT_SUFFIX[name]
-            path = out / f"{label}_desc-fit{kind}_{suffix}.nii.gz"
-            save_nifti(path, fit.maps[key].astype(np.float32), affine)
-            sidecar = {
-                "Units": "arbitrary" if name == "PD" else "s",
-                "EstimationMethod": fit.model,
-                "Notes": fit.notes,
-                **geometry,
-            }
-            write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
-            maps[name] = str(path)
-            suffixes[name] = "PDmap" if name == "PD" else suffix
-            metadata[name] = sidecar
-            written[suffix] = {"file": str(path), "sidecar": sidecar}
-        residual = out / f"{label}_desc-fit{kind}_{RESIDUAL_SUFFIX}.nii.gz"
-        save_nifti(residual, fit.residual.astype(np.float32), affine)
-        written[RESIDUAL_SUFFIX] = {
-            "file": str(residual),
-            "sidecar": {
-                "Description": "root-mean-square residual of the fit per voxel, in the "
-                "series' units (NaN: not fitted)",
-                "EstimationMethod": fit.model,
-            },
-        }
-        finite = np.isfinite(next(iter(fit.maps.values())))
-        record["series"][kind] = {
-            "files": sources,
-            "model": fit.model,
-            "notes": fit.notes,
-            "parameters": {k: v for k, v in fit.parameters.items() if k != "protocol"},
-            "signal_voxels": int(signal.sum()),
-            "failed_voxels": int((signal & ~finite).sum()),
-            "outputs": written,
-            "medians": {
-                k: float(np.nanmedian(v[signal])) if (signal & np.isfinite(v)).any() else None
-                for k, v in fit.maps.items()
-            },
-            "seconds": round(time.perf_counter() - start, 3),
-        }
+        fitted = {"T1": "T1", "T2": "T2", "PD": "M0"}
+        names = [n for n, key in fitted.items() if plan.get(n) == kind and key in fit.maps]
+        written = _write_fit(fit, kind, names, affine, geometry, Path(out_dir) / label)
+        for name in names:
+            maps[name] = written[FIT_SUFFIX[name]]["file"]
+            suffixes[name] = "PDmap" if name == "PD" else FIT_SUFFIX[name]
+            metadata[name] = written[FIT_SUFFIX[name]]["sidecar"]
+        seconds = time.perf_counter() - start
+        record["series"][kind] = _series_record(fit, signal, sources, written, seconds)
         LOG.info(
             "%s: %s fitted in %.1f s (%d voxels with signal, %d failed)",
             label,
             kind,
-            time.perf_counter() - start,
+            seconds,
             int(signal.sum()),
             record["series"][kind]["failed_voxels"],
         )

@@ -17,7 +17,7 @@ from swigapp.uncertainty import describe
 if TYPE_CHECKING:
     import numpy as np
 
-    from swigapp.results import SuperResolution
+    from swigapp.results import GuideRegistration, SuperResolution, Synthesised
 
 MAP_UNITS = {"PD": "arbitrary", "T1": "s", "T2": "s"}
 
@@ -53,24 +53,25 @@ def participant_outputs(
     The SR maps are split into one file per map in ``work_dir``.
     """
     from swigapp.io.files import load_maps
-    from swigapp.kspace import voxel_sizes
+    from swigapp.operators.grid import voxel_sizes
 
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     out = _Outputs(label, subject_dir("", subject, session), Path(work_dir))
     out.uri = {k: bids_uri(v, bids_dir) for k, v in sources.items()}
     out.uri |= fitted_outputs(label, out.anat, results.get("fit"), bids_dir, out.files)
     out.map_uris = [out.uri[m] for m in results["conform"].acquired]
-    maps, affine = load_maps(results["superres"].sr_file)
+    sr_maps = load_maps(results["superres"].sr_file)
+    maps, affine = sr_maps.data, sr_maps.affine
     vox = "x".join(f"{v:g}" for v in voxel_sizes(affine))
     out.resolution = f"{vox} mm voxels on the field of view of the acquired low-resolution maps"
     mask_uri = out.add(
         entity_name(label, "mask", res="hi", desc="brain"),
-        results["mask"]["mask_file"],
+        results["mask"].mask_file,
         {
             "Type": "Brain",
             "Resolution": out.resolution,
             "Sources": out.map_uris,
-            "Method": results["mask"]["method"],
+            "Method": results["mask"].method,
         },
     )
     out.registrations(results["registration"], params["transform"])
@@ -101,14 +102,14 @@ class _Outputs:
         self.files[str(self.anat / name.replace(".nii.gz", ".json"))] = dumps(_round(sidecar))
         return f"bids::{(self.anat / name).as_posix()}"
 
-    def registrations(self, registration: Mapping[str, Any], transform: str) -> None:
+    def registrations(self, registration: Mapping[str, GuideRegistration], transform: str) -> None:
         """Each registered guide with its ANTs transforms."""
         self.guides = list(registration)
         for guide, reg in registration.items():
             xfm_names = []
-            for i, xfm in enumerate(reg["transform_files"]):
+            for i, xfm in enumerate(reg.transform_files):
                 ext = "".join(Path(xfm).suffixes)
-                extra = f"{i}" if len(reg["transform_files"]) > 1 else ""
+                extra = f"{i}" if len(reg.transform_files) > 1 else ""
                 xfm_name = entity_name(
                     self.label, "xfm", ext, **{"from": guide + extra}, to="qmri", mode="image"
                 )
@@ -116,7 +117,7 @@ class _Outputs:
                 xfm_names.append(xfm_name)
             self.add(
                 entity_name(self.label, guide, res="hi", desc="registered"),
-                reg["registered_file"],
+                reg.registered_file,
                 {
                     "Resolution": self.resolution,
                     "SkullStripped": False,
@@ -126,7 +127,7 @@ class _Outputs:
                         f"{guide} contrast synthesised from the upsampled LR maps"
                     ),
                     "Transforms": xfm_names,
-                    "MutualInformation": reg["metric"],
+                    "MutualInformation": reg.metric,
                 },
             )
 
@@ -168,7 +169,7 @@ class _Outputs:
                 "DataConsistency": {
                     "LRResidual": sr.lr_residual[m],
                     "LRResidualOfInput": sr.lr_residual_input[m],
-                    "GuideSSIM": results["synthesis"]["guide_ssim"],
+                    "GuideSSIM": results["synthesis"].guide_ssim,
                 },
                 **provenance,
             }
@@ -198,20 +199,18 @@ class _Outputs:
                 | ({"Calibration": calibration} if calibration else {}),
             )
 
-    def contrasts(
-        self, synth: Mapping[str, Any], params: Mapping[str, Any], map_uris: list[str]
-    ) -> None:
+    def contrasts(self, synth: Synthesised, params: Mapping[str, Any], map_uris: list[str]) -> None:
         """The guides re-synthesised from the SR maps (QC) and the requested contrasts."""
         jobs = [
             (guide, "synthguide", path, params["guide_protocols"][guide], {
-                "SSIMToAcquired": synth["guide_ssim"][guide],
+                "SSIMToAcquired": synth.guide_ssim[guide],
                 "Description": f"{guide} synthesised from the SR maps with the acquired "
                 f"{guide}'s protocol (quality control)",
             })
-            for guide, path in synth["guide_synth_files"].items()
+            for guide, path in synth.guide_synth_files.items()
         ] + [
             (name, "synth", path, params["synth_protocols"][name], {})
-            for name, path in synth["synth_files"].items()
+            for name, path in synth.synth_files.items()
         ]  # fmt: skip
         for contrast, desc, path, protocol, extra in jobs:
             sidecar = {"Resolution": self.resolution, "SkullStripped": False}
@@ -313,7 +312,8 @@ def uncertainty_maps(
     as the PD map)."""
     from swigapp.io.files import load_maps, save_nifti
 
-    spread, affine = load_maps(sr.uncertainty_file)
+    loaded = load_maps(sr.uncertainty_file)
+    spread, affine = loaded.data, loaded.affine
     out = {}
     for i, m in enumerate(MAP_ORDER):
         data = in_input_scale(spread[i], pd_scale if m == "PD" else None)

@@ -4,27 +4,65 @@ maps or over the SWIG prediction (``--inr-init swig``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from swigapp.methods import Request
-from swigapp.models.features import SubjectTensors
+from swigapp.methods import MethodOptions, Request, option, step_count
+from swigapp.models.inr_choices import INITS, STOP_RULES
 from swigapp.text import Sentence
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from swigapp.models.features import SubjectTensors
     from swigapp.results import SuperResolution
 
 
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    """The INR's options: its step limit, what it corrects and how it stops."""
+
+    inr_max_steps: int = option(
+        "--inr-max-steps",
+        0,
+        "--method inr: most fitting steps; fitting may stop earlier by --inr-stop (default 0: 600)",
+        type=step_count,
+        metavar="N",
+    )
+    inr_init: str = option(
+        "--inr-init",
+        "lr",
+        "--method inr: what the representation corrects: the upsampled LR maps, or "
+        "the SWIG prediction (the INR then refines SWIG for this subject, held near it by a "
+        "proximal term; on phantoms within noise of SWIG) (default lr)",
+        choices=INITS,
+    )
+    inr_stop: str = option(
+        "--inr-stop",
+        "auto",
+        "--method inr: stop when the mutual information between maps and guides stops "
+        "rising, keeping the best state, the start included (mi, McGinnis et al.), or after "
+        "--inr-max-steps (steps); auto: steps with --inr-init lr, mi with --inr-init swig "
+        "(default auto)",
+        choices=STOP_RULES,
+    )
+
+    def fallback(self, method: str) -> str | None:
+        """Over SWIG, the SWIG network with no guide (the base it refines); over the LR
+        maps, the interpolated LR maps."""
+        return "swig" if self.inr_init == "swig" else None
+
+
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
-    """Fit the INR (at most ``request.inr_max_steps`` steps when given, stopped by
-    ``request.inr_stop``) over its base and render it on the HR grid."""
+    """Fit the INR (at most ``inr_max_steps`` steps when given, stopped by ``inr_stop``)
+    over its base and render it on the HR grid."""
     from swigapp.models.inr import INRConfig, fit_inr, render_volume
 
-    config = INRConfig(seed=request.seed, init=request.inr_init, stop=request.inr_stop)
-    if request.inr_max_steps:
-        config = replace(config, max_steps=int(request.inr_max_steps))
+    opts = request.options
+    assert isinstance(opts, Options), opts
+    config = INRConfig(seed=request.seed, init=opts.inr_init, stop=opts.inr_stop)
+    if opts.inr_max_steps:
+        config = replace(config, max_steps=int(opts.inr_max_steps))
     base, record = None, {}
     if config.init == "swig":
         from swigapp.methods.network import load_network, predict

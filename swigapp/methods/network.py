@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from torch import nn
-
 from swigapp.methods import DEFAULT_WEIGHTS, Request
-from swigapp.models.features import SubjectTensors
 from swigapp.text import Sentence, dims, join
 
 if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from swigapp.models.features import SubjectTensors
     from swigapp.results import SuperResolution
 
 

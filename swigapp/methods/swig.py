@@ -2,30 +2,70 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Self
 
-import numpy as np
-
-from swigapp.methods import Request
+from swigapp.methods import MethodOptions, Request, option, step_count
 from swigapp.methods.network import load_network, model_name, network_text, predict
-from swigapp.models.features import SubjectTensors
 from swigapp.text import Sentence
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from swigapp.models.features import SubjectTensors
     from swigapp.results import SuperResolution
 
 
+def _adapt_steps(text: str) -> int | str:
+    """argparse type: ``auto`` or a step count >= 0."""
+    if text == "auto":
+        return text
+    try:
+        return step_count(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a step count, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    """SWIG's options: steps of per-subject adaptation before inference."""
+
+    adapt_steps: int | str = option(
+        "--adapt-steps",
+        0,
+        "--method swig: per-subject self-supervised fine-tuning steps before inference, "
+        "anchored to the pre-trained prediction; auto: 30 steps only where the pre-trained "
+        "maps fail a data-consistency check, kept only if the adapted maps pass it (default 0)",
+        type=_adapt_steps,
+        metavar="N|auto",
+    )
+
+    @property
+    def adaptation(self) -> int | str:
+        """The steps asked for, or ``"auto"``."""
+        return self.adapt_steps
+
+    def with_adaptation(self, steps: int) -> Self:
+        """These options with ``steps`` of adaptation."""
+        return replace(self, adapt_steps=int(steps))
+
+    def fallback(self, method: str) -> str | None:
+        """SWIG runs without guides (it was trained with guides left out)."""
+        return method
+
+
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
-    """SWIG inference after ``request.adapt_steps`` steps of adaptation to this subject."""
+    """SWIG inference after the options' steps of adaptation to this subject (a count:
+    the participant level resolves ``auto``)."""
     from swigapp.models.inference import adapt
 
     model, record = load_network("swig", request.model_path)
     losses: list[float] = []
-    if request.adapt_steps > 0:
-        model, raw = adapt(
-            model, subject, request.adapt_steps, seed=request.seed, device=request.device
-        )
+    steps = int(request.options.adaptation)
+    if steps > 0:
+        model, raw = adapt(model, subject, steps, seed=request.seed, device=request.device)
         losses = [round(v, 6) for v in raw]
     maps, axes, spread = predict(model, subject, request, record.get("uncertainty_calibration"))
     return maps, {"model": record, "adapt_losses": losses, "slice_axes": axes,

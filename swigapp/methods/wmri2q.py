@@ -5,19 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from swigapp.methods import Request
+from swigapp.methods import MethodOptions, Request
 from swigapp.methods.network import load_network, model_name, network_text, predict
-from swigapp.models.features import SubjectTensors
 from swigapp.text import Sentence
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from swigapp.models.features import SubjectTensors
     from swigapp.results import SuperResolution
+
+#: wmri2q takes no options of its own; with no guide it has nothing to run on, so where
+#: no guide saw a voxel the interpolated LR maps stand.
+Options = MethodOptions
 
 
 def super_resolve(subject: SubjectTensors, request: Request) -> tuple[np.ndarray, dict[str, Any]]:
-    """wmri2q inference (no per-subject adaptation: the CLI refuses ``--adapt-steps``)."""
+    """wmri2q inference (no per-subject adaptation)."""
     model, record = load_network("wmri2q", request.model_path)
     maps, axes, spread = predict(model, subject, request, record.get("uncertainty_calibration"))
     return maps, {"model": record, "slice_axes": axes, "uncertainty": spread}

@@ -14,12 +14,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from swigapp import kspace
-from swigapp.acquisition import Acquisition, from_metadata
-from swigapp.io.bids import SubjectBundle, layout, load_bundle
+from swigapp.inputs.bundle import SubjectBundle, load_bundle
+from swigapp.io.bids import layout
 from swigapp.masking import mask_from_maps
 from swigapp.models.features import MAP_ORDER, SubjectTensors, prepare_subject, upsample_maps
-from swigapp.registration import DEFAULT_SAMPLING, final_shrink, register_guide
+from swigapp.operators import grid
+from swigapp.operators.acquisition import Acquisition, from_metadata
+from swigapp.registration import (
+    DEFAULT_SAMPLING,
+    RegistrationSettings,
+    final_shrink,
+    register_guide,
+)
 from swigapp.synthesis import synthesize
 
 
@@ -31,7 +37,7 @@ class PreparedSubject:
     hr_affine: np.ndarray
     registered: dict[str, np.ndarray]
     transforms: dict[str, tuple[str, ...]]
-    #: The LR acquisition model (:func:`swigapp.acquisition.from_metadata`).
+    #: The LR acquisition model (:func:`swigapp.operators.acquisition.from_metadata`).
     acquisition: Acquisition
     #: Each registered guide's field-of-view coverage on the HR grid (0-1).
     coverage: dict[str, np.ndarray] = field(default_factory=dict)
@@ -51,7 +57,7 @@ def prepare_bundle(
     the registration metric's sampling fraction (the app's default)."""
     first = next(iter(bundle.guides.values()))
     if voxel_size is None:
-        voxel_size = kspace.voxel_sizes(first[1])
+        voxel_size = grid.voxel_sizes(first[1])
     lr_shape = next(iter(bundle.lr_maps.values())).shape
     acq = from_metadata(lr_shape, bundle.lr_affine, voxel_size, bundle.map_sidecar)
     hr_affine = acq.hr_affine
@@ -59,7 +65,7 @@ def prepare_bundle(
     mask = mask_from_maps(up[0], up[1], voxel_size=tuple(voxel_size), t2=up[2])
     up_maps = dict(zip(MAP_ORDER, up, strict=True))
     registered, transforms, coverage = {}, {}, {}
-    shrink = final_shrink(kspace.voxel_sizes(bundle.lr_affine), voxel_size)
+    shrink = final_shrink(grid.voxel_sizes(bundle.lr_affine), voxel_size)
     for name, (data, affine) in bundle.guides.items():
         fixed = synthesize(up_maps, bundle.protocols[name]) * mask
         prefix = None
@@ -67,10 +73,8 @@ def prepare_bundle(
             prefix = (
                 Path(transform_dir) / f"sub-{bundle.subject}_from-{name}_to-qmri_mode-image_xfm"
             )
-        result = register_guide(
-            fixed, hr_affine, data, affine, transform, seed, prefix, sampling=sampling,
-            shrink=shrink,
-        )  # fmt: skip
+        settings = RegistrationSettings(transform, seed, sampling)
+        result = register_guide(fixed, hr_affine, data, affine, settings, prefix, shrink)
         registered[name] = result.image
         transforms[name] = result.transforms
         coverage[name] = result.coverage

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from swigapp import kspace
 from swigapp.models.crops import collate, crop_units, random_crop
 from swigapp.models.features import (
     GUIDE_ORDER,
@@ -18,6 +17,7 @@ from swigapp.models.features import (
     prepare_subject,
     upsample_maps,
 )
+from swigapp.operators import grid
 from swigapp.phantom.shift import random_shift
 from swigapp.phantom.subject import PhantomConfig, PhantomSubject, make_subject
 
@@ -117,7 +117,7 @@ def realigned(
     """The subject's guides resampled back onto the maps' grid by their motion, estimated
     with an error of up to ``max_deg`` and ``max_mm`` per axis (clipped at 0, as after
     registration)."""
-    voxel_size = kspace.voxel_sizes(subject.affine)
+    voxel_size = grid.voxel_sizes(subject.affine)
     out = {}
     for name, image in subject.guides.items():
         estimate = subject.motion[name].perturbed(rng, max_deg, max_mm)

@@ -18,7 +18,7 @@ from swigapp.maps import MAP_ORDER
 from swigapp.physics.protocol import Protocol
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import Acquisition
+    from swigapp.operators.acquisition import Acquisition
 
 #: Guide slots of the network, in channel order; absent guides are zero with presence 0.
 GUIDE_ORDER: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw")
@@ -131,7 +131,7 @@ def prepare_subject(
     :func:`upsample_maps` if already computed). Guides not in :data:`GUIDE_ORDER` are
     ignored. ``lr_valid``: (3, x, y, z) validity of the LR voxels (None: all valid).
     """
-    from swigapp.acquisition import KSpace3D
+    from swigapp.operators.acquisition import KSpace3D
 
     hr_shape = tuple(mask.shape)
     mask = np.asarray(mask, dtype=bool)

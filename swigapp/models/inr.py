@@ -36,6 +36,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -491,6 +492,53 @@ def _optimisers(model: nn.Module, lr: float) -> tuple[torch.optim.Adam, NodeAdam
     return torch.optim.Adam(model.parameters(), lr=lr), nodes
 
 
+@dataclass
+class _Checks:
+    """The fit's checks on fixed voxels (``idx``, their ``base`` maps and ``guides``): the
+    mutual information between maps and guides, the best state for ``stop="mi"``, and the
+    ``monitor`` of the whole volume (``render``)."""
+
+    idx: torch.Tensor
+    base: torch.Tensor
+    guides: torch.Tensor
+    stop: str
+    monitor: Callable[[np.ndarray], float] | None
+    render: Callable[[], np.ndarray]
+    mi_curve: list[tuple[int, float]] = field(default_factory=list)
+    monitor_curve: list[tuple[int, float]] = field(default_factory=list)
+    best: tuple[float, int, dict] | None = None
+
+    def record(self, step: int, model: nn.Module) -> None:
+        """Check the representation at ``step``."""
+        with torch.no_grad():
+            pred = _render(model, self.idx, self.base).T.cpu()
+        self.mi_curve.append((step, maps_guides_mi(pred.numpy(), self.guides.numpy())))
+        if self.stop == "mi" and (self.best is None or self.mi_curve[-1][1] > self.best[0]):
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.best = (self.mi_curve[-1][1], step, state)
+        if self.monitor is not None:
+            self.monitor_curve.append((step, float(self.monitor(self.render()))))
+
+
+def _step_loss(
+    model: nn.Module,
+    cfg: INRConfig,
+    z_base: torch.Tensor,
+    crops: Sequence[dict[str, Any]],
+    batch: dict[str, Any],
+    device: torch.device | str,
+) -> tuple[torch.Tensor, Any]:
+    """One step's loss over its crops, and the grid leaves it touched (for NodeAdam)."""
+    out, reg, leaves = model.boxes([c["box"] for c in crops], cfg.tv)
+    zb = torch.stack([z_base[c["box"]] for c in crops]).to(device)
+    maps = decode(out + zb, dim=-1).permute(0, 4, 1, 2, 3)  # (B, 3, x, y, z)
+    loss, _ = total_loss(cfg.weights, maps, batch)
+    loss = loss + cfg.tv * reg
+    if cfg.anchor:  # the correction's size, in the network domain
+        loss = loss + cfg.anchor * masked_l1(out.permute(0, 4, 1, 2, 3), batch["mask"])
+    return loss, leaves
+
+
 def fit_inr(
     subject: SubjectTensors,
     voxel_size: Sequence[float],
@@ -522,22 +570,18 @@ def fit_inr(
     seen = guides_seen(subject)
     candidates = torch.nonzero(seen) if seen.any() else subject.brain_voxels
     check = candidates[rng.permutation(len(candidates))[: cfg.check_voxels]]
-    check_idx = check.float().to(device)
-    check_base = z_base[tuple(check.T)]
-    check_guides = subject.raw_guides[present][:, check[:, 0], check[:, 1], check[:, 2]]
-    losses: list[float] = []
-    mi_curve: list[tuple[int, float]] = []
-    monitor_curve: list[tuple[int, float]] = []
-    best: tuple[float, int, dict] | None = None
+    checks = _Checks(
+        check.float().to(device),
+        z_base[tuple(check.T)],
+        subject.raw_guides[present][:, check[:, 0], check[:, 1], check[:, 2]],
+        cfg.stop,
+        monitor,
+        lambda: _render_volume(model, subject, base_maps, device),
+    )
     # check 0 is the start, the base itself: with stop="mi" it is a candidate for the kept
     # state (the fit may not help)
-    with torch.no_grad():
-        pred = _render(model, check_idx, check_base).T.cpu()
-    mi_curve.append((0, maps_guides_mi(pred.numpy(), check_guides.numpy())))
-    if cfg.stop == "mi":
-        best = (mi_curve[0][1], 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    if monitor is not None:
-        monitor_curve.append((0, float(monitor(_render_volume(model, subject, base_maps, device)))))
+    checks.record(0, model)
+    losses: list[float] = []
     stopped_by, step = "max_steps", 0
     bar = tqdm(total=cfg.max_steps, desc="INR fit", disable=not progress)
     for step in range(1, cfg.max_steps + 1):
@@ -547,13 +591,7 @@ def fit_inr(
         if node_adam is not None:
             node_adam.lr = cfg.learning_rate * decay
         crops, batch = crop_batch(subject, rng, cfg.crop, cfg.crops_per_step, seen, device)
-        out, reg, leaves = model.boxes([c["box"] for c in crops], cfg.tv)
-        zb = torch.stack([z_base[c["box"]] for c in crops]).to(device)
-        maps = decode(out + zb, dim=-1).permute(0, 4, 1, 2, 3)  # (B, 3, x, y, z)
-        loss, _ = total_loss(cfg.weights, maps, batch)
-        loss = loss + cfg.tv * reg
-        if cfg.anchor:  # the correction's size, in the network domain
-            loss = loss + cfg.anchor * masked_l1(out.permute(0, 4, 1, 2, 3), batch["mask"])
+        loss, leaves = _step_loss(model, cfg, z_base, crops, batch, device)
         adam.zero_grad()
         loss.backward()
         adam.step()
@@ -563,36 +601,29 @@ def fit_inr(
         bar.update()
         if step % cfg.check_every:
             continue
-        with torch.no_grad():
-            pred = _render(model, check_idx, check_base).T.cpu()
-        mi_curve.append((step, maps_guides_mi(pred.numpy(), check_guides.numpy())))
-        if cfg.stop == "mi" and (best is None or mi_curve[-1][1] > best[0]):
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = (mi_curve[-1][1], step, state)
-        if monitor is not None:
-            volume = _render_volume(model, subject, base_maps, device)
-            monitor_curve.append((step, float(monitor(volume))))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", mi=f"{mi_curve[-1][1]:.4f}")
-        if cfg.stop == "mi" and step >= cfg.min_steps and _plateau([v for _, v in mi_curve], cfg):
+        checks.record(step, model)
+        mi = [v for _, v in checks.mi_curve]
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", mi=f"{mi[-1]:.4f}")
+        if cfg.stop == "mi" and step >= cfg.min_steps and _plateau(mi, cfg):
             stopped_by = "mi_plateau"
             break
     bar.close()
     kept = step
-    if best is not None:
-        model.load_state_dict(best[2])
-        kept = best[1]
+    if checks.best is not None:
+        model.load_state_dict(checks.best[2])
+        kept = checks.best[1]
     seconds = time.perf_counter() - start
     return INRFit(
         model.eval(),
         step,
         stopped_by,
         losses,
-        mi_curve,
+        checks.mi_curve,
         seconds,
         cfg,
         base=base_maps,
         kept_step=kept,
-        monitor_curve=monitor_curve,
+        monitor_curve=checks.monitor_curve,
     )
 
 

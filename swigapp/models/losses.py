@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn import functional as nnf
 
-from swigapp import kspace
 from swigapp.models.features import encode
+from swigapp.operators import kspace
 from swigapp.physics.protocol import Protocol
 
 if TYPE_CHECKING:
-    from swigapp.acquisition import Acquisition
+    from swigapp.operators.acquisition import Acquisition
 
 #: Scales (PD a.u., T1 s, T2 s) that bring LR-consistency residuals to comparable size.
 LR_SCALES = (0.8, 1.3, 0.3)
@@ -148,8 +148,9 @@ def lr_loss(
 ) -> torch.Tensor:
     """LR consistency: mean squared error between the acquisition D of the prediction and
     the LR data (Gaussian noise on the LR maps: the MAP data term), per-map scaled. D is
-    ``acquisition`` restricted to the box (:meth:`~swigapp.acquisition.Acquisition.restrict`:
-    k-space truncation, or a 2D stack's in-plane truncation and slice profile).
+    ``acquisition`` restricted to the box
+    (:meth:`~swigapp.operators.acquisition.Acquisition.restrict`: k-space truncation, or a
+    2D stack's in-plane truncation and slice profile).
 
     The LR data enter as ``lr_up`` = U(LR maps) on the HR grid, compared through the same
     operator: ||D(pred) - D(lr_up)||, which equals ||D(pred) - LR|| on whole volumes

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,6 +91,78 @@ def _lr_at(config: TrainConfig, step: int) -> float:
     return config.learning_rate * warm * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
+def _initial_model(config: TrainConfig) -> nn.Module:
+    """The network to train: fresh, or the ``config.init`` weights (its context grown when
+    the configuration asks for more neighbouring slices)."""
+    model = build_network(config.net)
+    if config.init is not None:
+        start_from = load_model(config.init["path"], expected_sha256=config.init.get("sha256"))
+        grows = start_from.config.context < config.net.context and config.net.arch == "resnet"
+        if grows and replace(start_from.config, context=config.net.context) == config.net:
+            # more neighbouring slices than the start: grow it, same predictions
+            start_from = widen_context(start_from, config.net.context)
+        if start_from.config != config.net:
+            raise ValueError(
+                f"{config.init['path']}: its network ({start_from.config}) differs from the "
+                f"one to train ({config.net})"
+            )
+        model.load_state_dict(start_from.state_dict())
+    elif config.weights.anchor:
+        raise ValueError("the anchor term needs the weights to start from (init)")
+    return model
+
+
+def _batch_loss(
+    model: nn.Module, reference: nn.Module | None, batch: dict[str, Any], weights: LossWeights
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch and its parts, with the proximal term to the frozen
+    ``reference`` when there is one."""
+    maps = model(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
+    loss, parts = total_loss(weights, maps, batch)
+    if reference is not None:
+        with torch.no_grad():
+            start_maps = reference(
+                batch["lr_up"], batch["guides"], batch["synth"], batch["present"]
+            )
+        anchor = supervised_loss(maps, start_maps, batch["mask"])
+        parts["anchor"] = float(anchor.detach())
+        loss = loss + weights.anchor * anchor
+    return loss, parts
+
+
+def _write_model(
+    out: Path, model: nn.Module, config: TrainConfig, dev: torch.device, seconds: float
+) -> None:
+    """Write the final ``model.pt``, the loss plot and the model card into ``out``."""
+    model_path = out / MODEL
+    _atomic_save(
+        {
+            "net": config.net.as_dict(),
+            "state_dict": model.cpu().state_dict(),
+            "version": __version__,
+        },
+        model_path,
+    )
+    plot_losses(out / LOSSES, out / "losses.png")
+    card = {
+        "name": out.name,
+        "swigapp_version": __version__,
+        "architecture": {"type": ARCH_NAMES[config.net.arch], **config.net.as_dict()},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": config.as_dict(),
+        "training_seconds": round(seconds, 1),
+        "hardware": {
+            "device": str(dev),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "weights_file": MODEL,
+        "sha256": sha256(model_path),
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
 def train(
     config: TrainConfig,
     pool: Sequence[SubjectTensors],
@@ -107,21 +180,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
-    model = build_network(config.net)
-    if config.init is not None:
-        start_from = load_model(config.init["path"], expected_sha256=config.init.get("sha256"))
-        grows = start_from.config.context < config.net.context and config.net.arch == "resnet"
-        if grows and replace(start_from.config, context=config.net.context) == config.net:
-            # more neighbouring slices than the start: grow it, same predictions
-            start_from = widen_context(start_from, config.net.context)
-        if start_from.config != config.net:
-            raise ValueError(
-                f"{config.init['path']}: its network ({start_from.config}) differs from the "
-                f"one to train ({config.net})"
-            )
-        model.load_state_dict(start_from.state_dict())
-    elif config.weights.anchor:
-        raise ValueError("the anchor term needs the weights to start from (init)")
+    model = _initial_model(config)
     reference = None
     if config.weights.anchor:  # the starting model, frozen, for the proximal term
         reference = copy.deepcopy(model).to(dev).eval().requires_grad_(False)
@@ -152,16 +211,7 @@ def train(
         )
         for group in optimiser.param_groups:
             group["lr"] = _lr_at(config, step)
-        maps = model(batch["lr_up"], batch["guides"], batch["synth"], batch["present"])
-        loss, parts = total_loss(config.weights, maps, batch)
-        if reference is not None:
-            with torch.no_grad():
-                start_maps = reference(
-                    batch["lr_up"], batch["guides"], batch["synth"], batch["present"]
-                )
-            anchor = supervised_loss(maps, start_maps, batch["mask"])
-            parts["anchor"] = float(anchor.detach())
-            loss = loss + config.weights.anchor * anchor
+        loss, parts = _batch_loss(model, reference, batch, config.weights)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -185,35 +235,8 @@ def train(
             )
     bar.close()
     log.close()
-    seconds = time.perf_counter() - t0
-    model_path = out / MODEL
-    _atomic_save(
-        {
-            "net": config.net.as_dict(),
-            "state_dict": model.cpu().state_dict(),
-            "version": __version__,
-        },
-        model_path,
-    )
-    plot_losses(out / LOSSES, out / "losses.png")
-    card = {
-        "name": out.name,
-        "swigapp_version": __version__,
-        "architecture": {"type": ARCH_NAMES[config.net.arch], **config.net.as_dict()},
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "training": config.as_dict(),
-        "training_seconds": round(seconds, 1),
-        "hardware": {
-            "device": str(dev),
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        "weights_file": MODEL,
-        "sha256": sha256(model_path),
-    }
-    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return model_path
+    _write_model(out, model, config, dev, time.perf_counter() - t0)
+    return out / MODEL
 
 
 def _truncate_losses(path: Path, step: int) -> None:

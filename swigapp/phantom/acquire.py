@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from swigapp import kspace
+from swigapp.operators import kspace
 from swigapp.phantom.anatomy import smooth_field
 from swigapp.physics.protocol import Protocol
 
@@ -118,7 +118,7 @@ def simulate_lr_maps(
     """LR maps by k-space truncation of HR ``maps`` (PD, T1 s, T2 s) plus relative noise.
 
     ``forward``: another acquisition operator (float64 HR -> LR of ``lr_shape``), e.g.
-    :meth:`swigapp.acquisition.SliceStack2D.forward`. Values are clipped at 0 (truncation
+    :meth:`swigapp.operators.acquisition.SliceStack2D.forward`. Values are clipped at 0 (truncation
     rings below zero at the brain edge).
     """
     out = {}

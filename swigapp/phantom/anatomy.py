@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from swigapp import kspace
+from swigapp.operators import grid
 
 Size = Literal["tiny", "slab", "full"]
 
@@ -53,7 +53,7 @@ class Anatomy:
     @property
     def voxel_size(self) -> tuple[float, ...]:
         """Voxel edge lengths in mm."""
-        return kspace.voxel_sizes(self.affine)
+        return grid.voxel_sizes(self.affine)
 
 
 @functools.lru_cache(maxsize=2)
@@ -134,12 +134,12 @@ def deform(anatomy: Anatomy, rng: np.random.Generator, amplitude_mm: float = 3.0
         return anatomy
     shape = anatomy.shape
     vox = np.asarray(anatomy.voxel_size)
-    grid = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
+    index = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
     coords = []
     for axis in range(3):
         disp = smooth_field(shape, rng, nodes=4)
         disp *= amplitude_mm / (np.abs(disp).max() + 1e-12) / vox[axis]
-        coords.append(grid[axis] + disp)
+        coords.append(index[axis] + disp)
 
     def warp(a: np.ndarray) -> np.ndarray:
         return ndimage.map_coordinates(a, coords, order=1, mode="constant").astype(np.float32)

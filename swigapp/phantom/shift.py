@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from swigapp import kspace
+from swigapp.operators import grid, kspace
 from swigapp.phantom.anatomy import Anatomy, smooth_field
 from swigapp.phantom.tissue import TISSUE_RANGES
 from swigapp.physics.protocol import Protocol
@@ -124,8 +124,8 @@ def atrophy(anatomy: Anatomy, mm: float) -> Anatomy:
         return anatomy
     vox = np.asarray(anatomy.voxel_size)
     radius = np.maximum(1, np.round(mm / vox)).astype(int)
-    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((g * v / mm) ** 2 for g, v in zip(grid, vox, strict=True)) <= 1.0
+    offsets = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g * v / mm) ** 2 for g, v in zip(offsets, vox, strict=True)) <= 1.0
     grown = ndimage.binary_dilation(anatomy.csf >= 0.5, structure=ball)
     soft = ndimage.gaussian_filter(grown.astype(np.float32), 0.7 / vox)
     csf = np.minimum(np.maximum(anatomy.csf, soft), anatomy.mask)
@@ -176,9 +176,9 @@ def lesion_load(
         lo = np.maximum(centre - half, 0)
         hi = np.minimum(centre + half + 1, anatomy.shape)
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        grid = np.ogrid[box]
+        at = np.ogrid[box]
         dist = np.sqrt(
-            sum(((g - c) * v / r) ** 2 for g, c, v, r in zip(grid, centre, vox, radii, strict=True))
+            sum(((g - c) * v / r) ** 2 for g, c, v, r in zip(at, centre, vox, radii, strict=True))
         )
         blob = (1.0 / (1.0 + np.exp((dist - 1.0) / 0.15))).astype(np.float32)
         out[box] = np.maximum(out[box], blob)
@@ -225,7 +225,7 @@ def coarser_guide(
     factors = [max(1.0, resolution_mm / v) for v in voxel_mm]
     if max(factors) <= 1.0:
         return guide
-    small = kspace.lr_shape(guide.shape, factors)
+    small = grid.lr_shape(guide.shape, factors)
     lowres = kspace.downsample(guide.astype(np.float64), small)
     return np.clip(kspace.upsample(lowres, guide.shape), 0.0, None).astype(np.float32)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from swigapp import kspace
-from swigapp.acquisition import Acquisition, KSpace3D, SliceStack2D
+from swigapp.operators import grid
+from swigapp.operators.acquisition import Acquisition, KSpace3D, SliceStack2D
 from swigapp.phantom import shift as shifts
 from swigapp.phantom.acquire import LR_NOISE, RigidMotion, simulate_guide, simulate_lr_maps
 from swigapp.phantom.anatomy import SIZES, Size, deform, load_anatomy
@@ -39,7 +39,7 @@ class PhantomConfig:
     ``lr_factors``: per-axis k-space truncation factor; ``protocol_jitter``: relative
     uniform jitter of TR/TE/TI/flip around the 3T defaults; motion limits in deg and mm.
     ``acquisition`` "2d": a 2D multi-slice stack of axial slices (last axis) instead,
-    :class:`swigapp.acquisition.SliceStack2D`: in-plane factors from ``lr_factors``, slice
+    :class:`swigapp.operators.acquisition.SliceStack2D`: in-plane factors from ``lr_factors``, slice
     thickness ``slice_thickness_mm`` (default: the third factor x the HR voxel size), gap
     ``slice_gap_mm``, profile ``slice_profile`` (gaussian or rect). The spacing (thickness +
     gap) is rounded so that a whole number of slices tiles the field of view.
@@ -216,7 +216,7 @@ def make_subject(
         affine=anatomy.affine,
         truth=truth,
         lr_maps=lr_maps,
-        lr_affine=kspace.lr_affine(map_affine, truth.pd.shape, small),
+        lr_affine=grid.lr_affine(map_affine, truth.pd.shape, small),
         guides=guides,
         protocols=protocols,
         motion=motion,
@@ -278,7 +278,7 @@ def _z_shift(slices: int) -> np.ndarray:
 def _acquisition(shape: tuple[int, ...], affine: np.ndarray, config: PhantomConfig) -> Acquisition:
     """The LR acquisition of the maps' grid: 3D k-space truncation or a 2D stack."""
     if config.acquisition == "3d":
-        return KSpace3D(shape, kspace.lr_shape(shape, _factors(config.lr_factors)))
+        return KSpace3D(shape, grid.lr_shape(shape, _factors(config.lr_factors)))
     if config.acquisition == "2d":
         return slice_stack(shape, affine, config)
     raise ValueError(f"unknown acquisition {config.acquisition!r} (3d or 2d)")
@@ -289,11 +289,11 @@ def slice_stack(
 ) -> SliceStack2D:
     """The 2D multi-slice acquisition of a phantom: axial slices (last axis) of the HR grid.
 
-    Slice k sits at LR voxel k of :func:`swigapp.kspace.lr_affine`; the spacing is the
+    Slice k sits at LR voxel k of :func:`swigapp.operators.grid.lr_affine`; the spacing is the
     requested thickness + gap (mm), rounded so that a whole number of slices spans the grid.
     """
     factors = _factors(config.lr_factors)
-    voxel = kspace.voxel_sizes(hr_affine)
+    voxel = grid.voxel_sizes(hr_affine)
     thickness = config.slice_thickness_mm or factors[2] * voxel[2]
     if thickness <= 0 or config.slice_gap_mm < 0:
         raise ValueError("slice thickness must be positive and the gap not negative (mm)")
@@ -303,7 +303,7 @@ def slice_stack(
     spacing = fov / n_slices
     if abs(spacing - wanted) > 1e-6 * wanted:
         LOG.info("slice spacing %.4g mm (asked %.4g) to tile %.4g mm", spacing, wanted, fov)
-    in_plane = kspace.lr_shape(hr_shape[:2], factors[:2])
+    in_plane = grid.lr_shape(hr_shape[:2], factors[:2])
     small = (*in_plane, n_slices)
     return SliceStack2D(
         hr_shape,
@@ -313,7 +313,7 @@ def slice_stack(
         slice_axis=2,
         profile=config.slice_profile,
         hr_affine=np.asarray(hr_affine, dtype=float),
-        lr_affine=kspace.lr_affine(hr_affine, hr_shape, small),
+        lr_affine=grid.lr_affine(hr_affine, hr_shape, small),
     )
 
 

@@ -95,7 +95,7 @@ def _finite(value: Any) -> bool:
 
 
 def _grid(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    from swigapp.kspace import voxel_sizes
+    from swigapp.operators.grid import voxel_sizes
 
     img = nib.load(path)
     return tuple(int(n) for n in img.shape[:3]), tuple(float(v) for v in voxel_sizes(img.affine))
@@ -165,7 +165,7 @@ def _inputs(results: Mapping[str, Any]) -> list[Sentence]:
     quality = conform.input_quality
     if quality:
         out.append((_quality_sentence(quality), ()))
-    from swigapp.acquisition import Acquisition, KSpace3D
+    from swigapp.operators.acquisition import Acquisition, KSpace3D
 
     record = conform.acquisition
     acq = Acquisition.from_record(record) if record else KSpace3D(hr_shape, lr_shape)
@@ -206,7 +206,7 @@ def _quality_sentence(quality: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _mask(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
-    method = str(results["mask"]["method"])
+    method = str(results["mask"].method)
     v = params.get("versions", {})
     base = "A brain mask was computed from the upsampled maps by PD and T1 thresholds"
     if "rejected" in method:
@@ -241,10 +241,10 @@ def _registration(results: Mapping[str, Any], params: Mapping[str, Any]) -> list
     guides = list(results["registration"])
     refs: tuple[str, ...] = tuple(k for g in guides for k in _protocol_refs(protos[g]))
     described = _join([f"{g}, {describe_protocol(protos[g])}" for g in guides])
-    mi = {g: r["metric"] for g, r in results["registration"].items()}
+    mi = {g: r.metric for g, r in results["registration"].items()}
     sampling = float(params.get("registration_sampling", 0.2))
     where = f"sampled at {100 * sampling:.3g} % of the target's voxels"
-    shrink = max((int(r.get("shrink", 1)) for r in results["registration"].values()), default=1)
+    shrink = max((r.shrink for r in results["registration"].values()), default=1)
     pyramid = (
         f"three-level pyramid, shrink factors {2 * shrink}, {shrink}, {shrink}: the last "
         "level at the resolution of the low-resolution maps, the finest the target holds"
@@ -295,11 +295,11 @@ def _synthesis(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Se
             "Each guide was synthesised again from the super-resolved maps with its acquired "
             "protocol for quality control; the SSIM of each to the registered acquired guide "
             f"(intensity scale fitted by least squares, inside the brain mask) was "
-            f"{_figures(synth['guide_ssim'])}",
+            f"{_figures(synth.guide_ssim)}",
             ("wang2004ssim",),
         )
     ]
-    names = list(synth.get("synth_files") or {})
+    names = list(synth.synth_files)
     if names:
         refs = tuple(k for n in names for k in _protocol_refs(protos[n]))
         listed = _join([f"{n}, {describe_protocol(protos[n])}" for n in names])
@@ -331,13 +331,13 @@ def _consistency(results: Mapping[str, Any]) -> list[Sentence]:
 def warnings(results: Mapping[str, Any]) -> list[str]:
     """What a reader of the methods should know was flagged or fell back in this run."""
     out = []
-    if "rejected" in str(results["mask"]["method"]):
+    if "rejected" in str(results["mask"].method):
         out.append(
             "the registered template brain mask was rejected; the mask comes from map "
             "thresholds alone"
         )
-    for g in ssim_flagged(results["synthesis"]["guide_ssim"]):
-        value = results["synthesis"]["guide_ssim"][g]
+    for g in ssim_flagged(results["synthesis"].guide_ssim):
+        value = results["synthesis"].guide_ssim[g]
         out.append(
             f"the {g} synthesised from the super-resolved maps agrees poorly with the "
             f"acquired {g} (SSIM {value:.3f}, below {GUIDE_SSIM_FLAG}): its signal model "

@@ -41,11 +41,11 @@ class ResultMaps:
 
 def load_result_maps(results: Mapping[str, Any]) -> ResultMaps:
     """The :class:`ResultMaps` of a participant's step results."""
-    sr, _ = load_maps(results["superres"].sr_file)
-    mask = _load(results["mask"]["mask_file"]) > 0
+    sr = load_maps(results["superres"].sr_file).data
+    mask = _load(results["mask"].mask_file) > 0
     maps = dict(zip(MAP_ORDER, sr, strict=True))
     path = results["superres"].uncertainty_file
-    spread = load_maps(path)[0] if path else None
+    spread = load_maps(path).data if path else None
     return ResultMaps(maps, mask, tissue.classify(maps["T1"], mask), spread)
 
 
@@ -63,10 +63,10 @@ def participant_qc(
     return {
         "Method": results["superres"].method,
         "TissueMedians": tissue.tissue_medians(maps, loaded.labels),
-        "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"]["mask_file"]),
+        "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"].mask_file),
         "LRResidual": results["superres"].lr_residual,
-        "GuideSSIM": results["synthesis"]["guide_ssim"],
-        "RegistrationMI": {g: r["metric"] for g, r in results["registration"].items()},
+        "GuideSSIM": results["synthesis"].guide_ssim,
+        "RegistrationMI": {g: r.metric for g, r in results["registration"].items()},
         "InputQuality": {
             m: {k: q[k] for k in ("invalid_in_head", "invalid_total", "invalid_fraction_in_head")}
             for m, q in results["conform"].input_quality.items()
@@ -79,7 +79,7 @@ def participant_qc(
             else {}
         ),
         "PDScaleFactor": results["conform"].pd_scale.get("factor", 1.0),
-        "GuideCoverage": {g: r.get("coverage", 1.0) for g, r in results["registration"].items()},
+        "GuideCoverage": {g: r.coverage for g, r in results["registration"].items()},
         "GuideFallbackFraction": results["superres"].guide_fallback_fraction,
         "GuideFallback": results["superres"].guide_fallback,
         "RegionalChecks": results["superres"].regions,
@@ -177,7 +177,7 @@ def render_participant(
     guides with differences, T1/T2 histograms in GM/WM, provenance, and the methods
     boilerplate (``methods_html``, an HTML fragment). The uncertainty maps are shown when
     the method wrote them."""
-    registered = {g: _load(r["registered_file"]) for g, r in results["registration"].items()}
+    registered = {g: _load(r.registered_file) for g, r in results["registration"].items()}
     parts = _summary_section(results, params, qc)
     parts += _maps_section(results, loaded, registered)
     if loaded.spread is not None:
@@ -217,9 +217,9 @@ def _maps_section(
     results: Mapping[str, Any], loaded: ResultMaps, registered: Mapping[str, np.ndarray]
 ) -> list[str]:
     """Per map: the LR map as acquired, the SR map and the registered guide that shows it."""
-    from swigapp.interp import upsample_interp
+    from swigapp.operators.interp import upsample_interp
 
-    lr, _ = load_maps(results["conform"].lr_file)
+    lr = load_maps(results["conform"].lr_file).data
     method = str(results["superres"].method).upper()
     parts = [
         "<h2>Low-resolution input vs super-resolved maps</h2><p>The LR maps are shown as "
@@ -252,7 +252,7 @@ def _registration_section(
         "edges are the target's. Hover to pause.</p>"
     ]
     for g, r in results["registration"].items():
-        target, moved = figures.flicker_frames(_load(r["fixed_file"]), registered[g], mask)
+        target, moved = figures.flicker_frames(_load(r.fixed_file), registered[g], mask)
         parts.append(
             f"<h3>{html.escape(g)} -> qMRI</h3><div class='flicker'>"
             f"<img alt='{g} registration target' src='{target}'>"
@@ -267,7 +267,7 @@ def _synthesis_section(
     """Each guide re-synthesised from the SR maps against the acquired one, and the
     requested contrasts."""
     parts = ["<h2>Synthesised from the SR maps vs acquired guides</h2>"]
-    for g, path in synthesis["guide_synth_files"].items():
+    for g, path in synthesis.guide_synth_files.items():
         synth = _load(path)
         scale = ls_scale(synth, registered[g], mask)
         cols = {
@@ -275,11 +275,11 @@ def _synthesis_section(
             f"{g} synthesised": synth * scale,
             "difference": np.abs(registered[g] - synth * scale),
         }
-        ssim = synthesis["guide_ssim"][g]
+        ssim = synthesis.guide_ssim[g]
         uri = figures.mosaic(cols, mask, shared=list(cols)[:2], title=f"{g} (SSIM {ssim:.3f})")
         parts.append(f"<img alt='{g} synthesis' src='{uri}'>")
-    if synthesis["synth_files"]:
-        cols = {c: _load(p) for c, p in synthesis["synth_files"].items()}
+    if synthesis.synth_files:
+        cols = {c: _load(p) for c, p in synthesis.synth_files.items()}
         parts.append("<h2>Synthesised contrasts</h2>")
         parts.append(f"<img alt='synthesised' src='{figures.mosaic(cols, mask)}'>")
     return parts
@@ -352,7 +352,7 @@ def _inr_line(fit: Mapping[str, Any]) -> str:
 
 
 def _acquisition_line(acq: Mapping[str, Any] | None) -> str:
-    from swigapp.acquisition import Acquisition
+    from swigapp.operators.acquisition import Acquisition
 
     return Acquisition.from_record(acq).summary() if acq else "3D k-space truncation"
 
@@ -386,7 +386,7 @@ def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[s
         **({"INR fit": _inr_line(sr.inr)} if sr.inr else {}),
         "seed": params["seed"],
         "registration": params["transform"],
-        "brain mask": results["mask"]["method"],
+        "brain mask": results["mask"].method,
         **{f"protocol {g}": p for g, p in params["guide_protocols"].items()},
         **{f"synthesis {c}": p for c, p in params["synth_protocols"].items()},
         **{f"version {k}": v for k, v in params["versions"].items()},

@@ -1,6 +1,6 @@
 """Image-domain interpolation of LR maps onto the HR grid (the baselines users have today).
 
-Grid convention as in :mod:`swigapp.kspace`: LR voxel j sits at HR voxel j N/M, so HR
+Grid convention as in :mod:`swigapp.operators.kspace`: LR voxel j sits at HR voxel j N/M, so HR
 voxel i samples the LR image at coordinate i M/N.
 """
 

@@ -3,14 +3,15 @@
 Two models, one interface (:class:`Acquisition`), built from the maps' metadata by
 :func:`from_metadata`:
 
-* :class:`KSpace3D`: 3D k-space truncation (:mod:`swigapp.kspace`), bit-identical to calling
-  ``kspace.downsample``, ``kspace.adjoint_downsample`` and ``kspace.upsample`` directly.
+* :class:`KSpace3D`: 3D k-space truncation (:mod:`swigapp.operators.kspace`), bit-identical
+  to calling ``kspace.downsample``, ``kspace.adjoint_downsample`` and ``kspace.upsample``
+  directly.
 * :class:`SliceStack2D`: a 2D multi-slice stack. In-plane k-space truncation of the two
   in-plane axes; through-plane, the object is convolved with the slice profile (Gaussian of
   FWHM = ``SliceThickness`` by default, or rect) and sampled at the slice centres, which sit
   ``SpacingBetweenSlices`` apart (a gap, spacing > thickness, leaves tissue unsampled).
 
-Geometry (as :func:`swigapp.kspace.hr_grid`): the HR grid keeps the LR axes (the LR field of
+Geometry (as :func:`swigapp.operators.grid.hr_grid`): the HR grid keeps the LR axes (the LR field of
 view at the HR voxel size), so along the slice axis (HR size N, LR size M) slice k is centred
 at HR voxel coordinate k N/M, the position of LR voxel k in the LR affine. The profile is
 expressed in HR voxels of that axis (FWHM = thickness / HR voxel size) and integrated over
@@ -53,7 +54,7 @@ with a gap). lam 1e-3 fits the data exactly but rings more (tail up to 6 %); lam
 
 Operators act on the last three axes of torch tensors (float32/float64, CPU or CUDA, any
 leading batch axes, autograd through everything); numpy arrays are accepted and returned as
-numpy, as in :mod:`swigapp.kspace`.
+numpy, as in :mod:`swigapp.operators.kspace`.
 
 Calling convention for the app: ``acq = from_metadata(lr.shape, lr_affine, hr_voxel_mm,
 sidecar)``; ``acq.upsample(lr)`` replaces ``kspace.upsample(lr, hr_shape)``,
@@ -74,15 +75,15 @@ import numpy as np
 import torch
 from scipy import ndimage, special
 
-from swigapp import kspace
-from swigapp.interp import upsample_interp
+from swigapp.operators import grid, kspace
+from swigapp.operators.interp import upsample_interp
 from swigapp.text import dims
 
 ArrayLike = np.ndarray | torch.Tensor
 Profile = Literal["gaussian", "rect"]
 UpsampleMethod = Literal["lsq", "tikhonov", "spline", "zerofill"]
 
-LOG = logging.getLogger("swigapp.acquisition")
+LOG = logging.getLogger("swigapp.operators.acquisition")
 
 #: Auto rule: a stack whose slice thickness (or largest LR voxel) exceeds this many times the
 #: in-plane voxel size is treated as 2D multi-slice when the sidecar does not say.
@@ -197,14 +198,15 @@ class Acquisition(abc.ABC):
             "factors": [round(f, 6) for f in self.factors],
         }
         if self.lr_affine is not None:
-            out["lr_voxel_size_mm"] = [round(v, 6) for v in kspace.voxel_sizes(self.lr_affine)]
+            out["lr_voxel_size_mm"] = [round(v, 6) for v in grid.voxel_sizes(self.lr_affine)]
         if self.hr_affine is not None:
-            out["hr_voxel_size_mm"] = [round(v, 6) for v in kspace.voxel_sizes(self.hr_affine)]
+            out["hr_voxel_size_mm"] = [round(v, 6) for v in grid.voxel_sizes(self.hr_affine)]
         return out
 
 
 class KSpace3D(Acquisition):
-    """3D k-space truncation to ``lr_shape`` (:mod:`swigapp.kspace`); upsampling zero-filled."""
+    """3D k-space truncation to ``lr_shape`` (:mod:`swigapp.operators.kspace`); upsampling
+    zero-filled."""
 
     def __init__(
         self,
@@ -577,7 +579,7 @@ def from_metadata(
     profile: Profile = "gaussian",
 ) -> Acquisition:
     """The acquisition of LR maps (``lr_shape``, ``lr_affine`` in mm) onto the HR grid of
-    :func:`swigapp.kspace.hr_grid` at ``hr_voxel_size`` (mm), from the maps' BIDS sidecar.
+    :func:`swigapp.operators.grid.hr_grid` at ``hr_voxel_size`` (mm), from the maps' BIDS sidecar.
 
     ``model="auto"``: the sidecar's ``MRAcquisitionType`` decides when present ("2D":
     slice-profile, "3D": kspace); without it, slice-profile when the slice thickness
@@ -593,8 +595,8 @@ def from_metadata(
     lr_affine = np.asarray(lr_affine, dtype=float)
     if isinstance(hr_voxel_size, int | float):
         hr_voxel_size = (float(hr_voxel_size),) * 3
-    hr_shape, hr_affine = kspace.hr_grid(lr_affine, lr_shape, hr_voxel_size)
-    lr_vox = kspace.voxel_sizes(lr_affine)
+    hr_shape, hr_affine = grid.hr_grid(lr_affine, lr_shape, hr_voxel_size)
+    lr_vox = grid.voxel_sizes(lr_affine)
     axis = slice_axis if slice_axis is not None else _slice_axis(lr_vox, sidecar)
     if model == "auto":
         model = choose_model(lr_vox, sidecar, axis)
