@@ -50,21 +50,21 @@ def displacement_error_mm(
     brain: np.ndarray,
 ) -> float:
     """Mean |T_est(p) - T_true(p)| in mm over the brain voxels p of the fixed grid."""
-    from swigapp.registration import _to_ants, import_ants
+    from swigapp.registration import import_ants, to_ants
 
     ants = import_ants()
     guide = nib.load(guide_path)
     fixed = nib.load(fixed_path)
     voxel = np.asarray(guide.header.get_zooms()[:3], float)
     grid = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in guide.shape[:3]], indexing="ij")
-    fixed_img = _to_ants(np.zeros(fixed.shape[:3], np.float32), fixed.affine)
+    fixed_img = to_ants(np.zeros(fixed.shape[:3], np.float32), fixed.affine)
     read = []
     # the phantom's motion resamples with zeros outside the field of view: a ones image
     # moved and warped the same way marks the points whose chain stayed inside it
     for image in [*grid, np.ones(guide.shape[:3], np.float32)]:
         moved = motion.apply(image, voxel, order=1)  # guide voxel -> its source voxel
         warped = ants.apply_transforms(
-            fixed_img, _to_ants(moved, guide.affine), transformlist=transform_files,
+            fixed_img, to_ants(moved, guide.affine), transformlist=transform_files,
             interpolator="linear",
         )  # fmt: skip
         read.append(warped.numpy())

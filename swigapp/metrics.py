@@ -256,7 +256,7 @@ def hfen_beyond_band(
     none of the reference's detail beyond the band recovered (zero-filled upsampling scores 1
     up to its noise); 0: all of it; above 1: more wrong detail added than was missing.
     """
-    from swigapp import kspace  # torch-based; only this metric needs it
+    from swigapp.operators import kspace  # torch-based; only this metric needs it
 
     x_hat, x, m = _check_pair(x_hat, x, mask)
     if len(lr_shape) != x.ndim:
