@@ -112,7 +112,10 @@ def main() -> None:
         default=list(SETTINGS),
         choices=list(SETTINGS | AXES),
         metavar="SETTING",
-        help=f"quality settings ({', '.join(SETTINGS)}) or shift axes ({', '.join(AXES)})",
+        # argparse formats help with %: the axis names hold percent signs
+        help=f"quality settings ({', '.join(SETTINGS)}) or shift axes ({', '.join(AXES)})".replace(
+            "%", "%%"
+        ),
     )
     p.add_argument(
         "--anatomy",

@@ -111,3 +111,48 @@ def test_the_library_units_import_each_other_without_cycles():
     for unit in sorted(graph):
         if unit not in state:
             visit(unit, [])
+
+
+def test_every_import_of_the_project_resolves():
+    """Every ``from swigapp... import name`` in the library, workflows, benchmarks, scripts
+    and tests names something that exists, the imports inside functions included (a moved
+    module or a renamed function left lazy imports behind that only failed when run)."""
+    import importlib
+    import re
+
+    missing = []
+    for folder in ("swigapp", "workflows", "benchmarks", "scripts", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                    continue
+                if not re.match(r"swigapp(\.|$)", node.module):
+                    continue
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if hasattr(module, alias.name):
+                        continue
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {alias.name}")
+    assert not missing, missing
+
+
+def test_every_benchmark_parses_its_command_line():
+    """``python -m benchmarks.NAME --help`` works for every benchmark (a help text with a
+    bare percent sign broke benchmarks.validate before it ran)."""
+    import subprocess
+    import sys
+
+    failed = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        run = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{path.stem}", "--help"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if run.returncode != 0 or "usage:" not in run.stdout:
+            failed.append(f"{path.stem}: {run.stderr.strip().splitlines()[-1:]}")
+    assert not failed, failed
