@@ -36,9 +36,10 @@ import torch
 
 from benchmarks.app import tree_rss_bytes
 from swigapp import metrics
-from swigapp.consistency import Evidence, guard
+from swigapp.consistency import Evidence, fallback_maps
 from swigapp.inputs.bundle import load_bundle
 from swigapp.io.bids import layout
+from swigapp.methods import Request, method_options
 from swigapp.models.cohort import PreparedSubject, prepare_bundle
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import adapt, predict_ensemble, predict_volume
@@ -48,7 +49,7 @@ from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
 from swigapp.operators import grid
 from swigapp.operators.interp import upsample_interp
-from swigapp.participant import guide_weight
+from swigapp.participant import Prediction, guard_prediction, guide_weight
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.registration import DEFAULT_SAMPLING
@@ -168,10 +169,12 @@ def method_table(
 
     With ``prepared``, the guided methods fall back where no guide saw the voxel
     (:func:`swigapp.participant.guide_weight`) as the app does: SWIG to SWIG with no guide
-    (timed with the first SWIG row), the others to the upsampled LR maps; on a 2D
-    stack the LR input row is the stack's least-squares upsampling. With ``prepared`` and
-    ``protocols`` (the guides' :class:`Protocol`), "SWIG T1w+T2w + guard" is the SWIG row's
-    maps through the app's regional checks and fallback (:func:`swigapp.consistency.guard`).
+    (timed with the first SWIG row), the others to the LR maps' best interpolation
+    (:func:`swigapp.consistency.fallback_maps`); on a 2D stack the LR input row is the
+    stack's least-squares upsampling. With ``prepared`` and ``protocols`` (the guides'
+    :class:`Protocol`), "SWIG T1w+T2w + guard" is SWIG's prediction through the app's own
+    guard (:func:`swigapp.participant.guard_prediction`: that blend, the head mask, the
+    regional checks and fallback).
     """
     hr_shape, lr = tensors.hr_shape, tensors.lr.numpy()
     both = tensors.with_guides(GUIDES)
@@ -180,6 +183,13 @@ def method_table(
     if prepared is not None and prepared.coverage:
         weight = guide_weight([prepared.coverage[g] for g in GUIDES if g in prepared.coverage])
     lr_row = LR_ROW[tensors.acquisition.to_record()["model"]]
+    interpolated: list[np.ndarray] = []
+
+    def interpolation() -> np.ndarray:  # where no guide saw, the app's fallback for the
+        # methods that need guides: the best interpolation for the acquisition
+        if not interpolated:
+            interpolated.append(fallback_maps(lr, tensors.acquisition))
+        return interpolated[0]
 
     alone: list[np.ndarray] = []
 
@@ -189,7 +199,7 @@ def method_table(
         return alone[0]
 
     def guided(
-        run: Callable[[], np.ndarray], fallback: Callable[[], np.ndarray] = lambda: up
+        run: Callable[[], np.ndarray], fallback: Callable[[], np.ndarray] = interpolation
     ) -> Callable[[], np.ndarray]:
         if weight is None or weight.min() >= 1.0:
             return run
@@ -213,23 +223,26 @@ def method_table(
         # by the SWIG row when it ran: the INR's time is its own)
         return swig_maps[0] if swig_maps else predict_volume(models["swig"], both)
 
-    swig_row: list[np.ndarray] = []
+    def swig_final() -> np.ndarray:  # the SWIG row, with the app's blend where no guide saw
+        return guided(swig_spread, swig_alone)()
 
-    def swig_final() -> np.ndarray:  # the SWIG row, kept for the guard row
-        swig_row[:] = [guided(swig_spread, swig_alone)()]
-        return swig_row[0]
-
-    def guarded() -> np.ndarray:  # the SWIG row's maps through the app's regional guard
+    def guarded() -> np.ndarray:  # SWIG's prediction through the app's own guard: the
+        # blend where no guide saw, the head mask, the regional checks and fallback
         assert prepared is not None and protocols is not None
         acq = prepared.acquisition
         evidence = Evidence(
             lr, acq, {g: prepared.registered[g] for g in GUIDES}, protocols,
             tensors.mask.numpy().astype(bool), acq.lr_affine, prepared.hr_affine,
         )  # fmt: skip
-        base = swig_row[0] if swig_row else swig_final()
-        maps, _, fell = guard(base, up, evidence)
-        print(f"  guard: {', '.join(f['region'] for f in fell) or 'no region'} fell back")
-        return maps
+        raw = swig_maps[0] if swig_maps else swig_spread()
+        prediction = Prediction("swig", raw, None, {}, {}, both, evidence, up, {})
+        request = Request(torch.device("cpu"), model_path=args.swig_model,
+                          options=method_options("swig"))  # fmt: skip
+        coverages = [prepared.coverage[g] for g in GUIDES if g in prepared.coverage]
+        kept = guard_prediction(prediction, request, coverages)
+        fell = ", ".join(f["region"] for f in kept.regional_fallback) or "no region"
+        print(f"  guard: {fell} fell back")
+        return kept.maps
 
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)

@@ -443,13 +443,14 @@ def guard_prediction(
     fallback: bool = True,
 ) -> Guarded:
     """The guard between a method and the files: the blend where no guide saw
-    (:func:`blend_blind`), the maps set to 0 outside the head (the LR maps' support), and
-    the regional checks with, when ``fallback``, the interpolation in every region whose
-    maps explain the guides worse than it does or fail both fixed data-consistency checks
-    (:func:`swigapp.consistency.guard`)."""
+    (:func:`blend_blind`), the maps set to 0 outside the head (the LR maps' support and the
+    brain mask), and the regional checks with, when ``fallback``, the interpolation in every
+    region whose maps explain the guides worse than it does or fail both fixed
+    data-consistency checks (:func:`swigapp.consistency.guard`)."""
     sr, spread, blind_fraction, blind_kind = blend_blind(prediction, request, coverages)
     evidence = prediction.evidence
-    head = upsample_interp((evidence.lr[0] > 0).astype(np.float32), sr.shape[1:], order=0) > 0.5
+    support = upsample_interp((evidence.lr[0] > 0).astype(np.float32), sr.shape[1:], order=0)
+    head = (support > 0.5) | evidence.mask  # never 0 inside the brain mask
     sr = np.where(head, sr, np.float32(0.0))
     guarded, regions, fell_back = guard(sr, prediction.up, evidence)
     if fallback:
