@@ -520,17 +520,17 @@ def predict_maps(
     subject, evidence, up = load_inputs(lr_inputs, mask_file, guide_files, protocols)
     request = settings.request(grid.voxel_sizes(evidence.hr_affine))
     prediction = predict(settings, subject, evidence, up, request)
-    out, hr_affine = Path(out_dir), evidence.hr_affine
+    out, hr_affine = Path(out_dir), evidence.hr_affine  # uncompressed: read once, by the guard
     spread_file = None
     if prediction.spread is not None:
-        spread_file = save_maps(out / "predicted_spread.nii.gz", Maps(prediction.spread, hr_affine))
+        spread_file = save_maps(out / "predicted_spread.nii", Maps(prediction.spread, hr_affine))
     lr_file, lr_up_file = lr_inputs.lr_file, lr_inputs.lr_up_file
     if prediction.refined:  # the second pass's inputs: the estimates the first pass refined
-        lr_file = save_maps(out / "refined_lr_maps.nii.gz", Maps(evidence.lr, evidence.lr_affine))
-        lr_up_file = save_maps(out / "refined_lr_up_maps.nii.gz", Maps(prediction.up, hr_affine))
+        lr_file = save_maps(out / "refined_lr_maps.nii", Maps(evidence.lr, evidence.lr_affine))
+        lr_up_file = save_maps(out / "refined_lr_up_maps.nii", Maps(prediction.up, hr_affine))
     return Predicted(
         method=prediction.method,
-        maps_file=save_maps(out / "predicted_maps.nii.gz", Maps(prediction.maps, hr_affine)),
+        maps_file=save_maps(out / "predicted_maps.nii", Maps(prediction.maps, hr_affine)),
         spread_file=spread_file,
         record=prediction.record,
         adaptation=prediction.adaptation,
