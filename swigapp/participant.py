@@ -380,7 +380,8 @@ def predict(
     else:
         sr, record = run_method(method, subject, request)
     missing = not_acquired(evidence.valid)
-    if missing and METHOD_ARCH.get(method):
+    refined = bool(missing and METHOD_ARCH.get(method))
+    if refined:
         # the maps not acquired: their estimates as the guides shaped them, for a second pass
         acq = evidence.acquisition
         evidence = replace(evidence, lr=refine(evidence.lr, sr, missing, acq))
@@ -394,7 +395,7 @@ def predict(
     spread = record.pop("uncertainty", None)
     return Prediction(
         method, sr, spread, record, adaptation, subject, evidence, up, residual_input,
-        refined=bool(missing and METHOD_ARCH.get(method)),
+        refined=refined,
     )  # fmt: skip
 
 
