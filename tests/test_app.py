@@ -128,6 +128,11 @@ def test_uncertainty_maps_are_written_shown_and_track_the_error(app_run):
         truth = _load(truth_dir / f"sub-01_desc-truth_{suffix}.nii.gz")[0]
         inside = mask & (sd > 0)
         assert 0.001 < float(np.median(sd[inside] / sr[inside])) < 0.2  # relative spread
+        # the shipped card's calibration is applied and stated: SD = scale x spread + floor x
+        # |map|, so the stated SD is never below the floor where the maps are the network's
+        card = model_card("swig_default")["uncertainty_calibration"]
+        assert side["Calibration"][m] == card[m] and "Calibrated so that" in side["Description"]
+        assert float(np.median(sd[inside] / sr[inside])) > card[m]["floor"]
         rho = stats.spearmanr(sd[inside], np.abs(sr - truth)[inside]).statistic
         assert rho > 0.2, (m, rho)
     qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())

@@ -97,6 +97,44 @@ def test_shipping_new_weights_bumps_the_model_version(tmp_path, monkeypatch):
     assert card["sha256"] != "x"
 
 
+def test_weights_trained_on_held_out_anatomies_cannot_be_shipped(tmp_path, monkeypatch):
+    from swigapp.phantom.individuals import anatomy_record
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(shipped, "weights_dir", lambda: weights)
+
+    def run(names: list[str]) -> Path:
+        run_dir = tmp_path / "-".join(names)
+        run_dir.mkdir()
+        (run_dir / "model.pt").write_bytes("".join(names).encode())
+        data = {"anatomies": names, "anatomy_sources": anatomy_record(names)}
+        card = {"weights_file": "model.pt", "training": {"data": data}}
+        (run_dir / "model_card.json").write_text(json.dumps(card))
+        return run_dir
+
+    record = anatomy_record(["template", "synthseg-02", "brainweb-41", "synthseg-05"])
+    assert set(record["sources"]) == {"synthseg", "brainweb"}
+    assert record["sources"]["synthseg"]["subjects"] == {
+        "synthseg-02": "training",
+        "synthseg-05": "heldout",
+    }
+    assert record["sources"]["synthseg"]["licence"] == "Apache-2.0"
+    with pytest.raises(ValueError, match=r"synthseg-05 \(heldout\)"):
+        shipped.export_model(run(["synthseg-02", "synthseg-05"]), "demo_model")
+    older = run(["synthsr-5", "template"])  # a card from before anatomy_sources existed
+    card = json.loads((older / "model_card.json").read_text())
+    del card["training"]["data"]["anatomy_sources"]
+    (older / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"synthsr-5 \(validation\)"):
+        shipped.export_model(older, "demo_model")
+    assert not (weights / "demo_model.json").exists()
+    shipped.export_model(run(["synthseg-02", "brainweb-41"]), "demo_model")
+    card = shipped.model_card("demo_model")
+    sources = card["training"]["data"]["anatomy_sources"]["sources"]
+    assert sources["brainweb"]["subjects"] == {"brainweb-41": "training"}
+
+
 def _grid(path: Path, shape, voxel: float, volumes: int = 3) -> str:
     affine = np.diag([voxel, voxel, voxel, 1.0])
     nib.save(nib.Nifti1Image(np.ones((*shape, volumes), np.float32), affine), path)

@@ -265,6 +265,10 @@ def _phantom_pool(args: argparse.Namespace, settings: list) -> tuple[list, dict[
         "anatomies": [a or "template" for a in anatomies],
         "phantom": {k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()},
     }
+    if any(anatomies):
+        from swigapp.phantom.individuals import anatomy_record
+
+        data["anatomy_sources"] = anatomy_record([a for a in anatomies if a])
     if args.randomise:
         from swigapp.models.data import RANDOM_DEFORMATION_MM
         from swigapp.phantom.shift import RANDOM_ON, RANDOMISATION

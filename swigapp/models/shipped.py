@@ -65,6 +65,7 @@ def export_model(run_dir: str | Path, name: str) -> Path:
 
     run = Path(run_dir)
     card = json.loads((run / "model_card.json").read_text())
+    card = _with_anatomy_sources(card, run)
     target = weights_dir() / f"{name}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / card["weights_file"], target)
@@ -101,3 +102,26 @@ if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: python -m swigapp.models.shipped RUN_DIR NAME")
     print(export_model(sys.argv[1], sys.argv[2]))
+
+
+def _with_anatomy_sources(card: dict[str, Any], run: Path) -> dict[str, Any]:
+    """The card with its individuals' sources (``anatomy_sources``, filled in from the
+    anatomy names of a card written before it existed); refuses weights trained on
+    individuals outside the split's training part, or from a source whose terms do not
+    allow shipped weights."""
+    data = card.get("training", {}).get("data", {})
+    names = [a for a in data.get("anatomies", []) if a != "template"]
+    if names and "anatomy_sources" not in data:
+        from swigapp.phantom.individuals import anatomy_record
+
+        data["anatomy_sources"] = anatomy_record(names)
+    for source, entry in data.get("anatomy_sources", {}).get("sources", {}).items():
+        if not entry["shipped_weights_allowed"]:
+            raise ValueError(f"{run}: trained on {source}, whose terms do not allow shipping")
+        wrong = {n: part for n, part in entry["subjects"].items() if part != "training"}
+        if wrong:
+            raise ValueError(
+                f"{run}: trained on individuals outside the training split: "
+                + ", ".join(f"{n} ({part})" for n, part in sorted(wrong.items()))
+            )
+    return card

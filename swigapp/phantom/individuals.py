@@ -579,6 +579,40 @@ def split_subjects(part: str, path: str | os.PathLike = SPLIT_FILE) -> list[str]
     return [n for n in chain(*zip_longest(*parts)) if n is not None]
 
 
+def anatomy_record(names: Sequence[str]) -> dict[str, Any]:
+    """What a model card says of the individual anatomies it was trained on: per source its
+    repository, licence, citation and whether shipped weights may use it, each name's part
+    of the split, and the split file's sha256 (the template is not an individual)."""
+    import hashlib
+
+    split = load_split()
+    part_of = {
+        n: part
+        for src in split["sources"].values()
+        for part in ("training", "validation", "heldout")
+        for n in src[part]
+    }
+    used = sorted(set(names) - {"template"})
+    sources = {}
+    for name in used:
+        src, _ = _subject(name)
+        sources.setdefault(
+            src.name,
+            {
+                "repository": src.repository,
+                "licence": src.licence,
+                "citation": src.citation,
+                "shipped_weights_allowed": src.shipped_weights,
+                "subjects": {},
+            },
+        )["subjects"][name] = part_of.get(name, "not in the split")
+    return {
+        "split_file": SPLIT_FILE.name,
+        "split_sha256": hashlib.sha256(SPLIT_FILE.read_bytes()).hexdigest(),
+        "sources": sources,
+    }
+
+
 def make_split(
     seed: int = 20240607, counts: Mapping[str, tuple[int, int, int]] | None = None
 ) -> dict[str, Any]:
