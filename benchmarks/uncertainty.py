@@ -150,9 +150,8 @@ def main() -> None:
         path = weights_dir() / f"{name}.json"
         data = json.loads(path.read_text())
         data["uncertainty_calibration"] = card | {
-            "fitted_on": "validation individuals of the anatomy split, seed 3000, "
-            f"{', '.join(args.settings)}, {args.size}; |error| <= {K} SD in {TARGET:.0%} of "
-            "brain voxels"
+            "fitted_on": f"the validation individuals of the anatomy split (seed "
+            f"{VALIDATION_SEED}; {', '.join(args.settings)}; {args.size} size)"
         }
         path.write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote the calibration into {path}")

@@ -58,7 +58,7 @@ def describe(calibration: Mapping[str, Mapping] | None) -> str:
     where = calibration.get("fitted_on", "validation data")
     return (
         f" Calibrated so that |error| <= {K:g} SD held in {TARGET:.0%} of brain voxels on "
-        f"{where}: {terms}."
+        f"{where}; the SD written is {terms}."
     )
 
 
