@@ -96,14 +96,6 @@ def card_for(record: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m swigapp.models.shipped RUN_DIR NAME")
-    print(export_model(sys.argv[1], sys.argv[2]))
-
-
 def _with_anatomy_sources(card: dict[str, Any], run: Path) -> dict[str, Any]:
     """The card with its individuals' sources (``anatomy_sources``, filled in from the
     anatomy names of a card written before it existed); refuses weights trained on
@@ -125,3 +117,11 @@ def _with_anatomy_sources(card: dict[str, Any], run: Path) -> dict[str, Any]:
                 + ", ".join(f"{n} ({part})" for n, part in sorted(wrong.items()))
             )
     return card
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m swigapp.models.shipped RUN_DIR NAME")
+    print(export_model(sys.argv[1], sys.argv[2]))

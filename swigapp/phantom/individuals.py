@@ -585,12 +585,8 @@ def anatomy_record(names: Sequence[str]) -> dict[str, Any]:
     of the split, and the split file's sha256 (the template is not an individual)."""
     import hashlib
 
-    split = load_split()
     part_of = {
-        n: part
-        for src in split["sources"].values()
-        for part in ("training", "validation", "heldout")
-        for n in src[part]
+        n: part for part in ("training", "validation", "heldout") for n in split_subjects(part)
     }
     used = sorted(set(names) - {"template"})
     sources = {}
