@@ -49,7 +49,11 @@ from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
 from swigapp.operators import grid
 from swigapp.operators.interp import upsample_interp
-from swigapp.participant import Prediction, guard_prediction, guide_weight
+from swigapp.participant import (
+    Prediction,
+    guard_prediction,
+    guide_weight,
+)
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.registration import DEFAULT_SAMPLING
@@ -226,23 +230,10 @@ def method_table(
     def swig_final() -> np.ndarray:  # the SWIG row, with the app's blend where no guide saw
         return guided(swig_spread, swig_alone)()
 
-    def guarded() -> np.ndarray:  # SWIG's prediction through the app's own guard: the
-        # blend where no guide saw, the head mask, the regional checks and fallback
+    def guarded() -> np.ndarray:  # SWIG's prediction through the app's own guard
         assert prepared is not None and protocols is not None
-        acq = prepared.acquisition
-        evidence = Evidence(
-            lr, acq, {g: prepared.registered[g] for g in GUIDES}, protocols,
-            tensors.mask.numpy().astype(bool), acq.lr_affine, prepared.hr_affine,
-        )  # fmt: skip
         raw = swig_maps[0] if swig_maps else swig_spread()
-        prediction = Prediction("swig", raw, None, {}, {}, both, evidence, up, {})
-        request = Request(torch.device("cpu"), model_path=args.swig_model,
-                          options=method_options("swig"))  # fmt: skip
-        coverages = [prepared.coverage[g] for g in GUIDES if g in prepared.coverage]
-        kept = guard_prediction(prediction, request, coverages)
-        fell = ", ".join(f["region"] for f in kept.regional_fallback) or "no region"
-        print(f"  guard: {fell} fell back")
-        return kept.maps
+        return guard_swig(raw, prepared, protocols, args.swig_model)
 
     def adapted() -> np.ndarray:
         tuned, _ = adapt(models["swig"], both, args.adapt_steps, seed=args.seed)
@@ -287,6 +278,31 @@ def method_table(
             if k in baselines or any(w.lower() in k.lower() for w in args.methods)
         }
     return methods
+
+
+def guard_swig(
+    raw: np.ndarray,
+    prepared: PreparedSubject,
+    protocols: dict,
+    model_path: str | None = None,
+    head: np.ndarray | None = None,
+) -> np.ndarray:
+    """SWIG's maps ``raw`` (3, X, Y, Z) through the app's own guard
+    (:func:`swigapp.participant.guard_prediction`: the blend where no guide saw, the head
+    mask, or ``head`` (HR bool) in its place, the regional checks and fallback)."""
+    tensors, acq = prepared.tensors, prepared.acquisition
+    lr, both = tensors.lr.numpy(), tensors.with_guides(GUIDES)
+    evidence = Evidence(
+        lr, acq, {g: prepared.registered[g] for g in GUIDES}, protocols,
+        tensors.mask.numpy().astype(bool), acq.lr_affine, prepared.hr_affine,
+    )  # fmt: skip
+    prediction = Prediction("swig", raw, None, {}, {}, both, evidence, tensors.lr_up.numpy(), {})
+    request = Request(torch.device("cpu"), model_path=model_path, options=method_options("swig"))
+    coverages = [prepared.coverage[g] for g in GUIDES if g in prepared.coverage]
+    kept = guard_prediction(prediction, request, coverages, head=head)
+    fell = ", ".join(f["region"] for f in kept.regional_fallback) or "no region"
+    print(f"  guard: {fell} fell back", flush=True)
+    return kept.maps
 
 
 def measured(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:

@@ -298,6 +298,41 @@ def test_the_guard_never_writes_zero_inside_the_brain_mask():
     kept = guard_prediction(prediction, Request(device=torch.device("cpu")), (), fallback=False)
     assert (kept.maps[:, mask] > 0).all()
     np.testing.assert_array_equal(kept.maps[:, mask], sr[:, mask])
-    beyond = np.ones(hr, bool)
-    beyond[2:14, 2:14, 2:14] = False  # beyond both the LR support and the mask: 0
+    beyond = np.ones(hr, bool)  # HR voxel 2i is LR voxel i: the planes of HR voxel 0 are
+    beyond[1:, 1:, 1:] = False  # beyond the LR support, its one-voxel ring and the mask
     assert (kept.maps[:, beyond] == 0).all()
+
+
+def test_the_head_mask_is_the_input_handlings_head_region_and_one_lr_voxel_around_it():
+    """Beyond a brain, fitted LR maps hold noise whose negative half the input handling
+    sets to 0. The head mask is the LR head region (the input handling's own rule) grown by
+    one LR voxel: the brain's edge keeps the network's output, and a noisy background
+    far from the brain is 0 everywhere, not speckled by the noise's positive half."""
+    import torch
+
+    from swigapp.methods import Request
+    from swigapp.participant import HEAD_MARGIN_LR_VOXELS, Prediction, guard_prediction
+
+    rng = np.random.default_rng(0)
+    hr, small = (32, 32, 32), (16, 16, 16)
+    lr = np.zeros((3, *small), np.float32)
+    noise = np.clip(rng.normal(0.0, 0.02, small), 0.0, None)  # negatives clipped to 0
+    lr[0] = noise
+    lr[1], lr[2] = noise * 40, noise * 2
+    lr[:, 5:11, 5:11, 5:11] = np.array([0.8, 1.0, 0.08], np.float32)[:, None, None, None]
+    sr = np.broadcast_to(np.array([0.75, 1.1, 0.09], np.float32)[:, None, None, None],
+                         (3, *hr)).copy()  # fmt: skip
+    mask = np.zeros(hr, bool)
+    mask[11:21, 11:21, 11:21] = True
+    acq = KSpace3D(hr, small)
+    evidence = cons.Evidence(lr, acq, {}, {}, mask, np.diag([2.0, 2.0, 2.0, 1.0]), np.eye(4))
+    prediction = Prediction("swig", sr, None, {}, {}, None, evidence, acq.upsample(lr), {})
+    kept = guard_prediction(prediction, Request(device=torch.device("cpu")), (), fallback=False)
+    assert HEAD_MARGIN_LR_VOXELS == 1
+    inner = np.zeros(hr, bool)  # HR voxel 2i is LR voxel i: HR 8 and 22 along the first
+    inner[[8, 22], 12:20, 12:20] = True  # axis are the ring's LR voxels 4 and 11
+    np.testing.assert_array_equal(kept.maps[:, inner], sr[:, inner])
+    far = np.ones(hr, bool)
+    far[6:26, 6:26, 6:26] = False  # two LR voxels and more from the brain
+    assert (noise > 0).mean() > 0.4  # the background's positive half, where speckle was
+    assert (kept.maps[:, far] == 0).all()
