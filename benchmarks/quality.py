@@ -49,11 +49,7 @@ from swigapp.models.shipped import load_shipped
 from swigapp.models.train import load_model
 from swigapp.operators import grid
 from swigapp.operators.interp import upsample_interp
-from swigapp.participant import (
-    Prediction,
-    guard_prediction,
-    guide_weight,
-)
+from swigapp.participant import Prediction, guard_prediction, guide_weight
 from swigapp.phantom.bids import MAP_SUFFIX, TRUTH_PIPELINE, write_dataset
 from swigapp.phantom.subject import PhantomConfig
 from swigapp.registration import DEFAULT_SAMPLING

@@ -468,10 +468,9 @@ def guard_prediction(
 ) -> Guarded:
     """The guard between a method and the files: the blend where no guide saw
     (:func:`blend_blind`), the maps set to 0 outside the ``head`` (HR bool; None:
-    :func:`head_mask`), and the
-    regional checks with, when ``fallback``, the interpolation in every region whose maps
-    explain the guides worse than it does or fail both fixed data-consistency checks
-    (:func:`swigapp.consistency.guard`)."""
+    :func:`head_mask`), and the regional checks with, when ``fallback``, the interpolation
+    in every region whose maps explain the guides worse than it does or fail both fixed
+    data-consistency checks (:func:`swigapp.consistency.guard`)."""
     sr, spread, blind_fraction, blind_kind = blend_blind(prediction, request, coverages)
     evidence = prediction.evidence
     if head is None:
