@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks.fallback import foreign_guides
-from benchmarks.quality import GUIDES, SETTINGS, eval_subjects, measured
+from benchmarks.quality import GUIDES, SETTINGS, VALIDATION_SEED, eval_subjects, measured
 from benchmarks.shift import AXES
 from swigapp.autoadapt import check, decide
 from swigapp.consistency import Evidence
@@ -34,7 +34,6 @@ from swigapp.models.features import MAP_ORDER, prepare_subject
 from swigapp.models.inference import AdaptConfig, adapt, predict_volume
 from swigapp.models.shipped import load_shipped
 
-VALIDATION_SEED = 3000
 CASES = {"in distribution 2 mm iso": SETTINGS["2mm-iso"], "combined shift 2 mm iso": AXES[
     "combined 2 mm iso"]}  # fmt: skip
 WRONG = "another subject's guides 2 mm iso"

@@ -22,7 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from benchmarks.quality import HELD_OUT_SEED, SETTINGS, held_out_config
+from benchmarks.quality import HELD_OUT_SEED, SETTINGS, VALIDATION_SEED, held_out_config
 from swigapp.operators import grid
 from swigapp.operators.interp import upsample_interp
 from swigapp.participant import conform_maps, make_mask
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--size", choices=("slab", "full"), default="full")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/brainmask.md"))
     args = p.parse_args()
-    seed = HELD_OUT_SEED if args.part == "heldout" else 3000
+    seed = HELD_OUT_SEED if args.part == "heldout" else VALIDATION_SEED
     names = [n for n in split_subjects(args.part) if not n.startswith("synthsr")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

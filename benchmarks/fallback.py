@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, eval_subjects
+from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, VALIDATION_SEED, eval_subjects
 from benchmarks.shift import AXES, SHIFT_SEED
 from benchmarks.validate import load_candidate
 from swigapp import consistency as cons
@@ -211,7 +211,7 @@ def main() -> None:
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
     p.add_argument("--settings", nargs="+", default=["2mm-iso", "1x1x4mm", "combined 2 mm iso"],
                    choices=list(SETTINGS | AXES), metavar="SETTING")  # fmt: skip
-    p.add_argument("--phantom-seed", type=int, default=3000)
+    p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED)
     p.add_argument("--model", default="swig_default")
     p.add_argument("--wrong-guides", action="store_true")
     p.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, anatomies, eval_subjects
+from benchmarks.quality import (
+    GUIDES,
+    HELD_OUT_SEED,
+    SETTINGS,
+    VALIDATION_SEED,
+    anatomies,
+    eval_subjects,
+)
 from benchmarks.validate import load_candidate
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
@@ -80,7 +87,7 @@ def main() -> None:
     p.add_argument("--anatomy", choices=("template", "validation"), default="validation")
     p.add_argument("--setting", choices=list(SETTINGS), default="2mm-iso")
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
-    p.add_argument("--phantom-seed", type=int, default=3000)
+    p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED)
     args = p.parse_args()
     if args.phantom_seed == HELD_OUT_SEED:
         p.error("the held-out seed is the quality benchmark's: diagnose on another")

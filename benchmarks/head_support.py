@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.quality import SETTINGS, anatomies, eval_subjects, guard_swig
+from benchmarks.quality import SETTINGS, VALIDATION_SEED, anatomies, eval_subjects, guard_swig
 from swigapp.consistency import Evidence
 from swigapp.models.inference import predict_ensemble
 from swigapp.models.shipped import load_shipped
@@ -32,7 +32,6 @@ from swigapp.operators import grid
 from swigapp.operators.interp import upsample_interp
 from swigapp.participant import head_mask
 
-VALIDATION_SEED = 3000
 COLUMNS = ("T1_SSIM", "T2_SSIM", "PD_SSIM", "T1_HFEN", "T2_HFEN", "GM_T1_MAE_ms", "GM_T2_MAE_ms")
 
 

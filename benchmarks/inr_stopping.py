@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from benchmarks.quality import SETTINGS, eval_subjects
+from benchmarks.quality import SETTINGS, VALIDATION_SEED, eval_subjects
 from swigapp import metrics
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_volume
@@ -44,7 +44,6 @@ from swigapp.models.shipped import load_shipped
 from swigapp.operators import grid
 
 RESULTS = Path(__file__).parent / "results"
-VALIDATION_SEED = 3000
 #: Fixed crops on which the physics loss of the curves is measured.
 LOSS_CROPS = 32
 

@@ -26,13 +26,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.quality import HELD_OUT_SEED, SETTINGS, held_out_config
+from benchmarks.quality import HELD_OUT_SEED, SETTINGS, VALIDATION_SEED, held_out_config
 from swigapp import metrics
 from swigapp.models.features import MAP_ORDER
 from swigapp.operators.interp import upsample_interp
 from swigapp.phantom.subject import make_subject
-
-VALIDATION_SEED = 3000
 
 
 def overshoot(maps: np.ndarray, lr: np.ndarray, mask: np.ndarray) -> dict[str, float]:

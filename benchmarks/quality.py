@@ -56,6 +56,9 @@ from swigapp.registration import DEFAULT_SAMPLING
 from swigapp.synthesis import synthesize
 
 HELD_OUT_SEED = 5000
+#: Phantom seed of the validation subjects (never the held-out seed nor training's 1000):
+#: what models and settings are chosen on.
+VALIDATION_SEED = 3000
 #: LR settings: PhantomConfig fields. "clinical-2d": a head with skull and scalp, LR maps an
 #: oblique 2D multi-slice stack (1 mm in-plane, 4 mm Gaussian slices every 5 mm: a 1 mm
 #: gap), tilted by 15 degrees about the left-right axis against the guides.

@@ -22,14 +22,20 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from benchmarks.quality import GUIDES, HELD_OUT_SEED, SETTINGS, anatomies, eval_subjects
+from benchmarks.quality import (
+    GUIDES,
+    HELD_OUT_SEED,
+    SETTINGS,
+    VALIDATION_SEED,
+    anatomies,
+    eval_subjects,
+)
 from benchmarks.validate import load_candidate
 from swigapp.models.features import MAP_ORDER
 from swigapp.models.inference import predict_ensemble
 from swigapp.models.shipped import shipped_name, weights_dir
 from swigapp.uncertainty import TARGET, K, calibrated, coverage, fit
 
-VALIDATION_SEED = 3000
 #: Voxels per subject kept for the fit and the rank correlation (a fixed random sample).
 SAMPLE = 200_000
 

@@ -31,6 +31,7 @@ from benchmarks.quality import (
     GUIDES,
     HELD_OUT_SEED,
     SETTINGS,
+    VALIDATION_SEED,
     EvalSubject,
     anatomies,
     eval_subjects,
@@ -104,7 +105,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("models", nargs="+", help="shipped model names or model.pt files")
     p.add_argument("--subjects", type=int, default=6)
-    p.add_argument("--phantom-seed", type=int, default=3000)
+    p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED)
     p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
     p.add_argument(
         "--settings",
