@@ -3,14 +3,16 @@ validation individuals.
 
     python -m benchmarks.head_support [--subjects 3] [--margins 0 1 2]
 
-The guard (:func:`swigapp.participant.guard_prediction`) writes 0 outside the head: the LR
-voxels whose PD is above 0, grown by a margin of LR voxels, and the brain mask. At a
-skull-stripped brain's edge the truth reaches HR voxels whose nearest LR voxel is 0, so a
-margin of 0 cuts brain; a larger one keeps more of the network's output beyond the brain.
-Per margin: the scores of SWIG's guarded maps inside the true brain, the share of the true
-brain written as 0, and the network's output in the added ring beyond the true brain (PD,
-a.u.: what a user sees there). Whole brains of the validation individuals (phantom seed
-3000), T1w and T2w guides. Writes benchmarks/results/head_support.md and .csv.
+The guard (:func:`swigapp.participant.guard_prediction`) writes 0 outside the head mask.
+Compared: the rule before (the LR voxels whose PD is above 0, with the brain mask) and the
+LR head region (:func:`swigapp.inputs.qmri.head_region`) grown by each margin
+(:func:`swigapp.participant.head_mask`). At a skull-stripped brain's edge the truth reaches
+HR voxels whose nearest LR voxel is outside the region, so a small margin cuts brain; a
+larger one keeps more of the network's output beyond the brain. Per mask: the scores of
+SWIG's guarded maps inside the true brain, the share of the true brain written as 0, the
+mask's volume beyond the true brain and its connected pieces (many: specks of output in
+the background). One prediction per subject; whole brains of the validation individuals
+(phantom seed 3000), T1w and T2w guides. Writes benchmarks/results/head_support.md and .csv.
 """
 
 from __future__ import annotations
