@@ -28,7 +28,7 @@ COPY workflows /src/workflows
 RUN pip install /src
 
 FROM ${BASE_IMAGE}
-ARG VERSION=0.3.0
+ARG VERSION=0.4.0
 LABEL org.opencontainers.image.title="swigapp" \
       org.opencontainers.image.description="Physics-informed, weighted-image-guided super-resolution of quantitative MRI (BIDS App)" \
       org.opencontainers.image.source="https://github.com/swigapp/swigapp" \

@@ -252,8 +252,8 @@ def report(rows: list[dict], settings: list[str]) -> str:
     inr = [
         f"- {setting}: " + line.removeprefix(f"- {INR_FROM_SWIG} ")
         for setting in settings
+        if means(rows, setting, INR_FROM_SWIG)  # only with --inr
         for line in inr_targets({m: means(rows, setting, m) for m in (CUBIC, SWIG, INR_FROM_SWIG)})
-        if means(rows, setting, INR_FROM_SWIG)
     ]
     if inr:
         lines += ["", f"## {INR_FROM_SWIG} against cubic spline and SWIG (means)", "", *inr]
@@ -307,13 +307,13 @@ def main() -> None:
         f"{args.swig_model or 'swig_default (shipped)'}.\n\nAxes (PhantomConfig fields over "
         f"the held-out configuration):\n\n{settings}\n\n"
     )
-    text = header + report(rows, args.axes)
-    (out / "shift.md").write_text(text + "\n")
-    with (out / "shift.csv").open("w", newline="") as handle:
+    with (out / "shift.csv").open("w", newline="") as handle:  # first: the rows are the work
         fields = list(dict.fromkeys(k for r in rows for k in r))
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    text = header + report(rows, args.axes)
+    (out / "shift.md").write_text(text + "\n")
     print(text)
 
 

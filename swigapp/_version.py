@@ -1,3 +1,3 @@
 """Version of swigapp (single source of truth)."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -67,9 +67,10 @@ def test_every_shipped_model_card_states_its_version_and_release():
         assert int(card["version"]) >= 1, name
         assert card["introduced_in"] in released, name
         assert f"`{name}`" in changes, f"CHANGES.md does not name {name}"
-    assert shipped.model_card("swig_default")["version"] == "7"
+    assert shipped.model_card("swig_default")["version"] == "8"
     assert shipped.model_card("swig_default")["sha256"][:16] in changes  # listed with its version
     assert shipped.model_card("swig_stage6")["sha256"][:16] == "e7e8912953938e17"
+    assert shipped.model_card("swig_stage7")["sha256"][:16] == "1cbe88c5a173d872"
 
 
 def test_shipping_new_weights_bumps_the_model_version(tmp_path, monkeypatch):
