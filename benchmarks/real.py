@@ -1,7 +1,11 @@
-"""Real acquisitions: the in-vivo MESE and IR slices through ``swigapp ... participant``
-from their raw series, scored against the fit of the full-resolution series.
+"""Real acquisitions: the in-vivo MESE and IR slices and the NIST phantom's IR and MESE
+through ``swigapp ... participant`` from their raw series, scored against the fit of the
+full-resolution series (and, for the phantom, against NIST's sphere values).
 
-    python -m benchmarks.real [--data DIR] [--mirror-root DIR] [--cases mese irt1]
+    python -m benchmarks.real [--data DIR] [--mirror-root DIR] [--cases mese irt1 nistir nistmese]
+
+The phantom's DICOM needs pydicom (``pip install -e .[benchmarks]``); its source and
+handling: :mod:`benchmarks.nist`.
 
 Sources (``../shared/REALDATA.md``; no licence file, so evaluation only and never committed):
 ``samuellestonge/qMRI-MOOC_T2-module`` (one axial slice, 30-echo spin echo, 0.69 mm
@@ -33,6 +37,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from benchmarks import nist
 from benchmarks.subsets import run_app
 from swigapp import metrics, tissue
 from swigapp.io.files import save_nifti, write_json
@@ -53,6 +58,7 @@ SOURCES = {
         "Mask.mat": "data/Mask.mat",
         "BarralFit.mat": "fitdata/T1FitRD-NLS-PR_IRData.mat",
     }),
+    "nist": (nist.REPO, dict.fromkeys(nist.FILES)),
 }  # fmt: skip
 #: Map names of the app's outputs per fitted quantity, and the SSIM range of each (s or a.u.).
 SCORED = {"MESE": ("T2", "PD"), "IRT1": ("T1", "PD")}
@@ -67,9 +73,12 @@ class RealCase:
     """One real acquisition as a site would hold it, before the lower-resolution copy.
 
     ``images``: (X, Y, 1, N) magnitudes; ``values``: EchoTime or InversionTime (s) of each;
-    ``guides``: guide suffix -> (image index, the protocol it was acquired with); ``held_out``:
-    images left out of the series (a guide that is not part of the fit); ``assumed``: the
-    acquisition facts not in the source, for the record.
+    ``guides``: guide suffix -> (image (X, Y, 1) on the series' grid, the protocol it was
+    acquired with); ``held_out``: images left out of the series (a guide that is not part of
+    the fit); ``assumed``: the acquisition facts not in the source, for the record;
+    ``region``: where MAE is scored instead of the reference's k-means GM, named
+    ``region_name``; ``spheres``: a phantom's reference per sphere, name -> (NIST record,
+    ROI centre in mm).
     """
 
     name: str
@@ -79,10 +88,13 @@ class RealCase:
     affine: np.ndarray
     mask: np.ndarray
     common: dict
-    guides: dict[str, tuple[int, Protocol]]
+    guides: dict[str, tuple[np.ndarray, Protocol]]
     factor: int
     held_out: tuple[int, ...] = ()
     assumed: list[str] = field(default_factory=list)
+    region: np.ndarray | None = None
+    region_name: str = "GM"
+    spheres: dict[str, tuple[dict, np.ndarray]] = field(default_factory=dict)
 
     @property
     def series_index(self) -> list[int]:
@@ -90,12 +102,17 @@ class RealCase:
         return [k for k in range(len(self.values)) if k not in self.held_out]
 
 
-def extract(mirror_root: Path, data: Path) -> None:
-    """Copy the source files out of the stored copies (bare git) under ``mirror_root``."""
-    for case, (repo, files) in SOURCES.items():
+def extract(mirror_root: Path, data: Path, cases: list[str]) -> None:
+    """Copy the source files of ``cases`` out of the stored copies (bare git) under
+    ``mirror_root``; the phantom's DICOM series become NIfTI (:func:`benchmarks.nist.extract`)."""
+    for case in dict.fromkeys(FOLDERS[c] for c in cases):
+        repo, files = SOURCES[case]
         git_dir = mirror_root / repo.replace("/", "+") / "repo"
         if not git_dir.is_dir():
             raise SystemExit(f"{git_dir}: no stored copy of {repo} (fetch it first)")
+        if case == "nist":
+            nist.extract(git_dir, data / case)
+            continue
         (data / case).mkdir(parents=True, exist_ok=True)
         for name, inside in files.items():
             blob = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"HEAD:{inside}"],
@@ -110,8 +127,8 @@ def load_mese(folder: Path) -> RealCase:
     mask = np.asarray(nib.load(folder / "Mask.nii.gz").dataobj) > 0
     tr = 3.0
     guides = {
-        "PDw": (0, Protocol("SE", tr=tr, te=0.0128, source="echo 1")),
-        "T2w": (7, Protocol("SE", tr=tr, te=0.1024, source="echo 8")),
+        "PDw": (images[..., 0], Protocol("SE", tr=tr, te=0.0128, source="echo 1")),
+        "T2w": (images[..., 7], Protocol("SE", tr=tr, te=0.1024, source="echo 8")),
     }
     common = {"RepetitionTime": tr, "FlipAngle": 90, "RefocusingFlipAngle": 180}
     assumed = [
@@ -135,7 +152,9 @@ def load_irt1(folder: Path) -> RealCase:
     tis = [0.35, 0.5, 0.65, 0.8, 0.95, 1.1, 1.25, 1.4, 1.7]
     tr, te = 2.55, 0.014
     last = len(tis) - 1
-    guides = {"T1w": (last, Protocol("IR", tr=tr, te=te, ti=tis[last], source="TI 1700 ms"))}
+    guides = {
+        "T1w": (images[..., last], Protocol("IR", tr=tr, te=te, ti=tis[last], source="TI 1700 ms"))
+    }
     assumed = [
         "voxel 2x2x5 mm (the source has no geometry; the brain spans 66x84 voxels)",
         "RepetitionTime 2.55 s and EchoTime 14 ms (Barral et al. 2010's protocol; TR sets "
@@ -147,7 +166,10 @@ def load_irt1(folder: Path) -> RealCase:
                     common, guides, factor=2, held_out=(last,), assumed=assumed)  # fmt: skip
 
 
-LOADERS = {"mese": load_mese, "irt1": load_irt1}
+LOADERS = {"mese": load_mese, "irt1": load_irt1, "nistir": nist.load_ir,
+           "nistmese": nist.load_mese}  # fmt: skip
+#: The folder under ``--data`` that holds each case's extracted files.
+FOLDERS = {"mese": "mese", "irt1": "irt1", "nistir": "nist", "nistmese": "nist"}
 
 
 def write_series(root: Path, case: RealCase, factor: int) -> Path:
@@ -163,9 +185,14 @@ def write_series(root: Path, case: RealCase, factor: int) -> Path:
     affine = lr_affine(case.affine, hr_shape, shape)
     parameter, entity = ("EchoTime", "echo") if case.kind == "MESE" else ("InversionTime", "inv")
     voxel = voxel_sizes(affine)
+    clipped, top = ceiling(case.images)
     for n, k in enumerate(case.series_index, start=1):
         image = case.images[..., k]
         lr = np.abs(downsample(image, shape)) if factor > 1 else image
+        if factor > 1 and top is not None:  # an LR voxel over clipped samples is unknown too
+            blocks = clipped[: shape[0] * factor, : shape[1] * factor, :, k]
+            unknown = blocks.reshape(shape[0], factor, shape[1], factor, -1).any(axis=(1, 3))
+            lr = np.where(unknown, top, np.minimum(lr, top))
         stem = anat / f"{sub}_acq-{'lowres' if factor > 1 else 'full'}_{entity}-{n}_{case.kind}"
         save_nifti(stem.with_suffix(".nii.gz"), lr.astype(np.float32), affine)
         write_json(stem.with_suffix(".json"), {
@@ -173,8 +200,8 @@ def write_series(root: Path, case: RealCase, factor: int) -> Path:
             "SliceThickness": voxel[2],
         })  # fmt: skip
     if factor > 1:
-        for suffix, (k, protocol) in case.guides.items():
-            save_nifti(anat / f"{sub}_{suffix}.nii.gz", case.images[..., k], case.affine)
+        for suffix, (image, protocol) in case.guides.items():
+            save_nifti(anat / f"{sub}_{suffix}.nii.gz", image, case.affine)
             sidecar = {**protocol.to_sidecar(), "EchoTime": protocol.te}
             write_json(anat / f"{sub}_{suffix}.json", sidecar | {"MRAcquisitionType": "2D"})
     return root
@@ -228,10 +255,22 @@ def source_fit_check(case: RealCase, folder: Path) -> str:
 
 
 def with_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    """Magnitudes with complex Gaussian noise of SD ``sigma`` added (Rician)."""
+    """Magnitudes with complex Gaussian noise of SD ``sigma`` added (Rician); clipped
+    samples (:func:`ceiling`) stay at the ceiling, and none rises above it."""
     rng = np.random.default_rng(seed)
-    return np.abs(images + sigma * (rng.standard_normal(images.shape)
-                                    + 1j * rng.standard_normal(images.shape)))  # fmt: skip
+    noisy = np.abs(images + sigma * (rng.standard_normal(images.shape)
+                                     + 1j * rng.standard_normal(images.shape)))  # fmt: skip
+    clipped, top = ceiling(images)
+    return noisy if top is None else np.where(clipped, top, np.minimum(noisy, top))
+
+
+def ceiling(images: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """The samples of a series at the scanner's ceiling (clipped magnitudes; the app's own
+    rule, :func:`swigapp.fitting.saturated`) and the ceiling, None when nothing clipped."""
+    from swigapp.fitting import saturated
+
+    clipped = saturated(images)
+    return clipped, (float(images[clipped][0]) if clipped.any() else None)
 
 
 def scores(maps: dict[str, np.ndarray], ref: dict[str, np.ndarray], mask: np.ndarray,
@@ -275,9 +314,12 @@ def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = 
     sigma = noise_sigma(case, residual)
     floor_maps = fit_reference(case, with_noise(case.images, sigma, seed))[0]
     brain = case.mask & np.all([np.isfinite(v) for v in ref.values()], axis=0)
-    driver = "T1" if "T1" in ref else "T2"
-    centres = tissue.T1_CENTRES_S if driver == "T1" else T2_CENTRES_S
-    gm = tissue.classify(ref[driver], brain, centres=centres) == 2
+    if case.region is not None:
+        gm = case.region & brain
+    else:
+        driver = "T1" if "T1" in ref else "T2"
+        centres = tissue.T1_CENTRES_S if driver == "T1" else T2_CENTRES_S
+        gm = tissue.classify(ref[driver], brain, centres=centres) == 2
     anat = out / f"sub-{case.name}" / "anat"
     sr = {m: _load(anat, f"*_res-hi_desc-swig_{SUFFIX[m]}.nii.gz") for m in ref}
     lr_fit = {m: _load(anat, f"*_res-lo_desc-fit{case.kind}_{FIT_SUFFIX[m]}.nii.gz") for m in ref}
@@ -285,7 +327,12 @@ def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = 
     cubic = {m: upsample_interp(np.nan_to_num(v), case.images.shape[:3], order=3)
              for m, v in lr_fit.items()}  # fmt: skip
     floor = {m: np.nan_to_num(v) for m, v in floor_maps.items()}
+    lr_grid = nib.load(next(anat.glob(f"*_res-lo_desc-fit{case.kind}_M0map.nii.gz"))).affine
+    on_grid = {"reference": (ref, case.affine), "LR fit": (lr_fit, lr_grid),
+               "SR": (sr, case.affine), "cubic": (cubic, case.affine)}  # fmt: skip
+    spheres = sphere_rows(case, on_grid)
     return {
+        "spheres": spheres,
         "case": case.name, "sigma": sigma, "gm_voxels": int(gm.sum()),
         "brain_voxels": int(brain.sum()),
         "fallback": ", ".join(r["region"] for r in qc.get("RegionalFallback", [])) or "none",
@@ -295,18 +342,51 @@ def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = 
     }  # fmt: skip
 
 
+def sphere_rows(case: RealCase, maps: dict[str, tuple[dict, np.ndarray]]) -> list[dict]:
+    """Per sphere of a phantom case: NIST's value and each map's ROI mean (ms), with the LR
+    fit's standard error, and whether the sphere is judged (its reference inside both the
+    series' range of TE/TI and the fit's range) and passes: |SR - ref| <= |LR fit - ref| +
+    2 SE(LR fit), i.e. SR moves the mean no further from NIST's value than the LR fit's own
+    error."""
+    from benchmarks import nist
+    from swigapp.fitting import T1_RANGE, T2_RANGE
+
+    if not case.spheres:
+        return []
+    quantity = "T1" if case.kind == "IRT1" else "T2"
+    fit_range = T1_RANGE if quantity == "T1" else T2_RANGE
+    lo = max(min(case.values[k] for k in case.series_index), fit_range[0])
+    hi = min(max(case.values[k] for k in case.series_index), fit_range[1])
+    centres = {n: c for n, (_, c) in case.spheres.items()}
+    stats = {k: nist.sphere_stats(v[quantity], a, centres) for k, (v, a) in maps.items()}
+    rows = []
+    for name, (record, _) in case.spheres.items():
+        ref = record["value_s"]
+        row = {"sphere": name, "quantity": quantity, "NIST ms": 1000 * ref,
+               "judged": bool(lo <= ref <= hi)}  # fmt: skip
+        for k in maps:
+            row[f"{k} ms"] = 1000 * stats[k][name][0]
+        row["LR fit SE ms"] = 1000 * stats["LR fit"][name][1]
+        lr_error = abs(row["LR fit ms"] - row["NIST ms"])
+        sr_error = abs(row["SR ms"] - row["NIST ms"])
+        row["passes"] = bool(sr_error <= lr_error + 2 * row["LR fit SE ms"])
+        rows.append(row)
+    return rows
+
+
 def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
     """The markdown report: per case and map, SR, cubic and the reference's noise floor."""
     lines = [
-        "# Real acquisitions: in-vivo slices from their raw series",
+        "# Real acquisitions: in-vivo slices and the NIST phantom from their raw series",
         "",
         f"Command: `{command}`; machine: {platform.machine()}, 2 cores (this project's CI "
         "kind). The app as users run it (`swigapp ... participant --guides ...`, default "
         "options), on the raw series at a lower in-plane resolution; reference: the app's fit "
         "of the full-resolution series; cubic: cubic spline of the app's LR fit; floor: the "
         "reference refitted after adding noise of the fit residual's level (what a perfect "
-        "method would score against this reference). SSIM over the source's brain mask (PD: "
-        "each map over its brain median, range 2); GM: k-means label of the reference.",
+        "method would score against this reference). SSIM over the source's brain mask (the "
+        "phantom: its disc; PD: each map over its median there, range 2); GM: k-means label "
+        "of the reference (the phantom: its sphere ROIs).",
         "",
         "| case | map | SR SSIM | cubic SSIM | floor SSIM | SR GM MAE ms | cubic GM MAE ms "
         "| floor GM MAE ms |",
@@ -333,8 +413,44 @@ def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
             + "; ".join(case.assumed)
             + "."
             + (f" Fit check: {row['check']}." if row.get("check") else "")
+            + (
+                f" MAE is over the {case.region_name} ({row['gm_voxels']} voxels), not GM."
+                if case.region is not None
+                else ""
+            )
         )
+    lines += sphere_table([s for row in rows for s in row.get("spheres", [])])
     return "\n".join(lines) + "\n"
+
+
+def sphere_table(spheres: list[dict]) -> list[str]:
+    """The phantom's per-sphere table (markdown lines; none without a phantom case)."""
+    if not spheres:
+        return []
+    judged = [s for s in spheres if s["judged"]]
+    lines = [
+        "",
+        "## The phantom's spheres against NIST's values",
+        "",
+        f"Mean over each sphere's ROI (in-plane disc of {nist.ROI_RADIUS_MM:g} mm radius, "
+        "centres from mrbias's ROI template, on each map's own grid). Judged: NIST's value "
+        "inside the series' TI or TE range and the fit's range. Passes: |SR - NIST| <= "
+        "|LR fit - NIST| + 2 SE of the LR fit's mean (SR moves no sphere further from its "
+        f"reference than the LR fit's own error). {sum(s['passes'] for s in judged)} of "
+        f"{len(judged)} judged spheres pass.",
+        "",
+        "| sphere | map | NIST ms | reference (HR fit) ms | LR fit ms (SE) | SR ms | cubic ms "
+        "| judged | passes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in spheres:
+        lines.append(
+            f"| {s['sphere']} | {s['quantity']} | {s['NIST ms']:.1f} | {s['reference ms']:.1f} "
+            f"| {s['LR fit ms']:.1f} ({s['LR fit SE ms']:.1f}) | {s['SR ms']:.1f} "
+            f"| {s['cubic ms']:.1f} | {'yes' if s['judged'] else 'no'} "
+            f"| {('yes' if s['passes'] else '**no**') if s['judged'] else '-'} |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -349,15 +465,16 @@ def main() -> None:
     parser.add_argument("--app-args", default="", help="more swigapp options, e.g. '--no-fallback'")
     args = parser.parse_args()
     if args.mirror_root:
-        extract(args.mirror_root, args.data)
-    missing = [c for c in args.cases
-               if not all((args.data / c / n).exists() for n in SOURCES[c][1])]  # fmt: skip
+        extract(args.mirror_root, args.data, args.cases)
+    missing = sorted({FOLDERS[c] for c in args.cases
+                      if not all((args.data / FOLDERS[c] / n).exists()
+                                 for n in SOURCES[FOLDERS[c]][1])})  # fmt: skip
     if missing:
         raise SystemExit(
             f"real data absent for {', '.join(missing)} under {args.data}: run with "
             "--mirror-root DIR after fetching " + ", ".join(SOURCES[c][0] for c in missing)
         )
-    cases = {c: LOADERS[c](args.data / c) for c in args.cases}
+    cases = {c: LOADERS[c](args.data / FOLDERS[c]) for c in args.cases}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, case in cases.items():
@@ -372,7 +489,8 @@ def main() -> None:
     text = table(rows, cases, command)
     RESULTS.mkdir(exist_ok=True)
     if not args.app_args:
-        (RESULTS / "real.md").write_text(text)
+        name = "real" if set(args.cases) == set(LOADERS) else "real_" + "_".join(args.cases)
+        (RESULTS / f"{name}.md").write_text(text)
     print(text)
 
 

@@ -21,13 +21,18 @@ HFEN and ringing: for 3D k-space, cubic spline (best T1, T2 and PD SSIM in every
 ringing 4-10x below zero-filled k-space, whose HFEN is lower); for a 2D stack, its
 least-squares upsampling (best T1, T2 and PD SSIM and HFEN on the individuals, best T1
 SSIM and HFEN on the template; it rings 2-4x more than cubic spline, which had the better
-T2 and PD SSIM on the template only).
+T2 and PD SSIM on the template only), with cubic spline in the plane where the stack is
+also thinned there (as for 3D k-space).
+
+Then, finer than an octant, each map falls back wherever it departs locally from its
+acquired LR map (:func:`local_fallback`): values the acquisition does not support, such as
+tissue unlike any the network was trained on (the NIST phantom's short-T1 spheres).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +55,57 @@ LR_RESIDUAL_FLAG = 0.1
 MIN_REGION_FRACTION = 0.02
 #: Width (mm, Gaussian sigma) of the transition between a fallen-back region and the rest.
 FALLBACK_EDGE_MM = 4.0
+
+
+#: A map departs locally from the acquired LR map where their difference, both smoothed by
+#: LOCAL_SIGMA_LR LR voxels, exceeds this share of the smoothed LR map (PD, T1, T2). Chosen
+#: on validation phantoms (benchmarks.local_fallback; benchmarks/results/local_fallback.md):
+#: per map the smallest of 0.1, 0.15, 0.2, 0.3 whose fallback moves no validation setting's
+#: GM MAE by more than 1 % (T2 departs most at CSF edges, where it varies 20-fold).
+LOCAL_DEPARTURE = (0.15, 0.15, 0.3)
+LOCAL_SIGMA_LR = 1.0
+
+
+def local_departure(maps_hr: np.ndarray, evidence: Evidence) -> np.ndarray:
+    """Per map and LR voxel (3, x, y, z): |G(D(maps) - y)| / G(|y|), G a Gaussian of
+    :data:`LOCAL_SIGMA_LR` LR voxels (systematic departures; noise averages out); 0 at the
+    LR voxels that are not data (``evidence.valid``) and where the smoothed LR map is 0."""
+    lr = np.asarray(evidence.lr, np.float64)
+    diff = forward(maps_hr, evidence.acquisition) - lr
+    out = np.zeros_like(lr)
+    for i in range(len(lr)):
+        valid = np.ones(lr[i].shape, bool) if evidence.valid is None else evidence.valid[i]
+        d = ndimage.gaussian_filter(np.where(valid, diff[i], 0.0), LOCAL_SIGMA_LR)
+        ref = ndimage.gaussian_filter(np.where(valid, np.abs(lr[i]), 0.0), LOCAL_SIGMA_LR)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[i] = np.where(valid & (ref > 0), np.abs(d) / ref, 0.0)
+    return out
+
+
+def local_weight(
+    departure: np.ndarray, evidence: Evidence, limits: Sequence[float] = LOCAL_DEPARTURE
+) -> np.ndarray:
+    """Weight of the super-resolved maps per map on the HR grid (n, X, Y, Z; 1: kept, 0:
+    :func:`fallback_maps`): 0 within the LR voxels of the brain whose
+    :func:`local_departure` (n, x, y, z) is above the map's limit and one LR voxel around
+    them, rising to 1 over :data:`FALLBACK_EDGE_MM` outside."""
+    shape = evidence.mask.shape
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    to_lr = np.linalg.inv(evidence.lr_affine) @ evidence.hr_affine
+    lr_ijk = (to_lr[:3, :3] @ ijk + to_lr[:3, 3:]).reshape(3, *shape)
+    sigma = FALLBACK_EDGE_MM / np.asarray(grid.voxel_sizes(evidence.hr_affine))
+    weights = np.ones((len(departure), *shape), np.float32)
+    for i, (dep, limit) in enumerate(zip(departure, limits, strict=True)):
+        flagged = dep > limit
+        if not flagged.any():
+            continue
+        # the departure is smoothed by one LR voxel, which dilutes it at a region's rim
+        flagged = ndimage.binary_dilation(flagged, iterations=1)
+        hr = ndimage.map_coordinates(flagged.astype(np.float32), lr_ijk, order=0, mode="nearest")
+        fallen = (hr > 0.5) & evidence.mask
+        soft = np.maximum(fallen, ndimage.gaussian_filter(fallen.astype(np.float32), sigma))
+        weights[i] = np.clip(1.0 - soft, 0.0, 1.0)
+    return weights
 
 
 def fallback_maps(lr: np.ndarray, acquisition: Acquisition) -> np.ndarray:
@@ -247,15 +303,17 @@ def falls_back(region: Mapping[str, Any]) -> bool:
 
 
 def guard(
-    sr: np.ndarray, up: np.ndarray, evidence: Evidence
+    sr: np.ndarray, up: np.ndarray, evidence: Evidence, local: bool = True
 ) -> tuple[np.ndarray, dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """The regional checks of ``sr`` (3, X, Y, Z) and their fallback, as the app runs them:
     the guides re-synthesised from ``sr`` and from :func:`fallback_maps`,
     :func:`regional_checks` (``up``: the zero-filled input, the LR residual's reference),
     and the maps with every region that :func:`falls_back` blended to the interpolation
-    (:func:`fallback_weight`). Returns (maps, checks per region, fallen regions with their
-    share of the brain and reasons); ``sr`` itself, no checks and none fallen without
-    guides or brain."""
+    (:func:`fallback_weight`); then, when ``local``, each map blended to the interpolation
+    wherever it departs locally from the acquired LR map (:func:`local_fallback`). Returns
+    (maps, checks per region, fallen regions with their share of the brain and reasons;
+    a local fallback is named "local <map>"); ``sr`` itself, no checks and none fallen
+    without guides or brain."""
     mask = evidence.mask
     if not evidence.guides or not mask.any():
         return sr, {}, []
@@ -268,10 +326,57 @@ def guard(
         for name, r in regions.items()
         if falls_back(r)
     ]  # fmt: skip
-    if not fell:
-        return sr, regions, fell
-    w = fallback_weight([f["region"] for f in fell], mask.shape, evidence.hr_affine, mask)
-    return (w * sr + (1.0 - w) * interp).astype(np.float32), regions, fell
+    out = sr
+    if fell:
+        w = fallback_weight([f["region"] for f in fell], mask.shape, evidence.hr_affine, mask)
+        out = (w * sr + (1.0 - w) * interp).astype(np.float32)
+    if local:
+        out, local_fell = local_fallback(out, evidence)
+        fell += local_fell
+    return out, regions, fell
+
+
+def lr_footprint(evidence: Evidence) -> np.ndarray:
+    """The LR voxels (x, y, z) that are mostly brain: the brain mask through the
+    acquisition model above 0.5."""
+    return forward(evidence.mask[None].astype(np.float64), evidence.acquisition)[0] > 0.5
+
+
+def local_fallback(maps: np.ndarray, evidence: Evidence) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """``maps`` (3, X, Y, Z) blended to :func:`fallback_maps` per map wherever
+    :func:`local_departure` exceeds :data:`LOCAL_DEPARTURE` (:func:`local_weight`), and a
+    record per map that fell back anywhere: region "local <map>", its share of the brain
+    (weight below 0.5), the LR voxels and the largest departure."""
+    departure = local_departure(maps, evidence)
+    departure[:, ~lr_footprint(evidence)] = 0.0
+    limits = np.asarray(LOCAL_DEPARTURE)[:, None, None, None]
+    if not (departure > limits).any():
+        return maps, []
+    weights = local_weight(departure, evidence)
+    out = (weights * maps + (1.0 - weights) * evidence.interpolated).astype(np.float32)
+    brain = evidence.mask
+    fell = []
+    for i, name in enumerate(MAP_ORDER):
+        flagged = int((departure[i] > LOCAL_DEPARTURE[i]).sum())
+        if not flagged:
+            continue
+        share = float((weights[i][brain] < 0.5).mean())
+        labels, n = ndimage.label(departure[i] > LOCAL_DEPARTURE[i])
+        largest = 1 + int(np.argmax(ndimage.sum(np.ones_like(labels), labels, range(1, n + 1))))
+        centre = evidence.lr_affine @ np.append(np.argwhere(labels == largest).mean(axis=0), 1)
+        where = ", ".join(f"{v:.0f}" for v in centre[:3])
+        fell.append({
+            "region": f"local {name}",
+            "fraction_of_brain": share,
+            "reasons": [
+                f"the {name} map departs from the acquired LR {name} map by more than "
+                f"{100 * LOCAL_DEPARTURE[i]:.0f} % of it in {flagged} LR voxels (largest "
+                f"{100 * float(departure[i].max()):.0f} %; {n} cluster(s), the largest "
+                f"around {where} mm in scanner coordinates): values the acquisition does not "
+                "support, e.g. tissue unlike any the model was trained on"
+            ],
+        })  # fmt: skip
+    return out, fell
 
 
 def fallback_weight(

@@ -1,6 +1,8 @@
 """Regional data-consistency checks and fallback (swigapp.consistency): regions named in
 world coordinates, checks that find a corrupted region and only it, warnings that name it."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -336,3 +338,30 @@ def test_the_head_mask_is_the_input_handlings_head_region_and_one_lr_voxel_aroun
     far[6:26, 6:26, 6:26] = False  # two LR voxels and more from the brain
     assert (noise > 0).mean() > 0.4  # the background's positive half, where speckle was
     assert (kept.maps[:, far] == 0).all()
+
+
+def test_values_the_lr_maps_contradict_fall_back_locally_and_only_there():
+    # the NIST phantom's short-T2 spheres: the network drew T2 up to 4x the acquired value
+    rng = np.random.default_rng(1)
+    truth, lr, up, hr_affine, lr_affine, mask = two_x_subject(rng)
+    ev = evidence(lr, {"T1w": truth[1].copy()}, hr_affine, lr_affine, mask)
+    ev = evidence(lr, ev.synthesise(truth), hr_affine, lr_affine, mask)  # a true T1w guide
+    kept, fell = cons.local_fallback(truth.copy(), ev)
+    assert fell == [] and np.array_equal(kept, truth)  # consistent maps are left alone
+    distance = np.sqrt(((np.indices(SHAPE) - 16.0) ** 2).sum(axis=0))
+    ball = distance <= 4.5  # a 9 mm sphere on a 1 mm grid, 2 mm LR voxels
+    sr = truth.copy()
+    sr[2][ball] *= 2.0
+    out, fell = cons.local_fallback(sr, ev)
+    assert [f["region"] for f in fell] == ["local T2"]
+    assert 0 < fell[0]["fraction_of_brain"] < 0.05  # the ball is 1.2 % of the volume
+    assert np.array_equal(out[:2], sr[:2])  # PD and T1 untouched
+    assert np.abs(out[2][ball] / truth[2][ball] - 1).mean() < 0.05  # back to the LR data
+    assert np.allclose(out[2][distance > 14], sr[2][distance > 14], rtol=1e-3)
+    guarded, _, fallen = cons.guard(sr, up, ev)
+    assert [f["region"] for f in fallen] == ["local T2"]  # no octant falls back
+    assert np.abs(guarded[2][ball] / truth[2][ball] - 1).mean() < 0.05
+    result = SuperResolution(method="swig", regions={}, regional_fallback=fell)
+    (warning,) = regional_warnings(result)
+    assert warning.startswith("local T2: in ") and "departs from the acquired LR T2" in warning
+    assert re.search(r"around 1[5-7], 1[5-7], 1[5-7] mm", warning)  # the ball's centre

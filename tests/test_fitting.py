@@ -224,3 +224,32 @@ def test_mp2rage_t1_from_uni_integer_unit1_and_inversions():
         fit_mp2rage(PROTOCOL, inv1=g1)
     with pytest.raises(ValueError, match="impossible MP2RAGE timing"):
         MP2RAGEProtocol(tr=2.0, ti=(0.7, 2.5), flips=(4.0, 5.0), tau=0.0071, n=160).delays()
+
+
+# Clipped magnitudes -------------------------------------------------------------------------
+
+
+def test_saturated_flags_a_recurring_whole_number_ceiling_only():
+    from swigapp.fitting import saturated
+
+    rng = np.random.default_rng(0)
+    data = np.round(rng.uniform(0, 5000, (2000, 8)))
+    assert not saturated(data).any()  # a one-off maximum is data
+    clipped = np.minimum(data, 4095)
+    flags = saturated(clipped)
+    assert flags.sum() == (data >= 4095).sum() > 100
+    assert not saturated(np.minimum(data + 0.25, 4095.25)).any()  # not a whole number
+    assert not saturated(np.full((4, 3), np.nan)).any()
+
+
+def test_fit_by_pattern_fits_each_pattern_on_its_samples_and_leaves_short_ones_nan():
+    from swigapp.fitting import fit_by_pattern
+
+    t2 = np.array([0.05, 0.08, 0.12, 0.2])
+    trains = np.stack([epg_train(np.array([t]), np.array([0.9]), ESP, ECHOES)[0] for t in t2])
+    usable = np.ones_like(trains, bool)
+    usable[1, :5] = False  # the first 5 echoes clipped
+    usable[2, :30] = False  # only 2 echoes left
+    fit = fit_by_pattern(lambda rows, use: fit_mese(trains[rows], TE, use=use), trains, usable, 3)
+    assert fit.maps["T2"][[0, 1, 3]] == pytest.approx(t2[[0, 1, 3]], rel=0.01)
+    assert np.isnan(fit.maps["T2"][2]) and np.isnan(fit.residual[2])

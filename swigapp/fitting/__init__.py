@@ -23,6 +23,7 @@ physical range) are NaN in every map: they then travel the imperfect-input path 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,3 +90,57 @@ def parabolic_offset(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np
 def chunks(n: int, size: int) -> list[slice]:
     """Slices covering range(n) in pieces of at most ``size``."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+#: A series' largest value counts as the scanner's ceiling (clipped magnitudes) when it is a
+#: whole number reached by at least this many samples and this share of the finite ones.
+MIN_SATURATED = 8
+SATURATED_FRACTION = 1e-3
+
+
+def saturated(data: np.ndarray) -> np.ndarray:
+    """Samples at the scanner's ceiling: where a whole-number maximum recurs (the magnitude
+    was clipped, e.g. at 4095 for 12-bit images), by :data:`MIN_SATURATED` and
+    :data:`SATURATED_FRACTION`; all False when the maximum is a one-off."""
+    data = np.asarray(data)
+    finite = np.isfinite(data)
+    if not finite.any():
+        return np.zeros(data.shape, bool)
+    top = float(data[finite].max())
+    at_top = finite & (data == top)
+    enough = max(MIN_SATURATED, SATURATED_FRACTION * finite.sum())
+    if top <= 0 or top != round(top) or at_top.sum() < enough:
+        return np.zeros(data.shape, bool)
+    return at_top
+
+
+def fit_by_pattern(
+    fit: Callable[[np.ndarray, np.ndarray], Fit],
+    data: np.ndarray,
+    usable: np.ndarray,
+    min_samples: int,
+) -> Fit:
+    """One fit per pattern of usable samples: ``fit(rows, use)`` fits the voxels ``rows``
+    of ``data`` (voxels, n) on the samples where ``use``. Voxels with fewer than
+    ``min_samples`` usable samples are NaN. The model text, notes and parameters are those
+    of the fit on the most samples (all of them, unless every voxel lost some)."""
+    patterns, inverse = np.unique(usable, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse, minlength=len(patterns))
+    order = np.lexsort((-counts, -patterns.sum(axis=1)))
+    maps: dict[str, np.ndarray] = {}
+    residual = np.full(len(data), np.nan)
+    head: Fit | None = None
+    for k in order:
+        use = patterns[k]
+        if use.sum() < min_samples:
+            continue
+        rows = np.flatnonzero(inverse == k)
+        part = fit(rows, use)
+        head = head or part
+        for name, value in part.maps.items():
+            maps.setdefault(name, np.full(len(data), np.nan))[rows] = value
+        residual[rows] = part.residual
+    if head is None:
+        raise ValueError(f"no voxel has {min_samples} usable samples to fit")
+    return Fit(maps, residual, head.model, list(head.notes), dict(head.parameters))

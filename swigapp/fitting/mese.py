@@ -100,15 +100,23 @@ def _atoms(model: str, echo_times: np.ndarray, t2: np.ndarray, b1: np.ndarray) -
 
 
 @lru_cache(maxsize=4)
-def _dictionary(
-    model: str, echo_times: tuple[float, ...], first: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (T2, B1) grid and its unit-norm echo trains (n_t2 * n_b1, echoes used)."""
+def _trains(model: str, echo_times: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (T2, B1) grid and its echo trains over all echoes (n_t2 * n_b1, echoes)."""
     te = np.asarray(echo_times)
     t2_grid = np.exp(np.arange(math.log(T2_RANGE[0]), math.log(T2_RANGE[1]), math.log(T2_STEP)))
     b1_grid = B1_GRID if model == "epg" else np.ones(1)
     t2_atoms, b1_atoms = (g.ravel() for g in np.meshgrid(t2_grid, b1_grid, indexing="ij"))
-    atoms = _atoms(model, te, t2_atoms, b1_atoms)[:, first:]
+    return t2_grid, b1_grid, _atoms(model, te, t2_atoms, b1_atoms)
+
+
+@lru_cache(maxsize=8)
+def _dictionary(
+    model: str, echo_times: tuple[float, ...], keep: tuple[bool, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (T2, B1) grid and its unit-norm echo trains (n_t2 * n_b1, echoes kept), the
+    trains simulated over all echoes (:func:`_trains`, once per protocol)."""
+    t2_grid, b1_grid, trains = _trains(model, echo_times)
+    atoms = trains[:, np.asarray(keep)]
     unit = atoms / np.linalg.norm(atoms, axis=1, keepdims=True)
     return t2_grid, b1_grid, unit.astype(np.float32)
 
@@ -151,11 +159,14 @@ def fit_mese(
     echo_times: Sequence[float],
     model: str = "epg",
     chunk: int = 4096,
+    use: Sequence[bool] | None = None,
 ) -> Fit:
     """Fit T2 (s) and M0 to a magnitude echo train stacked on the last axis of ``series``.
 
-    ``echo_times`` in s (evenly spaced, the first at one spacing, as a CPMG train). Returns
-    maps T2, M0 and, for the EPG model, B1 (refocusing efficiency, 1 = 180 degrees).
+    ``echo_times`` in s (evenly spaced, the first at one spacing, as a CPMG train); ``use``:
+    which echoes enter the fit (in the order given; e.g. clipped ones left out), the model
+    still simulating the whole train. Returns maps T2, M0 and, for the EPG model, B1
+    (refocusing efficiency, 1 = 180 degrees).
     """
     if model not in MODELS:
         raise ValueError(f"unknown MESE model {model!r} (one of {', '.join(MODELS)})")
@@ -164,6 +175,11 @@ def fit_mese(
         raise ValueError(f"MESE: at least 3 echoes are needed to fit T2, got {te.size}")
     order = np.argsort(te)
     te = te[order]
+    keep = np.ones(te.size, bool) if use is None else np.asarray(use, bool)[order]
+    if model == "exp":
+        keep[0] = False
+    if keep.sum() < (3 if model == "epg" else 2):
+        raise ValueError(f"MESE: too few echoes to fit T2 ({int(keep.sum())} used)")
     data, shape = as_series(series, te.size, "MESE")
     data = data[:, order]
     if model == "epg":
@@ -172,9 +188,8 @@ def fit_mese(
             raise ValueError(
                 f"MESE: the EPG model needs evenly spaced echoes from n x ESP, got TE = {te} s"
             )
-    used = slice(1, None) if model == "exp" else slice(None)
-    t2_grid, b1_grid, unit = _dictionary(model, tuple(te.tolist()), used.start or 0)
-    y = np.nan_to_num(data[:, used])
+    t2_grid, b1_grid, unit = _dictionary(model, tuple(te.tolist()), tuple(keep.tolist()))
+    y = np.nan_to_num(data[:, keep])
     norm = np.linalg.norm(y, axis=1)
     best_t2 = np.zeros(len(y))
     best_b1 = np.ones(len(y))
@@ -185,7 +200,7 @@ def fit_mese(
     fitted = np.zeros((len(y), te.size))
     for part in chunks(len(y), 8 * chunk):
         fitted[part] = _atoms(model, te, best_t2[part], best_b1[part])
-    used_fit = fitted[:, used]
+    used_fit = fitted[:, keep]
     m0 = np.einsum("vk,vk->v", used_fit, y) / np.maximum(
         np.einsum("vk,vk->v", used_fit, used_fit), 1e-30
     )
@@ -193,7 +208,7 @@ def fit_mese(
     maps = {"T2": best_t2, "M0": m0}
     if model == "epg":
         maps["B1"] = best_b1
-    bad = ~np.all(np.isfinite(data[:, used]), axis=1) | (norm <= 0) | (m0 <= 0)
+    bad = ~np.all(np.isfinite(data[:, keep]), axis=1) | (norm <= 0) | (m0 <= 0)
     invalidate(maps, bad, {"T2": T2_RANGE})
     residual[bad] = np.nan
     if model == "epg":

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from swigapp.fitting import fit_by_pattern, saturated
 from swigapp.io.images import InputError, load_image
 
 LOG = logging.getLogger("swigapp.io")
@@ -325,10 +326,21 @@ def run_fit(series: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
         stack, affine = _load_stack(series["files"])
         signal = _signal(stack)
         voxels = stack[signal]
+        b1 = None
+        if kind == "VFA" and "TB1map" in series["extra"]:
+            b1 = _b1_on(series["extra"]["TB1map"], stack.shape[:3], affine)[signal]
+        clipped = saturated(voxels)
         try:
-            part = _fit_voxels(series, kind, protocol, voxels, stack, affine, signal)
+            part = fit_by_pattern(
+                lambda rows, use: _fit_voxels(kind, protocol, voxels[rows], use, b1, rows),
+                voxels,
+                ~clipped,
+                MIN_SAMPLES[kind],
+            )
         except ValueError as err:
             raise InputError(f"{series['files'][0]}: {err}") from err
+        if clipped.any():
+            _note_clipping(part, clipped, float(voxels[clipped][0]), MIN_SAMPLES[kind])
         maps = {}
         for name, value in part.maps.items():
             full = np.full(signal.shape, np.nan)
@@ -342,28 +354,47 @@ def run_fit(series: Mapping[str, Any]) -> tuple[Any, np.ndarray, np.ndarray]:
     return fit, affine, signal
 
 
+#: The fewest samples a voxel's fit needs, per series.
+MIN_SAMPLES = {"MESE": 3, "IRT1": 3, "VFA": 2}
+
+
 def _fit_voxels(
-    series: Mapping[str, Any],
     kind: str,
     protocol: Mapping[str, Any],
     voxels: np.ndarray,
-    stack: np.ndarray,
-    affine: np.ndarray,
-    signal: np.ndarray,
+    use: np.ndarray,
+    b1: np.ndarray | None,
+    rows: np.ndarray,
 ) -> Any:
-    """The fit of one MESE, IRT1 or VFA series on its voxels with signal."""
+    """The fit of one MESE, IRT1 or VFA series on ``voxels`` (voxels, n), using the samples
+    where ``use`` (``b1``: the VFA's transmit efficiency over all voxels, ``rows`` of it)."""
     from swigapp.fitting.irt1 import fit_irt1
     from swigapp.fitting.mese import fit_mese
     from swigapp.fitting.vfa import fit_vfa
 
     if kind == "MESE":
-        return fit_mese(voxels, **protocol)
+        return fit_mese(voxels, **protocol, use=use)
     if kind == "IRT1":
-        return fit_irt1(voxels, **protocol)
-    b1 = None
-    if "TB1map" in series["extra"]:
-        b1 = _b1_on(series["extra"]["TB1map"], stack.shape[:3], affine)[signal]
-    return fit_vfa(voxels, b1=b1, **protocol)
+        ti = [t for t, u in zip(protocol["inversion_times"], use, strict=True) if u]
+        return fit_irt1(voxels[:, use], ti, protocol["repetition_time"])
+    flips = [a for a, u in zip(protocol["flip_angles"], use, strict=True) if u]
+    b1_rows = None if b1 is None else b1[rows]
+    return fit_vfa(voxels[:, use], flips, protocol["repetition_time"], b1=b1_rows)
+
+
+def _note_clipping(fit: Any, clipped: np.ndarray, ceiling: float, min_samples: int) -> None:
+    """Record clipped samples left out of ``fit``: a note for the sidecars and QC, counts in
+    its parameters, and a warning."""
+    voxels = int(clipped.any(axis=1).sum())
+    lost = int((((~clipped).sum(axis=1)) < min_samples).sum())
+    fit.parameters["ClippedSamples"] = int(clipped.sum())
+    fit.parameters["ClippedVoxels"] = voxels
+    fit.notes.append(
+        f"{int(clipped.sum())} samples in {voxels} voxels sat at the images' ceiling "
+        f"({ceiling:g}: clipped magnitudes) and were left out of the fit; {lost} voxels kept "
+        f"fewer than {min_samples} samples and are NaN"
+    )
+    LOG.warning("clipped magnitudes: %s", fit.notes[-1])
 
 
 def _b1_on(path: str, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:

@@ -361,9 +361,25 @@ class SliceStack2D(Acquisition):
         return self.slice_spacing - self.slice_thickness
 
     def interpolate(self, y: ArrayLike) -> np.ndarray:
-        """The stack's own least-squares upsampling, in float64 (best measured for a 2D
-        stack: module docstring of :mod:`swigapp.consistency`)."""
-        return np.asarray(self.upsample(np.asarray(y, np.float64)))
+        """In-plane cubic spline, then the stack's own least-squares upsampling through the
+        plane, in float64 (best measured: module docstring of :mod:`swigapp.consistency`).
+        In the plane the stack is a k-space truncation, as 3D k-space is, for which cubic
+        spline rings 4-10x less than the zero-filling of :meth:`upsample`; with in-plane
+        factors of 1 the two are the same."""
+        y = np.asarray(y, np.float64)
+        _check_tail(y, self.lr_shape, "LR")
+        if all(self.factors[a] == 1 for a in range(3) if a != self.slice_axis):
+            return np.asarray(self.upsample(y))
+        mid = list(self.hr_shape)
+        mid[self.slice_axis] = self.lr_shape[self.slice_axis]
+        flat = y.reshape(-1, *self.lr_shape)
+        in_plane = np.stack([upsample_interp(v, mid, order=3) for v in flat]).astype(np.float64)
+        through = np.moveaxis(
+            np.tensordot(self.inverse, in_plane, axes=([1], [1 + self.slice_axis])),
+            0,
+            1 + self.slice_axis,
+        )
+        return through.reshape(*y.shape[:-3], *self.hr_shape)
 
     def restrict(self, hr_shape: Sequence[int], lr_shape: Sequence[int]) -> SliceStack2D:
         """The stack's operator from an HR box to its LR box (cached per shape)."""

@@ -396,6 +396,13 @@ def regional_warnings(superres: SuperResolution) -> list[str]:
                 f"in the {name} region ({share}) {'; '.join(failed.values())}; the maps were "
                 f"kept ({kept})"
             )
+    for entry in superres.regional_fallback or []:
+        if entry["region"] not in regions:  # a local fallback (swigapp.consistency)
+            out.append(
+                f"{entry['region']}: in {100 * entry['fraction_of_brain']:.2f} % of the brain "
+                "the map fell back to the interpolated low-resolution map: "
+                + "; ".join(entry["reasons"])
+            )
     return out
 
 
