@@ -71,6 +71,38 @@ def subject_rows(setting: str, anatomy: str, subject, network, limits) -> list[d
     return rows
 
 
+def speed(repeats: int = 3) -> None:
+    """Seconds of :func:`swigapp.consistency.local_fallback` on a 1 mm brain's grid
+    (160x192x160, 2 mm 3D k-space LR maps), with consistent maps and with one map falling
+    back in a 1 ml cube; medians of ``repeats``."""
+    import time
+
+    from scipy import ndimage
+
+    from swigapp.operators.acquisition import KSpace3D
+
+    hr, lr = (160, 192, 160), (80, 96, 80)
+    noise = np.random.default_rng(0).standard_normal((3, *hr))
+    base = np.array([0.8, 1.2, 0.09])[:, None, None, None]
+    maps = (base * (1 + 0.1 * ndimage.gaussian_filter(noise, (0, 4, 4, 4)))).astype(np.float32)
+    acq = KSpace3D(hr, lr)
+    y = np.asarray(acq.forward(maps.astype(np.float64)), np.float32)
+    lr_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    lr_affine[:3, 3] = 0.5
+    mask = np.zeros(hr, bool)
+    mask[20:140, 20:172, 20:140] = True
+    evidence = cons.Evidence(y, acq, {}, {}, mask, lr_affine, np.eye(4))
+    bad = maps.copy()
+    bad[2, 70:80, 90:100, 70:80] *= 2
+    for label, m in (("consistent maps", maps), ("T2 falls back in 1 ml", bad)):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            cons.local_fallback(m, evidence)
+            times.append(time.perf_counter() - start)
+        print(f"{label}: median {np.median(times):.2f} s of {repeats} ({platform.machine()})")
+
+
 def main() -> None:
     """Score the validation phantoms and write the report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -84,7 +116,12 @@ def main() -> None:
     p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED,
                    help="5000: report on the held-out phantoms (with --anatomy template "
                    "heldout); the limits are chosen at the default, 3000")  # fmt: skip
+    p.add_argument("--speed", action="store_true",
+                   help="only time the local fallback on a 1 mm brain's grid")  # fmt: skip
     args = p.parse_args()
+    if args.speed:
+        speed()
+        return
     tag = "" if args.phantom_seed == VALIDATION_SEED else f"_seed{args.phantom_seed}"
     network = load_candidate(args.model)
     rows: list[dict] = []

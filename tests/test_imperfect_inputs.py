@@ -507,3 +507,23 @@ def test_a_map_mostly_beyond_the_physical_range_is_refused(lr_copy, tmp_path):
     )
     with pytest.raises(InputError, match=r"T2map.*% of the head voxels are invalid.*physical"):
         _conform(maps, guide, tmp_path / "c")
+
+
+def test_signal_cut_off_from_the_head_by_failed_fits_is_reported(tmp_path):
+    # the NIST phantom's MESE: spheres in a fluid whose fits failed (clipped echoes)
+    pd = np.zeros((40, 40, 12), np.float32)
+    pd[4:36, 4:36, 2:10] = np.nan  # the object, its fits failed
+    pd[4:36, 26:36, 2:10] = 0.8  # the part the fits kept: the head region
+    pd[8:13, 8:13, 3:8] = 0.9  # a sphere of 125 voxels inside the failed fluid
+    t1 = np.where(np.isfinite(pd) & (pd > 0), 1.0, pd).astype(np.float32)
+    maps = {m: str(tmp_path / f"sub-01_{SUFFIX[m]}.nii.gz") for m in ("PD", "T1")}
+    like = nib.Nifti1Image(pd, np.diag([2.0, 2.0, 2.0, 1.0]))
+    _write(maps["PD"], pd, like)
+    _write(maps["T1"], t1, like)
+    notes = prepare_lr_maps(maps, SUFFIX).notes
+    (note,) = [n for n in notes if "apart from the head region" in n]
+    assert note.startswith("sub-01_PDmap.nii.gz: 125 voxels of signal in 1 piece(s)")
+    pd[8:13, 8:13, 3:8] = np.nan  # without the sphere, nothing to report
+    _write(maps["PD"], pd, like)
+    _write(maps["T1"], np.where(np.isfinite(pd) & (pd > 0), 1.0, pd), like)
+    assert not [n for n in prepare_lr_maps(maps, SUFFIX).notes if "apart" in n]

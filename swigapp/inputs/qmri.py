@@ -108,6 +108,15 @@ def head_region(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
     exactly 0) and on noisy backgrounds. Either map may be None (not acquired: the other one,
     or a T2 map in its place, decides alone).
     """
+    cand = head_candidates(pd, t1)
+    if not cand.any():
+        return cand
+    return ndimage.binary_fill_holes(largest_component(cand))
+
+
+def head_candidates(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
+    """The voxels with signal that :func:`head_region` connects: above 10 % of the 99th
+    percentile of the positive PD (of T1 where PD is not finite)."""
     present = pd if pd is not None else t1
     assert present is not None, "head_region needs a map"
     if pd is None:
@@ -122,9 +131,23 @@ def head_region(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
             continue
         thr = 0.1 * float(np.percentile(data[pos], 99))
         cand |= where & pos & (np.where(pos, data, 0) > thr)
-    if not cand.any():
-        return cand
-    return ndimage.binary_fill_holes(largest_component(cand))
+    return cand
+
+
+#: Signal outside the head region in a connected piece of at least this many LR voxels is
+#: reported (an island the head region left out, e.g. cut off by failed fits around it).
+MIN_ISLAND_VOXELS = 27
+
+
+def islands_outside(cand: np.ndarray, head: np.ndarray) -> tuple[int, int]:
+    """(pieces, voxels) of signal (``cand``) outside ``head`` in connected pieces of at
+    least :data:`MIN_ISLAND_VOXELS`."""
+    labels, n = ndimage.label(cand & ~head)
+    if not n:
+        return 0, 0
+    sizes = np.bincount(labels.ravel())[1:]
+    big = sizes >= MIN_ISLAND_VOXELS
+    return int(big.sum()), int(sizes[big].sum())
 
 
 def fill_invalid(
@@ -254,7 +277,9 @@ def prepare_lr_maps(
     raw, affine = _load_maps(map_files, acquired, where)
     with np.errstate(invalid="ignore"):
         valid = {m: np.isfinite(d) & (d >= 0) for m, d in raw.items()}
-    head = head_region(raw.get("PD"), raw.get("T1", raw.get("T2")))
+    cand = head_candidates(raw.get("PD"), raw.get("T1", raw.get("T2")))
+    head = ndimage.binary_fill_holes(largest_component(cand)) if cand.any() else cand
+    islands = islands_outside(cand, ndimage.binary_dilation(head, iterations=HEAD_MARGIN))
     n_head = int(head.sum())
     if n_head < 27:
         raise InputError(f"{map_files[acquired[0]]}: no head region found in the qMRI maps")
@@ -296,6 +321,13 @@ def prepare_lr_maps(
             maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
             units[name] = f"not acquired: estimated from {driver(acquired)} (tissue prior)"
     notes = _notes(quality, units, map_files, acquired, scale)
+    if islands[0]:
+        notes.append(
+            f"{Path(map_files[acquired[0]]).name}: {islands[1]} voxels of signal in "
+            f"{islands[0]} piece(s) of at least {MIN_ISLAND_VOXELS} lie apart from the head "
+            "region (its largest connected part, e.g. cut off by failed fits around them) "
+            "and are set to 0, not super-resolved"
+        )
     return LRMaps(maps, valid, head, affine, quality, units, scale, notes, acquired)
 
 
