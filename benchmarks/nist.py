@@ -39,6 +39,10 @@ TEMPERATURE_C = 20.0
 #: (partial volume with the sphere wall) is not scored.
 ROI_RADIUS_MM = 4.0
 FILES = (
+    "vfa.nii.gz",
+    "vfa.json",
+    "gre.nii.gz",
+    "gre.json",
     "ir.nii.gz",
     "ir.json",
     "mese.nii.gz",
@@ -80,16 +84,50 @@ def _image(ds) -> np.ndarray:
     return ds.pixel_array.T.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
 
 
+def volume(stack: list) -> tuple[np.ndarray, np.ndarray]:
+    """The slices of one 3D series sorted along their normal: (X, Y, Z) and its RAS+ affine
+    (the third column the step between slice centres)."""
+    row, col = (np.asarray(stack[0].ImageOrientationPatient[i : i + 3], float) for i in (0, 3))
+    normal = np.cross(row, col)
+    stack = sorted(stack, key=lambda d: float(normal @ np.asarray(d.ImagePositionPatient, float)))
+    affine = slice_affine(stack[0])
+    first, last = (np.asarray(d.ImagePositionPatient, float) for d in (stack[0], stack[-1]))
+    affine[:3, 2] = np.diag([-1.0, -1.0, 1.0]) @ (last - first) / (len(stack) - 1)
+    return np.stack([_image(d) for d in stack], axis=2), affine
+
+
 def extract(git_dir: Path, folder: Path) -> None:
     """Write ``FILES`` into ``folder`` from the stored copy of mrbias at ``git_dir``."""
     folder.mkdir(parents=True, exist_ok=True)
     series = _git(git_dir, "ls-tree", "-d", "--name-only", "HEAD", f"{TESTSET}/").decode().split()
-    ir, mese, tse = [], [], []
+    ir, mese, tse, vfa, gre = [], [], [], {}, []
     for name in series:
         desc = str(_dicoms(git_dir, name, first_only=True)[0].SeriesDescription)
-        kind = {"T2": mese, "tse": tse}.get(desc, ir if desc.startswith("T1-VIR") else None)
+        if desc.startswith("T1-VFA"):
+            slices = _dicoms(git_dir, name)
+            vfa[float(slices[0].FlipAngle)] = slices
+            continue
+        kind = {"T2": mese, "tse": tse, "gre": gre}.get(
+            desc, ir if desc.startswith("T1-VIR") else None
+        )
         if kind is not None:
             kind += _dicoms(git_dir, name)
+    flips = sorted(vfa)
+    volumes = [volume(vfa[f]) for f in flips]
+    nib.save(
+        nib.Nifti1Image(np.stack([v for v, _ in volumes], -1), volumes[0][1]),
+        folder / "vfa.nii.gz",
+    )
+    first = vfa[flips[0]][0]
+    meta = {"RepetitionTime": float(first.RepetitionTime) / 1000,
+            "EchoTime": float(first.EchoTime) / 1000, "FlipAngle": flips}  # fmt: skip
+    (folder / "vfa.json").write_text(json.dumps(meta, indent=1))
+    gre_data, gre_affine = volume(gre)
+    nib.save(nib.Nifti1Image(gre_data, gre_affine), folder / "gre.nii.gz")
+    meta = {"RepetitionTime": float(gre[0].RepetitionTime) / 1000,
+            "EchoTime": float(gre[0].EchoTime) / 1000,
+            "FlipAngle": float(gre[0].FlipAngle)}  # fmt: skip
+    (folder / "gre.json").write_text(json.dumps(meta, indent=1))
     tse = [d for d in tse if float(d.SliceThickness) == 4.0]  # the 3-slice TSE (both arrays)
     ir.sort(key=lambda d: float(d.InversionTime))
     mese.sort(key=lambda d: float(d.EchoTime))
@@ -135,7 +173,8 @@ def extract(git_dir: Path, folder: Path) -> None:
                 "uncertainty_s": float(r[f"{quantity} uncertainty (ms)"]) / 1000,
                 "centre_voxel": rois[f"{quantity.lower()}_roi_{r['Solution'].split('-')[1]}"][
                     "ctr_vox_coords"
-                ][:2],
+                ],
+                "t1_s": float(r["T1 reported (ms)"]) / 1000,
             }
             for r in rows
         }
@@ -143,21 +182,24 @@ def extract(git_dir: Path, folder: Path) -> None:
 
 
 def phantom_mask(images: np.ndarray) -> np.ndarray:
-    """The phantom's disc (X, Y, 1): the series' mean above 15 % of its 99th percentile,
-    holes (sphere walls, fiducials, the central bar) filled."""
+    """The phantom (X, Y, Z): the series' mean above 15 % of its 99th percentile, largest
+    connected part, holes (sphere walls, fiducials, the central bar) filled slice by slice."""
     from scipy import ndimage
 
     mean = images.mean(axis=-1)
     disc = mean > 0.15 * np.percentile(mean, 99)
     labels, n = ndimage.label(disc)
     largest = labels == 1 + int(np.argmax(ndimage.sum(disc, labels, range(1, n + 1))))
-    return ndimage.binary_fill_holes(largest)
+    return np.stack([ndimage.binary_fill_holes(largest[..., k])
+                     for k in range(largest.shape[2])], axis=2)  # fmt: skip
 
 
 def sphere_centres_mm(reference: dict, affine: np.ndarray) -> dict[str, np.ndarray]:
     """World coordinates (mm) of each sphere's ROI centre, from the template's in-plane
     voxel centre on the series' grid (the same scanner and field of view)."""
-    return {name: (affine @ [*r["centre_voxel"], 0.0, 1.0])[:3] for name, r in reference.items()}
+    return {
+        name: (affine @ [*r["centre_voxel"][:2], 0.0, 1.0])[:3] for name, r in reference.items()
+    }
 
 
 def sphere_region(
@@ -165,21 +207,27 @@ def sphere_region(
     affine: np.ndarray,
     centres: dict[str, np.ndarray],
     radius_mm: float = ROI_RADIUS_MM,
+    in_plane: bool = True,
 ) -> np.ndarray:
-    """Boolean image of the union of the sphere ROIs (in-plane discs of ``radius_mm``)."""
+    """Boolean image of the union of the sphere ROIs: discs of ``radius_mm`` in the slice
+    plane (``in_plane``: one slice through the spheres), else balls."""
     index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).astype(float)
     world = index @ affine[:3, :3].T + affine[:3, 3]
     region = np.zeros(shape, bool)
     for centre in centres.values():
-        region |= _in_plane_distance(world, centre, affine) <= radius_mm
+        region |= _distance(world, centre, affine, in_plane) <= radius_mm
     return region
 
 
-def _in_plane_distance(world: np.ndarray, centre: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Distance (mm) from ``centre`` within the slice plane (the slice axis is ignored)."""
-    normal = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
+def _distance(
+    world: np.ndarray, centre: np.ndarray, affine: np.ndarray, in_plane: bool
+) -> np.ndarray:
+    """Distance (mm) from ``centre``; within the slice plane (the slice axis ignored) when
+    ``in_plane``."""
     delta = world - centre
-    delta -= (delta @ normal)[..., None] * normal
+    if in_plane:
+        normal = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
+        delta = delta - (delta @ normal)[..., None] * normal
     return np.linalg.norm(delta, axis=-1)
 
 
@@ -188,16 +236,17 @@ def sphere_stats(
     affine: np.ndarray,
     centres: dict[str, np.ndarray],
     radius_mm: float = ROI_RADIUS_MM,
+    in_plane: bool = True,
 ) -> dict[str, tuple[float, float, int]]:
     """Per sphere: mean, standard error of the mean and number of the finite voxels whose
-    centres lie within ``radius_mm`` of the ROI centre, on the image's own grid."""
+    centres lie within ``radius_mm`` of the ROI centre (in the slice plane when
+    ``in_plane``), on the image's own grid."""
     index = np.stack(np.meshgrid(*map(np.arange, image.shape), indexing="ij"), -1).astype(float)
     world = index @ affine[:3, :3].T + affine[:3, 3]
     out = {}
     for name, centre in centres.items():
-        values = image[
-            (_in_plane_distance(world, centre, affine) <= radius_mm) & np.isfinite(image)
-        ]
+        values = image[(_distance(world, centre, affine, in_plane) <= radius_mm)
+                       & np.isfinite(image)]  # fmt: skip
         n = values.size
         sem = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         out[name] = (float(values.mean()) if n else float("nan"), sem, n)
@@ -301,6 +350,68 @@ def _case(folder: Path, stem: str):
         region_name="spheres",
         spheres={n: (reference[quantity][n], c) for n, c in centres.items()},
     )
+
+
+def gre_guide(folder: Path, affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The real 3D GRE (1 mm isotropic) on the VFA's grid: averaged along its slice axis
+    over the VFA's slice spacing, then linear interpolation through the affines."""
+    from scipy import ndimage
+
+    img = nib.load(folder / "gre.nii.gz")
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    size = round(float(np.linalg.norm(affine[:3, 2]) / np.linalg.norm(img.affine[:3, 2])))
+    data = ndimage.uniform_filter1d(data, size=max(size, 1), axis=2)
+    index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).astype(float)
+    inside = index @ (np.linalg.inv(img.affine) @ affine)[:3, :3].T
+    inside += (np.linalg.inv(img.affine) @ affine)[:3, 3]
+    coords = np.moveaxis(inside, -1, 0)
+    return ndimage.map_coordinates(data, coords, order=1, cval=0.0).astype(np.float32)
+
+
+def load_vfa(folder: Path):
+    """The phantom's 3D variable-flip-angle slab (both arrays, 1 x 1 x 3 mm): T1 of every
+    sphere, with NIST's T1 of the T2 array's spheres too."""
+    from benchmarks.real import RealCase
+    from swigapp.physics.protocol import Protocol
+
+    img = nib.load(folder / "vfa.nii.gz")
+    images = np.asarray(img.dataobj, dtype=np.float64)
+    meta = json.loads((folder / "vfa.json").read_text())
+    gre_meta = json.loads((folder / "gre.json").read_text())
+    reference = json.loads((folder / "reference.json").read_text())
+    gre_affine = nib.load(folder / "gre.nii.gz").affine
+    spheres = {}
+    for quantity, records in reference.items():
+        for name, r in records.items():
+            value = r["value_s"] if quantity == "T1" else r["t1_s"]
+            centre = (gre_affine @ [*r["centre_voxel"], 1.0])[:3]
+            spheres[name] = ({"value_s": value}, centre)
+    flips, tr, te = meta["FlipAngle"], meta["RepetitionTime"], meta["EchoTime"]
+    k = flips.index(15.0)
+    guides = {
+        "T1w": (images[..., k], Protocol("GRE", tr=tr, te=te, flip_deg=15.0,
+                                         source="flip angle 15 deg")),
+        "PDw": (gre_guide(folder, img.affine, images.shape[:3]),
+                Protocol("GRE", tr=gre_meta["RepetitionTime"], te=gre_meta["EchoTime"],
+                         flip_deg=gre_meta["FlipAngle"], source="real 3D GRE, 1 mm")),
+    }  # fmt: skip
+    assumed = [
+        "the T1w guide (flip angle 15 deg, which mrbias also leaves out) is left out of the "
+        "series and the reference",
+        "the PDw guide is a real 3D GRE (TR 6.3 ms, 10 deg, 1 mm) acquired separately, "
+        "averaged over each 3 mm slice onto the slab's grid",
+        "no B1 map: the app's VFA T1 is not corrected for B1, nor is the reference",
+        f"NIST's T1 of both arrays' spheres (batch 2, 3T, {TEMPERATURE_C:.0f} C); ROIs are "
+        f"balls of {ROI_RADIUS_MM:g} mm about mrbias's template centres",
+    ]
+    centres = {n: c for n, (_, c) in spheres.items()}
+    return RealCase(
+        "nistvfa", "VFA", images, flips, img.affine, phantom_mask(images),
+        {"RepetitionTime": tr, "EchoTime": te}, guides, factor=2, held_out=(k,),
+        assumed=assumed, region=sphere_region(images.shape[:3], img.affine, centres,
+                                              in_plane=False),
+        region_name="spheres", spheres=spheres,
+    )  # fmt: skip
 
 
 def load_ir(folder: Path):

@@ -61,7 +61,10 @@ SOURCES = {
     "nist": (nist.REPO, dict.fromkeys(nist.FILES)),
 }  # fmt: skip
 #: Map names of the app's outputs per fitted quantity, and the SSIM range of each (s or a.u.).
-SCORED = {"MESE": ("T2", "PD"), "IRT1": ("T1", "PD")}
+SCORED = {"MESE": ("T2", "PD"), "IRT1": ("T1", "PD"), "VFA": ("T1", "PD")}
+#: Each series' varying sidecar field and BIDS entity.
+SERIES_FIELD = {"MESE": ("EchoTime", "echo"), "IRT1": ("InversionTime", "inv"),
+                "VFA": ("FlipAngle", "flip")}  # fmt: skip
 SUFFIX = {"T1": "T1map", "T2": "T2map", "PD": "PDmap"}
 FIT_SUFFIX = {"T1": "T1map", "T2": "T2map", "PD": "M0map"}
 #: Initial k-means centres (s) for the GM label of a T2-only reference (WM, GM, CSF).
@@ -167,9 +170,10 @@ def load_irt1(folder: Path) -> RealCase:
 
 
 LOADERS = {"mese": load_mese, "irt1": load_irt1, "nistir": nist.load_ir,
-           "nistmese": nist.load_mese}  # fmt: skip
+           "nistmese": nist.load_mese, "nistvfa": nist.load_vfa}  # fmt: skip
 #: The folder under ``--data`` that holds each case's extracted files.
-FOLDERS = {"mese": "mese", "irt1": "irt1", "nistir": "nist", "nistmese": "nist"}
+FOLDERS = {"mese": "mese", "irt1": "irt1", "nistir": "nist", "nistmese": "nist",
+           "nistvfa": "nist"}  # fmt: skip
 
 
 def write_series(root: Path, case: RealCase, factor: int) -> Path:
@@ -183,7 +187,8 @@ def write_series(root: Path, case: RealCase, factor: int) -> Path:
     hr_shape = case.images.shape[:3]
     shape = lr_shape(hr_shape, (factor, factor, 1))
     affine = lr_affine(case.affine, hr_shape, shape)
-    parameter, entity = ("EchoTime", "echo") if case.kind == "MESE" else ("InversionTime", "inv")
+    parameter, entity = SERIES_FIELD[case.kind]
+    dims = "2D" if case.images.shape[2] == 1 else "3D"
     voxel = voxel_sizes(affine)
     clipped, top = ceiling(case.images)
     for n, k in enumerate(case.series_index, start=1):
@@ -196,14 +201,14 @@ def write_series(root: Path, case: RealCase, factor: int) -> Path:
         stem = anat / f"{sub}_acq-{'lowres' if factor > 1 else 'full'}_{entity}-{n}_{case.kind}"
         save_nifti(stem.with_suffix(".nii.gz"), lr.astype(np.float32), affine)
         write_json(stem.with_suffix(".json"), {
-            **case.common, parameter: case.values[k], "MRAcquisitionType": "2D",
+            **case.common, parameter: case.values[k], "MRAcquisitionType": dims,
             "SliceThickness": voxel[2],
         })  # fmt: skip
     if factor > 1:
         for suffix, (image, protocol) in case.guides.items():
             save_nifti(anat / f"{sub}_{suffix}.nii.gz", image, case.affine)
             sidecar = {**protocol.to_sidecar(), "EchoTime": protocol.te}
-            write_json(anat / f"{sub}_{suffix}.json", sidecar | {"MRAcquisitionType": "2D"})
+            write_json(anat / f"{sub}_{suffix}.json", sidecar | {"MRAcquisitionType": dims})
     return root
 
 
@@ -283,14 +288,20 @@ def scores(maps: dict[str, np.ndarray], ref: dict[str, np.ndarray], mask: np.nda
     """
     row = {}
     for m, value in ref.items():
-        x, y = np.nan_to_num(value[..., 0]), np.nan_to_num(maps[m][..., 0])
-        if m == "PD":
-            x, y = x / np.median(x[mask[..., 0]]), y / np.median(y[mask[..., 0]])
+        x, y, where, region = (_plane(a) for a in (value, maps[m], mask, gm))
+        x, y = np.nan_to_num(x), np.nan_to_num(y)
+        if m == "PD":  # the median over the mask's nonzero voxels (a map may be 0 in parts)
+            x, y = (v / np.median(v[where & (v > 0)]) for v in (x, y))
         data_range = metrics.DATA_RANGE[m] if m != "PD" else 2.0
-        row[f"{m} SSIM"] = metrics.ssim(y, x, data_range, mask=mask[..., 0])
+        row[f"{m} SSIM"] = metrics.ssim(y, x, data_range, mask=where)
         if m != "PD":
-            row[f"GM {m} MAE ms"] = metrics.tissue_mae_ms(y, x, {"GM": gm[..., 0]})["GM"]
+            row[f"GM {m} MAE ms"] = metrics.tissue_mae_ms(y, x, {"GM": region})["GM"]
     return row
+
+
+def _plane(image: np.ndarray) -> np.ndarray:
+    """A one-slice volume (X, Y, 1) as its plane; a volume of several slices as it is."""
+    return image[..., 0] if image.shape[-1] == 1 else image
 
 
 #: Checks of the app's fit against the source's own, per case.
@@ -345,25 +356,39 @@ def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = 
 def sphere_rows(case: RealCase, maps: dict[str, tuple[dict, np.ndarray]]) -> list[dict]:
     """Per sphere of a phantom case: NIST's value and each map's ROI mean (ms), with the LR
     fit's standard error, and whether the sphere is judged (its reference inside both the
-    series' range of TE/TI and the fit's range) and passes: |SR - ref| <= |LR fit - ref| +
-    2 SE(LR fit), i.e. SR moves the mean no further from NIST's value than the LR fit's own
-    error."""
+    series' range of TE/TI, or of Ernst angles for VFA, and the fit's range, and not in the
+    outer tenth of a 3D slab's slices, whose flip angle the slab profile lowers) and passes:
+    |SR - ref| <= |LR fit - ref| + 2 SE(LR fit), i.e. SR moves the mean no further from
+    NIST's value than the LR fit's own error."""
     from benchmarks import nist
     from swigapp.fitting import T1_RANGE, T2_RANGE
 
     if not case.spheres:
         return []
-    quantity = "T1" if case.kind == "IRT1" else "T2"
-    fit_range = T1_RANGE if quantity == "T1" else T2_RANGE
-    lo = max(min(case.values[k] for k in case.series_index), fit_range[0])
-    hi = min(max(case.values[k] for k in case.series_index), fit_range[1])
+    quantity = "T2" if case.kind == "MESE" else "T1"
+    fit_range = T2_RANGE if quantity == "T2" else T1_RANGE
+    used = [case.values[k] for k in case.series_index]
+    if case.kind == "VFA":  # the T1s whose Ernst angle lies among the flip angles
+        lo, hi = (-case.common["RepetitionTime"] / np.log(np.cos(np.radians(a)))
+                  for a in (max(used), min(used)))  # fmt: skip
+    else:
+        lo, hi = min(used), max(used)
+    lo, hi = max(lo, fit_range[0]), min(hi, fit_range[1])
     centres = {n: c for n, (_, c) in case.spheres.items()}
-    stats = {k: nist.sphere_stats(v[quantity], a, centres) for k, (v, a) in maps.items()}
+    in_plane = case.images.shape[2] == 1
+    stats = {k: nist.sphere_stats(v[quantity], a, centres, in_plane=in_plane)
+             for k, (v, a) in maps.items()}  # fmt: skip
+    # a 3D slab's outer tenth of slices sees a lower flip angle (the slab profile)
+    n = case.images.shape[2]
+    edge = int(np.ceil(0.1 * n)) if n > 1 else 0
+    to_index = np.linalg.inv(case.affine)
     rows = []
-    for name, (record, _) in case.spheres.items():
+    for name, (record, centre) in case.spheres.items():
         ref = record["value_s"]
-        row = {"sphere": name, "quantity": quantity, "NIST ms": 1000 * ref,
-               "judged": bool(lo <= ref <= hi)}  # fmt: skip
+        k = round(float((to_index @ [*centre, 1.0])[2]), 3)
+        inside = n == 1 or edge <= k <= n - 1 - edge
+        row = {"case": case.name, "sphere": name, "quantity": quantity, "NIST ms": 1000 * ref,
+               "judged": bool(lo <= ref <= hi and inside)}  # fmt: skip
         for k in maps:
             row[f"{k} ms"] = 1000 * stats[k][name][0]
         row["LR fit SE ms"] = 1000 * stats["LR fit"][name][1]
@@ -385,7 +410,8 @@ def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
         "of the full-resolution series; cubic: cubic spline of the app's LR fit; floor: the "
         "reference refitted after adding noise of the fit residual's level (what a perfect "
         "method would score against this reference). SSIM over the source's brain mask (the "
-        "phantom: its disc; PD: each map over its median there, range 2); GM: k-means label "
+        "phantom: its disc; PD: each map over its median over its nonzero voxels there, range "
+        "2); GM: k-means label "
         "of the reference (the phantom: its sphere ROIs).",
         "",
         "| case | map | SR SSIM | cubic SSIM | floor SSIM | SR GM MAE ms | cubic GM MAE ms "
@@ -432,20 +458,28 @@ def sphere_table(spheres: list[dict]) -> list[str]:
         "",
         "## The phantom's spheres against NIST's values",
         "",
-        f"Mean over each sphere's ROI (in-plane disc of {nist.ROI_RADIUS_MM:g} mm radius, "
-        "centres from mrbias's ROI template, on each map's own grid). Judged: NIST's value "
-        "inside the series' TI or TE range and the fit's range. Passes: |SR - NIST| <= "
-        "|LR fit - NIST| + 2 SE of the LR fit's mean (SR moves no sphere further from its "
-        f"reference than the LR fit's own error). {sum(s['passes'] for s in judged)} of "
-        f"{len(judged)} judged spheres pass.",
+        f"Mean over each sphere's ROI ({nist.ROI_RADIUS_MM:g} mm radius: a disc in the plane "
+        "of a one-slice series, a ball in a 3D slab; centres from mrbias's ROI template; on "
+        "each map's own grid). Judged: NIST's value inside the series' TI or TE range (VFA: "
+        "the T1s whose Ernst angle is among its flip angles) and the fit's range, and the "
+        "sphere not in the outer tenth of a 3D slab's slices (the slab profile lowers the "
+        "flip angle there). Passes: |SR - NIST| <= |LR fit - NIST| + 2 SE of the LR fit's "
+        "mean (SR moves no sphere further from its reference than the LR fit's own error). "
+        + "; ".join(
+            f"{c}: {sum(s['passes'] for s in judged if s['case'] == c)} of "
+            f"{sum(s['case'] == c for s in judged)} judged spheres pass"
+            for c in dict.fromkeys(s["case"] for s in spheres)
+        )
+        + ".",
         "",
-        "| sphere | map | NIST ms | reference (HR fit) ms | LR fit ms (SE) | SR ms | cubic ms "
-        "| judged | passes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | sphere | map | NIST ms | reference (HR fit) ms | LR fit ms (SE) | SR ms "
+        "| cubic ms | judged | passes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in spheres:
         lines.append(
-            f"| {s['sphere']} | {s['quantity']} | {s['NIST ms']:.1f} | {s['reference ms']:.1f} "
+            f"| {s['case']} | {s['sphere']} | {s['quantity']} | {s['NIST ms']:.1f} "
+            f"| {s['reference ms']:.1f} "
             f"| {s['LR fit ms']:.1f} ({s['LR fit SE ms']:.1f}) | {s['SR ms']:.1f} "
             f"| {s['cubic ms']:.1f} | {'yes' if s['judged'] else 'no'} "
             f"| {('yes' if s['passes'] else '**no**') if s['judged'] else '-'} |"

@@ -62,7 +62,7 @@ FALLBACK_EDGE_MM = 4.0
 #: on validation phantoms (benchmarks.local_fallback; benchmarks/results/local_fallback.md):
 #: per map the smallest of 0.1, 0.15, 0.2, 0.3 whose fallback moves no validation setting's
 #: GM MAE by more than 1 % (T2 departs most at CSF edges, where it varies 20-fold).
-LOCAL_DEPARTURE = (0.15, 0.15, 0.3)
+LOCAL_DEPARTURE = (0.1, 0.1, 0.3)
 LOCAL_SIGMA_LR = 1.0
 
 
@@ -94,9 +94,10 @@ def local_weight(
     to_lr = np.linalg.inv(evidence.lr_affine) @ evidence.hr_affine
     lr_ijk = (to_lr[:3, :3] @ ijk + to_lr[:3, 3:]).reshape(3, *shape)
     sigma = FALLBACK_EDGE_MM / np.asarray(grid.voxel_sizes(evidence.hr_affine))
+    footprint = lr_footprint(evidence)
     weights = np.ones((len(departure), *shape), np.float32)
     for i, (dep, limit) in enumerate(zip(departure, limits, strict=True)):
-        flagged = dep > limit
+        flagged = (dep > limit) & footprint
         if not flagged.any():
             continue
         # the departure is smoothed by one LR voxel, which dilutes it at a region's rim
@@ -344,9 +345,11 @@ def lr_footprint(evidence: Evidence) -> np.ndarray:
 
 def local_fallback(maps: np.ndarray, evidence: Evidence) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """``maps`` (3, X, Y, Z) blended to :func:`fallback_maps` per map wherever
-    :func:`local_departure` exceeds :data:`LOCAL_DEPARTURE` (:func:`local_weight`), and a
-    record per map that fell back anywhere: region "local <map>", its share of the brain
-    (weight below 0.5), the LR voxels and the largest departure."""
+    :func:`local_departure` exceeds :data:`LOCAL_DEPARTURE` in the brain
+    (:func:`local_weight`), and a record per map that fell back anywhere: region
+    "local <map>", its share of the brain (weight below 0.5), the LR voxels, the largest
+    departure and where. The maps beyond the brain mask are not checked: there the head
+    region's edge, where the maps are set to 0, departs too."""
     departure = local_departure(maps, evidence)
     departure[:, ~lr_footprint(evidence)] = 0.0
     limits = np.asarray(LOCAL_DEPARTURE)[:, None, None, None]
