@@ -435,8 +435,10 @@ def test_participant_level_with_method(tiny_dataset, tmp_path, extra):
     ssim_gain = {m: s[0] - s[1] for m, s in scores.items()}
     if method == "wmri2q":
         # maps from the guides alone: sharper PD and T1 than the LR input (T2 values are
-        # its weak side, README), measured here as SSIM to the truth
-        assert ssim_gain["PD"] > 0.05 and ssim_gain["T1"] > 0.03, scores
+        # its weak side, README), measured here as SSIM to the truth. Where its T1 departs
+        # from the LR data by more than 10 %, the guard's local fallback returns it to the
+        # interpolated LR map (T1 gain 0.023 with it, above 0.03 without)
+        assert ssim_gain["PD"] > 0.05 and ssim_gain["T1"] > 0.015, scores
     else:
         # 60 steps of the grid INR already sharpen T1 and T2 beyond the LR input (T1 SSIM
         # +0.04, T2 +0.025 when this was written) and lower their NRMSE
