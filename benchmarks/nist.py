@@ -194,6 +194,13 @@ def phantom_mask(images: np.ndarray) -> np.ndarray:
                      for k in range(largest.shape[2])], axis=2)  # fmt: skip
 
 
+def voxel_mm(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """Coordinates (..., 3) of every voxel centre of a grid through ``affine`` (mm, or
+    another grid's voxel indices for a voxel-to-voxel affine)."""
+    index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).astype(float)
+    return index @ affine[:3, :3].T + affine[:3, 3]
+
+
 def sphere_centres_mm(reference: dict, affine: np.ndarray) -> dict[str, np.ndarray]:
     """World coordinates (mm) of each sphere's ROI centre, from the template's in-plane
     voxel centre on the series' grid (the same scanner and field of view)."""
@@ -211,8 +218,7 @@ def sphere_region(
 ) -> np.ndarray:
     """Boolean image of the union of the sphere ROIs: discs of ``radius_mm`` in the slice
     plane (``in_plane``: one slice through the spheres), else balls."""
-    index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).astype(float)
-    world = index @ affine[:3, :3].T + affine[:3, 3]
+    world = voxel_mm(shape, affine)
     region = np.zeros(shape, bool)
     for centre in centres.values():
         region |= _distance(world, centre, affine, in_plane) <= radius_mm
@@ -241,8 +247,7 @@ def sphere_stats(
     """Per sphere: mean, standard error of the mean and number of the finite voxels whose
     centres lie within ``radius_mm`` of the ROI centre (in the slice plane when
     ``in_plane``), on the image's own grid."""
-    index = np.stack(np.meshgrid(*map(np.arange, image.shape), indexing="ij"), -1).astype(float)
-    world = index @ affine[:3, :3].T + affine[:3, 3]
+    world = voxel_mm(image.shape, affine)
     out = {}
     for name, centre in centres.items():
         values = image[(_distance(world, centre, affine, in_plane) <= radius_mm)
@@ -273,8 +278,7 @@ def tse_guide(folder: Path, affine: np.ndarray, shape: tuple[int, ...]) -> tuple
     coarse_affine = fine_affine @ np.array(
         [[2, 0, 0, 0.5], [0, 2, 0, 0.5], [0, 0, 1, 0], [0, 0, 0, 1.0]]
     )
-    index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).astype(float)
-    world = index @ affine[:3, :3].T + affine[:3, 3]
+    world = voxel_mm(shape, affine)
     inside = (world - coarse_affine[:3, 3]) @ np.linalg.inv(coarse_affine[:3, :3]).T
     image = map_coordinates(coarse, [inside[..., 0], inside[..., 1]], order=1, cval=0.0)
     return image.astype(np.float32), offsets[k]
@@ -361,10 +365,7 @@ def gre_guide(folder: Path, affine: np.ndarray, shape: tuple[int, ...]) -> np.nd
     data = np.asarray(img.dataobj, dtype=np.float64)
     size = round(float(np.linalg.norm(affine[:3, 2]) / np.linalg.norm(img.affine[:3, 2])))
     data = ndimage.uniform_filter1d(data, size=max(size, 1), axis=2)
-    index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1).astype(float)
-    inside = index @ (np.linalg.inv(img.affine) @ affine)[:3, :3].T
-    inside += (np.linalg.inv(img.affine) @ affine)[:3, 3]
-    coords = np.moveaxis(inside, -1, 0)
+    coords = np.moveaxis(voxel_mm(shape, np.linalg.inv(img.affine) @ affine), -1, 0)
     return ndimage.map_coordinates(data, coords, order=1, cval=0.0).astype(np.float32)
 
 
