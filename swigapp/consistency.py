@@ -87,17 +87,17 @@ def local_weight(
 ) -> np.ndarray:
     """Weight of the super-resolved maps per map on the HR grid (n, X, Y, Z; 1: kept, 0:
     :func:`fallback_maps`): 0 within the LR voxels of the brain whose
-    :func:`local_departure` (n, x, y, z) is above the map's limit and one LR voxel around
-    them, rising to 1 over :data:`FALLBACK_EDGE_MM` outside."""
+    :func:`local_departure` (n, x, y, z; 0 beyond :func:`lr_footprint`, as its callers set
+    it) is above the map's limit and one LR voxel around them, rising to 1 over
+    :data:`FALLBACK_EDGE_MM` outside."""
     shape = evidence.mask.shape
     ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
     to_lr = np.linalg.inv(evidence.lr_affine) @ evidence.hr_affine
     lr_ijk = (to_lr[:3, :3] @ ijk + to_lr[:3, 3:]).reshape(3, *shape)
     sigma = FALLBACK_EDGE_MM / np.asarray(grid.voxel_sizes(evidence.hr_affine))
-    footprint = lr_footprint(evidence)
     weights = np.ones((len(departure), *shape), np.float32)
     for i, (dep, limit) in enumerate(zip(departure, limits, strict=True)):
-        flagged = (dep > limit) & footprint
+        flagged = dep > limit
         if not flagged.any():
             continue
         # the departure is smoothed by one LR voxel, which dilutes it at a region's rim
