@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +36,40 @@ def test_tissue_prior_follows_the_driver_along_tissue_values():
     assert driver(["PD", "T2"]) == "T2" and driver(["PD", "T1"]) == "T1"
     with pytest.raises(ValueError):
         driver([])
+
+
+def test_a_zero_driver_beside_signal_gets_an_estimate_not_a_hole():
+    """A T2 map's ringing clipped at 0 beside the ventricles, where PD holds signal: the T1
+    estimate there is the curve's first point (WM), 0 only where every acquired map is 0."""
+    wm = TISSUE_PRIOR[0]
+    out = tissue_prior({"PD": np.array([0.8, 0.7, 0.0], np.float32),
+                        "T2": np.array([0.095, 0.0, 0.0], np.float32)}, ["PD", "T2"])  # fmt: skip
+    assert out["T1"][1] == pytest.approx(wm[1], rel=1e-5)
+    assert out["T1"][2] == 0 and out["T1"][0] > 0
+
+
+def test_brain_mask_with_an_estimated_t1_matches_the_full_set():
+    """T2 and PD given, T1 estimated: the brain mask (its T1 thresholds read the estimate) is
+    the full set's to within 0.3 % on the committed real individual (2 mm; the holes the
+    clipped T2 left in the estimate cut it by 1.1 %, and a validation individual's at 1 mm
+    by 15 %)."""
+    from swigapp.masking import mask_from_maps
+    from swigapp.models.features import upsample_maps
+    from swigapp.operators import grid
+    from swigapp.operators.acquisition import KSpace3D
+    from swigapp.phantom.subject import make_subject
+
+    fixture = Path(__file__).parent / "data" / "synthseg02_2mm_labels.nii.gz"
+    s = make_subject(0, 1, PhantomConfig(size="tiny", anatomy=str(fixture)))
+    acq = KSpace3D(s.truth.pd.shape, s.lr_maps["PD"].shape)
+
+    def mask(maps):
+        up = upsample_maps(maps, acq)
+        return mask_from_maps(up[0], up[1], voxel_size=grid.voxel_sizes(s.affine), t2=up[2])
+
+    full = mask(s.lr_maps).sum()
+    estimated = mask(tissue_prior({k: s.lr_maps[k] for k in ("PD", "T2")}, ["PD", "T2"])).sum()
+    assert abs(estimated / full - 1) < 0.003
 
 
 @pytest.fixture(scope="module")
