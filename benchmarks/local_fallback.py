@@ -35,8 +35,13 @@ from swigapp.models.inference import predict_ensemble
 RESULTS = Path(__file__).parent / "results"
 
 
-def subject_rows(setting: str, anatomy: str, subject, network, limits) -> list[dict]:
-    """One row per (map, limit): the departure's percentiles, fallen share, GM MAE."""
+def subject_rows(
+    setting: str, anatomy: str, subject, network, limits, head: bool = False
+) -> list[dict]:
+    """One row per (map, limit): the departure's percentiles, fallen share, GM MAE; with
+    ``head``, the check covers the interior of the head the app writes too (as the app does,
+    :func:`swigapp.consistency.checked_lr`), and the share of the head beyond the brain that
+    falls back."""
     prepared = subject.prepared
     tensors = prepared.tensors.with_guides(GUIDES)
     up, lr = tensors.lr_up.numpy(), tensors.lr.numpy()
@@ -47,10 +52,17 @@ def subject_rows(setting: str, anatomy: str, subject, network, limits) -> list[d
     registered = {g: prepared.registered[g] for g in GUIDES}
     evidence = cons.Evidence(lr, acq, registered, protocols, mask, acq.lr_affine,
                              prepared.hr_affine)  # fmt: skip
+    written = None
+    if head:
+        from swigapp.participant import head_mask
+
+        written = head_mask(evidence, mask.shape)
+        sr = np.where(written, sr, np.float32(0.0))  # as the app writes them
     after, _, _ = cons.guard(sr, up, evidence, local=False)
     departure = cons.local_departure(after, evidence)
     lr_brain = cons.lr_footprint(evidence)
-    departure[:, ~lr_brain] = 0.0  # the app checks the brain
+    departure[:, ~cons.checked_lr(evidence, written, lr_brain)] = 0.0  # what the app checks
+    beyond = None if written is None else written & ~subject.mask
     gm = subject.tissues["GM"] & subject.mask
     interp = evidence.interpolated
     rows = []
@@ -62,13 +74,16 @@ def subject_rows(setting: str, anatomy: str, subject, network, limits) -> list[d
         base["max"] = float(values.max())
         base["gm_mae"] = float(np.mean(np.abs(after[i][gm] - truth)))
         for limit in limits:
-            w = cons.local_weight(departure[i : i + 1], evidence, [limit])[0]
+            w = cons.local_weights(departure[i : i + 1], evidence, written, lr_brain, [limit])[0]
             blended = w * after[i] + (1 - w) * interp[i]
-            rows.append(base | {
+            row = base | {
                 "limit": limit,
                 "fallen_share": float((w[subject.mask] < 0.5).mean()),
                 "gm_mae_after": float(np.mean(np.abs(blended[gm] - truth))),
-            })  # fmt: skip
+            }
+            if beyond is not None:
+                row["beyond_share"] = float((w[beyond] < 0.5).mean()) if beyond.any() else 0.0
+            rows.append(row)
     return rows
 
 
@@ -117,6 +132,8 @@ def main() -> None:
     p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED,
                    help="5000: report on the held-out phantoms (with --anatomy template "
                    "heldout); the limits are chosen at the default, 3000")  # fmt: skip
+    p.add_argument("--head", action="store_true",
+                   help="check the head's interior too, as the app does")  # fmt: skip
     p.add_argument("--speed", action="store_true",
                    help="only time the local fallback on a 1 mm brain's grid")  # fmt: skip
     args = p.parse_args()
@@ -124,6 +141,7 @@ def main() -> None:
         speed()
         return
     tag = "" if args.phantom_seed == VALIDATION_SEED else f"_seed{args.phantom_seed}"
+    tag += "_head" if args.head else ""
     network = load_candidate(args.model)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +151,8 @@ def main() -> None:
                     SETTINGS[setting], args.subjects, args.size, args.phantom_seed, args.seed,
                     Path(tmp) / anatomy / setting, anatomy=anatomies(anatomy, args.subjects),
                 ):  # fmt: skip
-                    rows += subject_rows(setting, anatomy, subject, network, args.limits)
+                    rows += subject_rows(setting, anatomy, subject, network, args.limits,
+                                         args.head)  # fmt: skip
                     print(rows[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / f"local_fallback{tag}.csv").open("w", newline="") as handle:
@@ -141,11 +160,13 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        f"# Local fallback on {'validation' if not tag else 'held-out'} phantoms",
+        f"# Local fallback on {'held-out' if 'seed' in tag else 'validation'} phantoms"
+        + (" (brain and the head's interior checked)" if args.head else ""),
         "",
         f"Command: `python -m benchmarks.local_fallback --anatomy {' '.join(args.anatomy)} "
         f"--subjects {args.subjects} --size {args.size} --settings {' '.join(args.settings)}"
-        + (f" --phantom-seed {args.phantom_seed}" if tag else "")
+        + (f" --phantom-seed {args.phantom_seed}" if "seed" in tag else "")
+        + (" --head" if args.head else "")
         + "`; "
         f"model {args.model}; machine: {platform.machine()}, 2 cores (this project's CI "
         f"kind). Phantoms of seed {args.phantom_seed}. Departure: |G(D(maps) - LR)| / G(|LR|) per "
@@ -155,7 +176,13 @@ def main() -> None:
         "subjects.",
         "",
         "| setting | anatomy | map | departure p50 / p99 / p99.9 / max (max over subjects) "
-        "| " + " | ".join(f"limit {x:g}: fallen % ; GM MAE" for x in args.limits) + " |",
+        "| "
+        + " | ".join(
+            f"limit {x:g}: fallen % ; GM MAE"
+            + (" ; beyond-brain fallen % (max)" if args.head else "")
+            for x in args.limits
+        )
+        + " |",
         "|---|---|---|---|" + "---|" * len(args.limits),
     ]
     for setting in args.settings:
@@ -173,7 +200,10 @@ def main() -> None:
                     share = 100 * np.mean([r["fallen_share"] for r in at])
                     before = 1000 * np.mean([r["gm_mae"] for r in at])
                     after = 1000 * np.mean([r["gm_mae_after"] for r in at])
-                    cells.append(f"{share:.2f} ; {before:.1f} -> {after:.1f}")
+                    cell = f"{share:.2f} ; {before:.1f} -> {after:.1f}"
+                    if args.head:
+                        cell += f" ; beyond {100 * max(r['beyond_share'] for r in at):.2f}"
+                    cells.append(cell)
                 lines.append(f"| {setting} | {anatomy} | {m} | {pct} | " + " | ".join(cells) + " |")
     (RESULTS / f"local_fallback{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

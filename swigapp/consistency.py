@@ -64,6 +64,11 @@ FALLBACK_EDGE_MM = 4.0
 #: GM MAE by more than 1 % (T2 departs most at CSF edges, where it varies 20-fold).
 LOCAL_DEPARTURE = (0.1, 0.1, 0.3)
 LOCAL_SIGMA_LR = 1.0
+#: Beyond the brain, the local check covers the LR voxels of the head the app writes that
+#: lie this many LR voxels inside its edge: at the edge the maps are set to 0, which departs
+#: from the LR maps' faint rim (checking the whole head fired there in 1-1.3 % of a plain
+#: phantom's head).
+HEAD_INTERIOR_LR_VOXELS = 2
 
 
 def local_departure(maps_hr: np.ndarray, evidence: Evidence) -> np.ndarray:
@@ -83,13 +88,16 @@ def local_departure(maps_hr: np.ndarray, evidence: Evidence) -> np.ndarray:
 
 
 def local_weight(
-    departure: np.ndarray, evidence: Evidence, limits: Sequence[float] = LOCAL_DEPARTURE
+    departure: np.ndarray,
+    evidence: Evidence,
+    limits: Sequence[float] = LOCAL_DEPARTURE,
+    where: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weight of the super-resolved maps per map on the HR grid (n, X, Y, Z; 1: kept, 0:
-    :func:`fallback_maps`): 0 within the LR voxels of the brain whose
-    :func:`local_departure` (n, x, y, z; 0 beyond :func:`lr_footprint`, as its callers set
-    it) is above the map's limit and one LR voxel around them, rising to 1 over
-    :data:`FALLBACK_EDGE_MM` outside."""
+    :func:`fallback_maps`): 0 within the HR voxels of ``where`` (default: the brain mask)
+    in the LR voxels whose :func:`local_departure` (n, x, y, z; 0 beyond the checked LR
+    voxels, :func:`checked_lr`, as its callers set it) is above the map's limit and one LR
+    voxel around them, rising to 1 over :data:`FALLBACK_EDGE_MM` outside."""
     shape = evidence.mask.shape
     ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
     to_lr = np.linalg.inv(evidence.lr_affine) @ evidence.hr_affine
@@ -103,7 +111,7 @@ def local_weight(
         # the departure is smoothed by one LR voxel, which dilutes it at a region's rim
         flagged = ndimage.binary_dilation(flagged, iterations=1)
         hr = ndimage.map_coordinates(flagged.astype(np.float32), lr_ijk, order=0, mode="nearest")
-        fallen = (hr > 0.5) & evidence.mask
+        fallen = (hr > 0.5) & (evidence.mask if where is None else where)
         soft = np.maximum(fallen, ndimage.gaussian_filter(fallen.astype(np.float32), sigma))
         weights[i] = np.clip(1.0 - soft, 0.0, 1.0)
     return weights
@@ -304,14 +312,19 @@ def falls_back(region: Mapping[str, Any]) -> bool:
 
 
 def guard(
-    sr: np.ndarray, up: np.ndarray, evidence: Evidence, local: bool = True
+    sr: np.ndarray,
+    up: np.ndarray,
+    evidence: Evidence,
+    local: bool = True,
+    head: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """The regional checks of ``sr`` (3, X, Y, Z) and their fallback, as the app runs them:
     the guides re-synthesised from ``sr`` and from :func:`fallback_maps`,
     :func:`regional_checks` (``up``: the zero-filled input, the LR residual's reference),
     and the maps with every region that :func:`falls_back` blended to the interpolation
     (:func:`fallback_weight`); then, when ``local``, each map blended to the interpolation
-    wherever it departs locally from the acquired LR map (:func:`local_fallback`). Returns
+    wherever it departs locally from the acquired LR map (:func:`local_fallback`; in the
+    brain and, given the HR ``head`` the app writes, in its interior). Returns
     (maps, checks per region, fallen regions with their share of the brain and reasons;
     a local fallback is named "local <map>"); ``sr`` itself, no checks and none fallen
     without guides or brain."""
@@ -332,7 +345,7 @@ def guard(
         w = fallback_weight([f["region"] for f in fell], mask.shape, evidence.hr_affine, mask)
         out = (w * sr + (1.0 - w) * interp).astype(np.float32)
     if local:
-        out, local_fell = local_fallback(out, evidence)
+        out, local_fell = local_fallback(out, evidence, head)
         fell += local_fell
     return out, regions, fell
 
@@ -343,19 +356,67 @@ def lr_footprint(evidence: Evidence) -> np.ndarray:
     return forward(evidence.mask[None].astype(np.float64), evidence.acquisition)[0] > 0.5
 
 
-def local_fallback(maps: np.ndarray, evidence: Evidence) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def head_interior(head: np.ndarray, evidence: Evidence) -> np.ndarray:
+    """The LR voxels (x, y, z) that are mostly in the HR ``head`` (through the acquisition
+    model above 0.5), eroded by :data:`HEAD_INTERIOR_LR_VOXELS` (not along an axis too thin
+    for it: a single slice)."""
+    from swigapp.masking import thin_axes_cross
+
+    inside = forward(head[None].astype(np.float64), evidence.acquisition)[0] > 0.5
+    steps = HEAD_INTERIOR_LR_VOXELS
+    cross = thin_axes_cross(inside.shape, steps)
+    return ndimage.binary_erosion(inside, cross, iterations=steps)
+
+
+def checked_lr(
+    evidence: Evidence, head: np.ndarray | None = None, brain_lr: np.ndarray | None = None
+) -> np.ndarray:
+    """The LR voxels the local check covers: the brain's (``brain_lr``, default
+    :func:`lr_footprint`) and, with the HR ``head`` the app writes, its interior
+    (:func:`head_interior`)."""
+    checked = lr_footprint(evidence) if brain_lr is None else brain_lr
+    return checked if head is None else checked | head_interior(head, evidence)
+
+
+def local_weights(
+    departure: np.ndarray,
+    evidence: Evidence,
+    head: np.ndarray | None = None,
+    brain_lr: np.ndarray | None = None,
+    limits: Sequence[float] = LOCAL_DEPARTURE,
+) -> np.ndarray:
+    """The local fallback's weights (n, X, Y, Z; :func:`local_weight`) of a departure
+    (n, x, y, z; 0 where not checked): the brain's LR voxels (``brain_lr``, default
+    :func:`lr_footprint`) fall back in the brain mask, and, given the HR ``head``, those
+    beyond them fall back in the head beyond the brain mask only, so that the brain keeps the
+    weights the limits were chosen with (falling back beyond it with an edge into it moved
+    validation GM MAE by up to 1.3 %, benchmarks/results/local_fallback_head.md)."""
+    brain_lr = lr_footprint(evidence) if brain_lr is None else brain_lr
+    weights = local_weight(np.where(brain_lr, departure, 0.0), evidence, limits)
+    if head is not None:
+        beyond = local_weight(np.where(brain_lr, 0.0, departure), evidence, limits,
+                              where=head & ~evidence.mask)  # fmt: skip
+        beyond[:, evidence.mask] = 1.0
+        weights = np.minimum(weights, beyond)
+    return weights
+
+
+def local_fallback(
+    maps: np.ndarray, evidence: Evidence, head: np.ndarray | None = None
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """``maps`` (3, X, Y, Z) blended to :func:`fallback_maps` per map wherever
-    :func:`local_departure` exceeds :data:`LOCAL_DEPARTURE` in the brain
-    (:func:`local_weight`), and a record per map that fell back anywhere: region
-    "local <map>", its share of the brain (weight below 0.5), the LR voxels, the largest
-    departure and where. The maps beyond the brain mask are not checked: there the head
-    region's edge, where the maps are set to 0, departs too."""
+    :func:`local_departure` exceeds :data:`LOCAL_DEPARTURE` in the brain and, given the HR
+    ``head`` the app writes, in its interior (:func:`checked_lr`, :func:`local_weights`),
+    and a record per map that fell back anywhere: region "local <map>", its share of the
+    brain (weight below 0.5), the LR voxels (how many beyond the brain), the largest
+    departure and where."""
     departure = local_departure(maps, evidence)
-    departure[:, ~lr_footprint(evidence)] = 0.0
+    brain_lr = lr_footprint(evidence)
+    departure[:, ~checked_lr(evidence, head, brain_lr)] = 0.0
     limits = np.asarray(LOCAL_DEPARTURE)[:, None, None, None]
     if not (departure > limits).any():
         return maps, []
-    weights = local_weight(departure, evidence)
+    weights = local_weights(departure, evidence, head, brain_lr)
     out = (weights * maps + (1.0 - weights) * evidence.interpolated).astype(np.float32)
     brain = evidence.mask
     fell = []
@@ -363,6 +424,7 @@ def local_fallback(maps: np.ndarray, evidence: Evidence) -> tuple[np.ndarray, li
         flagged = int((departure[i] > LOCAL_DEPARTURE[i]).sum())
         if not flagged:
             continue
+        beyond = int((departure[i][~brain_lr] > LOCAL_DEPARTURE[i]).sum())
         share = float((weights[i][brain] < 0.5).mean())
         labels, n = ndimage.label(departure[i] > LOCAL_DEPARTURE[i])
         largest = 1 + int(np.argmax(ndimage.sum(np.ones_like(labels), labels, range(1, n + 1))))
@@ -373,7 +435,9 @@ def local_fallback(maps: np.ndarray, evidence: Evidence) -> tuple[np.ndarray, li
             "fraction_of_brain": share,
             "reasons": [
                 f"the {name} map departs from the acquired LR {name} map by more than "
-                f"{100 * LOCAL_DEPARTURE[i]:.0f} % of it in {flagged} LR voxels (largest "
+                f"{100 * LOCAL_DEPARTURE[i]:.0f} % of it in {flagged} LR voxels"
+                + (f", {beyond} of them beyond the brain mask" if beyond else "")
+                + " (largest "
                 f"{100 * float(departure[i].max()):.0f} %; {n} cluster(s), the largest "
                 f"around {where} mm in scanner coordinates): values the acquisition does not "
                 "support, e.g. tissue unlike any the model was trained on"

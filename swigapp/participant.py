@@ -476,7 +476,7 @@ def guard_prediction(
     if head is None:
         head = head_mask(evidence, sr.shape[1:])
     sr = np.where(head, sr, np.float32(0.0))
-    guarded, regions, fell_back = guard(sr, prediction.up, evidence)
+    guarded, regions, fell_back = guard(sr, prediction.up, evidence, head=head)
     if fallback:
         sr = np.where(head, guarded, np.float32(0.0)).astype(np.float32)
     if spread is not None:

@@ -366,3 +366,51 @@ def test_values_the_lr_maps_contradict_fall_back_locally_and_only_there():
     (warning,) = regional_warnings(result)
     assert warning.startswith("local T2: in ") and "departs from the acquired LR T2" in warning
     assert re.search(r"around 1[5-7], 1[5-7], 1[5-7] mm", warning)  # the ball's centre
+
+
+def test_the_local_check_covers_the_head_beyond_the_brain_but_not_its_zeroed_edge():
+    """Beyond the brain mask, in the interior of the head the app writes (a phantom's
+    spheres that are not brain-like), values the LR maps contradict fall back too; the
+    head's edge, where the maps are set to 0 against the LR maps' ringing rim, does not."""
+    import torch
+
+    from swigapp.methods import Request
+    from swigapp.participant import Prediction, guard_prediction
+
+    hr, small = (48, 48, 48), (24, 24, 24)
+    distance = np.sqrt(((np.indices(hr) - 23.5) ** 2).sum(axis=0))
+    truth = np.where(distance <= 20, np.array([0.8, 1.2, 0.09], np.float32)[:, None, None, None],
+                     np.float32(0.0)).astype(np.float32)  # fmt: skip
+    lr = np.asarray(kspace.downsample(truth.astype(np.float64), small), np.float32)
+    lr = np.clip(lr, 0.0, None)  # the ringing rim, clipped at 0 as fitted maps are
+    acq = KSpace3D(hr, small)
+    mask = distance <= 10  # the brain: the head's centre
+    lr_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    lr_affine[:3, 3] = 0.5
+    protocol = DEFAULT_PROTOCOLS["T1w"]
+    from swigapp.synthesis import synthesize
+
+    guide = synthesize(dict(zip(("PD", "T1", "T2"), truth, strict=True)), protocol)
+    ev = cons.Evidence(lr, acq, {"T1w": guide}, {"T1w": protocol}, mask, lr_affine, np.eye(4))
+    request = Request(device=torch.device("cpu"))
+
+    def guarded(sr):
+        prediction = Prediction("swig", sr, None, {}, {}, None, ev, acq.upsample(lr), {})
+        return guard_prediction(prediction, request, ())
+
+    plain = guarded(truth.copy())
+    assert [f["region"] for f in plain.regional_fallback] == []  # the sharp edge against the rim
+    sphere = np.sqrt(((np.indices(hr) - np.array([23.5, 23.5, 37.0])[:, None, None, None]) ** 2
+                      ).sum(axis=0)) <= 2.5  # fmt: skip
+    assert not (sphere & mask).any() and (distance[sphere] < 16).all()
+    sr = truth.copy()
+    sr[2][sphere] *= 3.0  # T2 drawn 3x the acquired value, beyond the brain
+    out = guarded(sr)
+    (local,) = [f for f in out.regional_fallback if f["region"] == "local T2"]
+    assert "beyond the brain mask" in local["reasons"][0]
+    assert np.abs(out.maps[2][sphere] / truth[2][sphere] - 1).mean() < 0.3  # towards the LR
+    assert np.abs(sr[2][sphere] / truth[2][sphere] - 1).mean() == pytest.approx(2.0)
+    centre = mask & (distance < 6)  # the brain's centre keeps the network's maps
+    np.testing.assert_allclose(out.maps[:, centre], sr[:, centre], rtol=2e-3)
+    _, fell = cons.local_fallback(np.where(ev.mask | (distance <= 22), sr, 0), ev)
+    assert fell == []  # the brain alone (no head given) is not where the sphere is

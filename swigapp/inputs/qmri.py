@@ -27,7 +27,6 @@ from scipy import ndimage
 
 from swigapp.estimate import driver, tissue_prior
 from swigapp.io.images import MAP_ORDER, InputError, load_image
-from swigapp.masking import largest_component
 from swigapp.physics.units import convert
 
 #: A map with more than this fraction of its head voxels invalid is refused.
@@ -103,15 +102,27 @@ def head_region(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
     """The head on the LR grid from raw (any unit) PD and T1 maps.
 
     Voxels above 10 % of the 99th percentile of the positive PD (of T1 where PD is NaN or
-    infinite; a negative PD is background noise), largest connected component, holes
-    filled: enclosed invalid voxels count as head. Works on skull-stripped maps (background
-    exactly 0) and on noisy backgrounds. Either map may be None (not acquired: the other one,
+    infinite; a negative PD is background noise), their connected pieces of at least
+    :data:`MIN_ISLAND_VOXELS` (and the largest), holes filled: enclosed invalid voxels count
+    as head. Works on skull-stripped maps (background exactly 0) and on noisy backgrounds
+    (the noise's specks are smaller). Either map may be None (not acquired: the other one,
     or a T2 map in its place, decides alone).
     """
-    cand = head_candidates(pd, t1)
+    return head_pieces(head_candidates(pd, t1))
+
+
+def head_pieces(cand: np.ndarray) -> np.ndarray:
+    """The head region of its candidates (:func:`head_candidates`): every connected piece of
+    at least :data:`MIN_ISLAND_VOXELS` and the largest, holes filled. A piece apart from the
+    largest is signal all the same: a phantom's spheres that failed fits in the fluid around
+    them cut off (the NIST phantom's MESE, whose spheres were set to 0 while the head region
+    was the largest piece alone), a temporal lobe below a slab's other slices."""
     if not cand.any():
         return cand
-    return ndimage.binary_fill_holes(largest_component(cand))
+    labels, _ = ndimage.label(cand)
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = (sizes >= MIN_ISLAND_VOXELS) | (sizes == sizes.max())
+    return ndimage.binary_fill_holes(np.isin(labels, 1 + np.flatnonzero(keep)))
 
 
 def head_candidates(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
@@ -134,20 +145,9 @@ def head_candidates(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
     return cand
 
 
-#: Signal outside the head region in a connected piece of at least this many LR voxels is
-#: reported (an island the head region left out, e.g. cut off by failed fits around it).
+#: A connected piece of signal of at least this many LR voxels is part of the head region
+#: (smaller ones are a noisy background's specks).
 MIN_ISLAND_VOXELS = 27
-
-
-def islands_outside(cand: np.ndarray, head: np.ndarray) -> tuple[int, int]:
-    """(pieces, voxels) of signal (``cand``) outside ``head`` in connected pieces of at
-    least :data:`MIN_ISLAND_VOXELS`."""
-    labels, n = ndimage.label(cand & ~head)
-    if not n:
-        return 0, 0
-    sizes = np.bincount(labels.ravel())[1:]
-    big = sizes >= MIN_ISLAND_VOXELS
-    return int(big.sum()), int(sizes[big].sum())
 
 
 def fill_invalid(
@@ -278,8 +278,7 @@ def prepare_lr_maps(
     with np.errstate(invalid="ignore"):
         valid = {m: np.isfinite(d) & (d >= 0) for m, d in raw.items()}
     cand = head_candidates(raw.get("PD"), raw.get("T1", raw.get("T2")))
-    head = ndimage.binary_fill_holes(largest_component(cand)) if cand.any() else cand
-    islands = islands_outside(cand, ndimage.binary_dilation(head, iterations=HEAD_MARGIN))
+    head = head_pieces(cand)
     n_head = int(head.sum())
     if n_head < 27:
         raise InputError(f"{map_files[acquired[0]]}: no head region found in the qMRI maps")
@@ -321,13 +320,6 @@ def prepare_lr_maps(
             maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
             units[name] = f"not acquired: estimated from {driver(acquired)} (tissue prior)"
     notes = _notes(quality, units, map_files, acquired, scale)
-    if islands[0]:
-        notes.append(
-            f"{Path(map_files[acquired[0]]).name}: {islands[1]} voxels of signal in "
-            f"{islands[0]} piece(s) of at least {MIN_ISLAND_VOXELS} lie apart from the head "
-            "region (its largest connected part, e.g. cut off by failed fits around them) "
-            "and are set to 0, not super-resolved"
-        )
     return LRMaps(maps, valid, head, affine, quality, units, scale, notes, acquired)
 
 
