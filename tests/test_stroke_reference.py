@@ -4,12 +4,18 @@ fetched, never committed)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from benchmarks import stroke
 from swigapp.phantom.anatomy import load_anatomy
 from swigapp.phantom.tissue import make_truth
 from swigapp.physics.protocol import DEFAULT_PROTOCOLS
+
+# benchmarks/ is not installed: the checkout's, appended (the installed swigapp stays first)
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from benchmarks import stroke
 
 #: A chronic infarct's gliotic tissue: bright on T2w and FLAIR (PD, T1 s, T2 s).
 GLIOSIS = {"PD": 0.9, "T1": 2.0, "T2": 0.3}
