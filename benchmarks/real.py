@@ -385,8 +385,8 @@ def sphere_rows(case: RealCase, maps: dict[str, tuple[dict, np.ndarray]]) -> lis
     rows = []
     for name, (record, centre) in case.spheres.items():
         ref = record["value_s"]
-        k = round(float((to_index @ [*centre, 1.0])[2]), 3)
-        inside = n == 1 or edge <= k <= n - 1 - edge
+        z = round(float((to_index @ [*centre, 1.0])[2]), 3)
+        inside = n == 1 or edge <= z <= n - 1 - edge
         row = {"case": case.name, "sphere": name, "quantity": quantity, "NIST ms": 1000 * ref,
                "judged": bool(lo <= ref <= hi and inside)}  # fmt: skip
         for k in maps:

@@ -190,10 +190,17 @@ def score(maps: dict, ref: dict, frac: dict, mask: np.ndarray) -> dict[str, floa
     return row
 
 
-def run_setting(setting: str, work: Path, seed: int, data: Path = DATA) -> dict:
-    """One LR setting end to end: dataset, ``swigapp ... participant``, scores."""
-    images, affine = load_guides(data)
-    ref, frac, mask = reference(images, affine, seed)
+def run_setting(
+    setting: str,
+    work: Path,
+    seed: int,
+    guides: tuple[dict[str, np.ndarray], np.ndarray],
+    made: tuple[dict, dict, np.ndarray],
+) -> dict:
+    """One LR setting end to end: dataset, ``swigapp ... participant``, scores. ``guides``:
+    :func:`load_guides`; ``made``: their :func:`reference` (maps, fractions, brain mask)."""
+    images, affine = guides
+    ref, frac, mask = made
     factors = SETTINGS[setting]["lr_factors"]
     bids = write_case(work / "bids", images, affine, ref, factors, seed)
     out = work / "out"
@@ -286,11 +293,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.mirror_root:
         extract(args.mirror_root, args.data)
+    guides = load_guides(args.data)
+    made = reference(*guides, args.seed)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         for setting in args.settings:
-            results.append(run_setting(setting, root / setting, args.seed, args.data))
+            results.append(run_setting(setting, root / setting, args.seed, guides, made))
             print(json.dumps(results[-1], indent=1), flush=True)
     command = f"python -m benchmarks.stroke --settings {' '.join(args.settings)}"
     text = table(results, command)

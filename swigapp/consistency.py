@@ -421,12 +421,13 @@ def local_fallback(
     brain = evidence.mask
     fell = []
     for i, name in enumerate(MAP_ORDER):
-        flagged = int((departure[i] > LOCAL_DEPARTURE[i]).sum())
+        over = departure[i] > LOCAL_DEPARTURE[i]
+        flagged = int(over.sum())
         if not flagged:
             continue
-        beyond = int((departure[i][~brain_lr] > LOCAL_DEPARTURE[i]).sum())
+        beyond = int(over[~brain_lr].sum())
         share = float((weights[i][brain] < 0.5).mean())
-        labels, n = ndimage.label(departure[i] > LOCAL_DEPARTURE[i])
+        labels, n = ndimage.label(over)
         largest = 1 + int(np.argmax(ndimage.sum(np.ones_like(labels), labels, range(1, n + 1))))
         centre = evidence.lr_affine @ np.append(np.argwhere(labels == largest).mean(axis=0), 1)
         where = ", ".join(f"{v:.0f}" for v in centre[:3])

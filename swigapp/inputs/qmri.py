@@ -108,17 +108,12 @@ def head_region(pd: np.ndarray | None, t1: np.ndarray | None) -> np.ndarray:
     (the noise's specks are smaller). Either map may be None (not acquired: the other one,
     or a T2 map in its place, decides alone).
     """
-    return head_pieces(head_candidates(pd, t1))
-
-
-def head_pieces(cand: np.ndarray) -> np.ndarray:
-    """The head region of its candidates (:func:`head_candidates`): every connected piece of
-    at least :data:`MIN_ISLAND_VOXELS` and the largest, holes filled. A piece apart from the
-    largest is signal all the same: a phantom's spheres that failed fits in the fluid around
-    them cut off (the NIST phantom's MESE, whose spheres were set to 0 while the head region
-    was the largest piece alone), a temporal lobe below a slab's other slices."""
+    cand = head_candidates(pd, t1)
     if not cand.any():
         return cand
+    # every piece of signal, not the largest alone: a phantom's spheres whose surrounding
+    # fluid failed to fit (the NIST phantom's MESE, whose spheres were set to 0 while the
+    # region was the largest piece), a temporal lobe below a slab's other slices
     labels, _ = ndimage.label(cand)
     sizes = np.bincount(labels.ravel())[1:]
     keep = (sizes >= MIN_ISLAND_VOXELS) | (sizes == sizes.max())
@@ -277,8 +272,7 @@ def prepare_lr_maps(
     raw, affine = _load_maps(map_files, acquired, where)
     with np.errstate(invalid="ignore"):
         valid = {m: np.isfinite(d) & (d >= 0) for m, d in raw.items()}
-    cand = head_candidates(raw.get("PD"), raw.get("T1", raw.get("T2")))
-    head = head_pieces(cand)
+    head = head_region(raw.get("PD"), raw.get("T1", raw.get("T2")))
     n_head = int(head.sum())
     if n_head < 27:
         raise InputError(f"{map_files[acquired[0]]}: no head region found in the qMRI maps")
