@@ -315,12 +315,22 @@ def _load(folder: Path, pattern: str) -> np.ndarray:
 
 def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = ()) -> dict:
     """Run the app on one case (``app_args``: more options) and score SR, cubic and the
-    noise floor."""
+    noise floor (:func:`score_case`)."""
     bids = write_series(work / "bids", case, case.factor)
-    out = work / "out"
     print(f"running swigapp on case {case.name} ...", flush=True)
-    log = run_app(bids, out, work / "work", extra=("--guides", ",".join(case.guides), *app_args))
+    log = run_app(bids, work / "out", work / "work",
+                  extra=("--guides", ",".join(case.guides), *app_args))  # fmt: skip
     (work / "app.log").write_text(log)
+    return score_case(case, work, seed)
+
+
+def score_case(
+    case: RealCase, work: Path, seed: int, sr: dict[str, np.ndarray] | None = None
+) -> dict:
+    """Score the app's outputs under ``work`` (its ``out`` folder; ``sr``: other HR maps,
+    name -> map in the derivatives' units, in place of its SR maps), cubic spline of its LR
+    fit and the noise floor against the full-resolution fit, and the phantom's spheres."""
+    out = work / "out"
     ref, residual = fit_reference(case)
     sigma = noise_sigma(case, residual)
     floor_maps = fit_reference(case, with_noise(case.images, sigma, seed))[0]
@@ -332,7 +342,8 @@ def run_case(case: RealCase, work: Path, seed: int, app_args: tuple[str, ...] = 
         centres = tissue.T1_CENTRES_S if driver == "T1" else T2_CENTRES_S
         gm = tissue.classify(ref[driver], brain, centres=centres) == 2
     anat = out / f"sub-{case.name}" / "anat"
-    sr = {m: _load(anat, f"*_res-hi_desc-swig_{SUFFIX[m]}.nii.gz") for m in ref}
+    if sr is None:
+        sr = {m: _load(anat, f"*_res-hi_desc-swig_{SUFFIX[m]}.nii.gz") for m in ref}
     lr_fit = {m: _load(anat, f"*_res-lo_desc-fit{case.kind}_{FIT_SUFFIX[m]}.nii.gz") for m in ref}
     qc = json.loads((out / f"sub-{case.name}" / "log" / f"sub-{case.name}_qc.json").read_text())
     cubic = {m: upsample_interp(np.nan_to_num(v), case.images.shape[:3], order=3)
@@ -359,7 +370,8 @@ def sphere_rows(case: RealCase, maps: dict[str, tuple[dict, np.ndarray]]) -> lis
     series' range of TE/TI, or of Ernst angles for VFA, and the fit's range, and not in the
     outer tenth of a 3D slab's slices, whose flip angle the slab profile lowers) and passes:
     |SR - ref| <= |LR fit - ref| + 2 SE(LR fit), i.e. SR moves the mean no further from
-    NIST's value than the LR fit's own error."""
+    NIST's value than the LR fit's own error (and whether cubic spline passes the same
+    test: the ROI on the HR grid is not the LR grid's, so interpolation alone can fail it)."""
     from benchmarks import nist
     from swigapp.fitting import T1_RANGE, T2_RANGE
 
@@ -392,9 +404,9 @@ def sphere_rows(case: RealCase, maps: dict[str, tuple[dict, np.ndarray]]) -> lis
         for k in maps:
             row[f"{k} ms"] = 1000 * stats[k][name][0]
         row["LR fit SE ms"] = 1000 * stats["LR fit"][name][1]
-        lr_error = abs(row["LR fit ms"] - row["NIST ms"])
-        sr_error = abs(row["SR ms"] - row["NIST ms"])
-        row["passes"] = bool(sr_error <= lr_error + 2 * row["LR fit SE ms"])
+        allowed = abs(row["LR fit ms"] - row["NIST ms"]) + 2 * row["LR fit SE ms"]
+        row["passes"] = bool(abs(row["SR ms"] - row["NIST ms"]) <= allowed)
+        row["cubic passes"] = bool(abs(row["cubic ms"] - row["NIST ms"]) <= allowed)
         rows.append(row)
     return rows
 
@@ -449,6 +461,11 @@ def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _verdict(sphere: dict, key: str) -> str:
+    """A judged sphere's test result (``key``) for the table; "-" for a sphere not judged."""
+    return ("yes" if sphere[key] else "**no**") if sphere["judged"] else "-"
+
+
 def sphere_table(spheres: list[dict]) -> list[str]:
     """The phantom's per-sphere table (markdown lines; none without a phantom case)."""
     if not spheres:
@@ -464,17 +481,20 @@ def sphere_table(spheres: list[dict]) -> list[str]:
         "the T1s whose Ernst angle is among its flip angles) and the fit's range, and the "
         "sphere not in the outer tenth of a 3D slab's slices (the slab profile lowers the "
         "flip angle there). Passes: |SR - NIST| <= |LR fit - NIST| + 2 SE of the LR fit's "
-        "mean (SR moves no sphere further from its reference than the LR fit's own error). "
+        "mean (SR moves no sphere further from its reference than the LR fit's own error); "
+        "cubic spline of the LR fit is held to the same test, since the ROI on the HR grid "
+        "samples a sphere's edge differently from the LR grid's. "
         + "; ".join(
             f"{c}: {sum(s['passes'] for s in judged if s['case'] == c)} of "
-            f"{sum(s['case'] == c for s in judged)} judged spheres pass"
+            f"{sum(s['case'] == c for s in judged)} judged spheres pass (cubic: "
+            f"{sum(s['cubic passes'] for s in judged if s['case'] == c)})"
             for c in dict.fromkeys(s["case"] for s in spheres)
         )
         + ".",
         "",
         "| case | sphere | map | NIST ms | reference (HR fit) ms | LR fit ms (SE) | SR ms "
-        "| cubic ms | judged | passes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cubic ms | judged | SR passes | cubic passes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in spheres:
         lines.append(
@@ -482,7 +502,7 @@ def sphere_table(spheres: list[dict]) -> list[str]:
             f"| {s['reference ms']:.1f} "
             f"| {s['LR fit ms']:.1f} ({s['LR fit SE ms']:.1f}) | {s['SR ms']:.1f} "
             f"| {s['cubic ms']:.1f} | {'yes' if s['judged'] else 'no'} "
-            f"| {('yes' if s['passes'] else '**no**') if s['judged'] else '-'} |"
+            f"| {_verdict(s, 'passes')} | {_verdict(s, 'cubic passes')} |"
         )
     return lines
 
