@@ -48,11 +48,13 @@ def run_app(
 
 
 def scores(out: Path, bids: Path, sub: str, acquired: tuple[str, ...]) -> dict[str, float]:
-    """SSIM and GM MAE (ms) of the acquired SR maps and of their cubic spline."""
+    """SSIM and GM MAE (ms) of the acquired SR maps and of their cubic spline, and the
+    app's brain mask volume over the true brain's."""
     truth, tissues, mask = load_truth(bids, sub)
     anat = out / f"sub-{sub}" / "anat"
     raw = bids / f"sub-{sub}" / "anat"
-    row: dict[str, float] = {}
+    app_mask = np.asarray(nib.load(anat / f"sub-{sub}_res-hi_desc-brain_mask.nii.gz").dataobj)
+    row: dict[str, float] = {"mask / true brain": float((app_mask > 0).sum() / mask.sum())}
     for m in acquired:
         sr = np.asarray(
             nib.load(anat / f"sub-{sub}_res-hi_desc-swig_{MAP_SUFFIX[m]}.nii.gz").dataobj
@@ -91,6 +93,7 @@ def main() -> None:
                 row = {"subset": name, "subject": sub, **scores(out, bids, sub, subset)}
                 rows.append(row)
                 print(row, flush=True)
+    kind = "held-out" if args.phantom_seed == HELD_OUT_SEED else "not the held-out seed"
     lines = [
         f"# Subsets of the maps: {args.anatomy} anatomy, {args.setting}",
         "",
@@ -98,9 +101,9 @@ def main() -> None:
         f"{args.subjects} --size {args.size} --setting {args.setting}"
         + (f" --model {args.model}" if args.model else "")
         + f" --subsets {' '.join(args.subsets)}`; machine: "
-        f"{platform.machine()}, 2 cores (this project's CI kind). Held-out phantoms (seed "
-        f"{args.phantom_seed}); the app as users run it (`swigapp ... participant`, default "
-        "options). Medians over subjects [min, max]; the maps not acquired are not scored "
+        f"{platform.machine()}, 2 cores (this project's CI kind). Phantoms of seed "
+        f"{args.phantom_seed} ({kind}); the app as users run it (`swigapp ... participant`, "
+        "default options). Medians over subjects [min, max]; the maps not acquired are not scored "
         "(they are estimates and not written).",
         "",
         "| maps given | map | SR SSIM | cubic SSIM | SR GM MAE ms | cubic GM MAE ms |",

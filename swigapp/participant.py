@@ -149,6 +149,38 @@ def make_mask(
     return Masked(mask_file, method).to_record()
 
 
+def refine_mask(
+    masked: Mapping[str, Any],
+    lr_valid_file: str | None,
+    registrations: Sequence[Mapping[str, Any]],
+    protocols: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Where PD was not acquired (its estimate cannot tell how much of a voxel is tissue),
+    the brain mask (``masked``: :func:`make_mask`'s record) cut by the first registered
+    guide in which CSF is at least as bright as WM (:func:`swigapp.masking.guide_cut`);
+    otherwise, or without such a guide, the mask as it was. Returns the mask's record."""
+    from swigapp.masking import GUIDE_SHARE, bright_csf, guide_cut
+
+    record = Masked.from_record(masked)
+    valid = load_valid(lr_valid_file)
+    if valid is None or MAP_ORDER.index("PD") not in not_acquired(valid):
+        return record.to_record()
+    usable = [GuideRegistration.from_record(r) for r in registrations]
+    usable = [r for r in usable if bright_csf(Protocol(**protocols[r.name]))]
+    if not usable:
+        return record.to_record()
+    guide = usable[0]
+    mask, affine = load_image(record.mask_file)
+    covered = load_image(guide.coverage_file)[0] > 0.5
+    cut, removed = guide_cut(mask > 0.5, load_image(guide.registered_file)[0], covered)
+    if removed == 0.0:
+        return record.to_record()
+    mask_file = save_nifti(Path(out_dir) / "brain_mask.nii.gz", cut, affine)
+    cut_record = {"name": guide.name, "share": GUIDE_SHARE, "removed": removed}
+    return replace(record, mask_file=str(mask_file), guide_cut=cut_record).to_record()
+
+
 @timed
 def register(
     lr_up_file: str,

@@ -115,11 +115,15 @@ class Conformed(_Record):
 @dataclass
 class Masked(_Record):
     """The brain mask step (:func:`swigapp.participant.make_mask`): ``mask_file`` (0/1 on
-    the HR grid), how it was made (``method``, in words), ``seconds``."""
+    the HR grid), how it was made (``method``, in words), where PD was estimated the cut by
+    a guide (:func:`swigapp.participant.refine_mask`; ``guide_cut``: the guide's ``name``,
+    the ``share`` of its median below which voxels were cut and the share of the mask
+    ``removed``; empty when none was made), ``seconds``."""
 
     mask_file: str
     method: str
     seconds: float = 0.0
+    guide_cut: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

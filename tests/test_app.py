@@ -137,6 +137,7 @@ def test_uncertainty_maps_are_written_shown_and_track_the_error(app_run):
         assert rho > 0.2, (m, rho)
     qc = json.loads((out / "sub-01" / "log" / "sub-01_qc.json").read_text())
     assert set(qc["UncertaintyMedian"]) == {"PD", "T1", "T2"}
+    assert "BrainMaskGuideCut" not in qc  # PD acquired: the map-based mask stands
     assert 0 < qc["UncertaintyMedian"]["T1"] < 0.2  # seconds
     assert "<h2>Uncertainty</h2>" in (out / "sub-01.html").read_text()
     # the QC warnings travel with the QC JSON (the console prints them, the group flags them)

@@ -231,6 +231,17 @@ def test_boilerplate_names_what_ran_with_its_references(record):
     assert "<li id='ref-1'>" in text.html and "SWIG" in text.html
 
 
+def test_the_mask_paragraph_says_when_a_guide_cut_the_mask(record):
+    results, params = record
+    said = "PD was not acquired, and its estimate cannot tell how much of a voxel is tissue"
+    assert said not in methods_boilerplate("sub-01", results, params).markdown
+    cut = {"name": "T2w", "share": 0.5, "removed": 0.084}
+    results = results | {"mask": replace(results["mask"], guide_cut=cut)}
+    md = methods_boilerplate("sub-01", results, params).markdown
+    assert said in md and "registered T2w was below 0.5 of its median" in md
+    assert "(8.4 % of the mask" in md and "ICBM 2009 template" in md
+
+
 def test_changing_an_option_changes_the_paragraph(record):
     results, params = record
     base = methods_boilerplate("sub-01", results, params).markdown

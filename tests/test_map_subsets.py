@@ -147,6 +147,10 @@ def test_t1_only_participant_writes_t1_alone_and_says_what_was_estimated(subsets
     methods = (out / "sub-01" / "log" / "sub-01_methods.md").read_text()
     assert "The low-resolution T1 map (" in methods
     assert "PD and T2 were not acquired: they were estimated from T1" in methods
+    # with PD an estimate, the T2w guide cut the partial-volume shell off the mask
+    assert qc["BrainMaskGuideCut"]["name"] == "T2w"
+    assert 0 < qc["BrainMaskGuideCut"]["removed"] < 0.25
+    assert "PD was not acquired, and its estimate cannot tell how much" in methods
     report = (out / "sub-01.html").read_text()
     assert "maps NOT acquired (estimates, not measurements)" in report
 

@@ -3,7 +3,7 @@
 Graph of one participant::
 
     inputnode [-> fit_qmri, when maps are fitted from raw series] -> conform_maps
-              -> brain_mask -> register_guides_wf (one node per guide)
+              -> brain_mask -> register_guides_wf (one node per guide) -> refine_mask
               -> super_resolve -> guard_maps -> synthesize -> write_derivatives -> outputnode
 """
 
@@ -22,6 +22,7 @@ from swigapp.workflows.interfaces import (
     ConformMaps,
     FitQMRI,
     GuardMaps,
+    RefineMask,
     SuperResolve,
     Synthesize,
     WriteDerivatives,
@@ -194,6 +195,7 @@ def init_single_subject_wf(
         sampling=options.registration_sampling,
         full_resolution=options.registration_full_resolution,
     )
+    refine = pe.Node(RefineMask(protocols=dict(protocols)), name="refine_mask")
     superres, guard = _super_resolve_nodes(options, protocols)
     synth = pe.Node(
         Synthesize(guide_protocols=dict(protocols), synth_protocols=dict(options.synth_protocols)),
@@ -222,16 +224,19 @@ def init_single_subject_wf(
         (conform, superres, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file"),
                              ("lr_valid_file", "lr_valid_file"),
                              ("acquisition", "acquisition")]),
-        (mask, superres, [("mask_file", "mask_file")]),
+        (mask, refine, [("result", "mask")]),
+        (conform, refine, [("lr_valid_file", "lr_valid_file")]),
+        (register_wf, refine, [("outputnode.registrations", "registrations")]),
+        (refine, superres, [("mask_file", "mask_file")]),
         (register_wf, superres, [("outputnode.registrations", "registrations")]),
         (superres, guard, [("result", "prediction")]),
-        (mask, guard, [("mask_file", "mask_file")]),
+        (refine, guard, [("mask_file", "mask_file")]),
         (register_wf, guard, [("outputnode.registrations", "registrations")]),
         (guard, synth, [("sr_file", "sr_file")]),
-        (mask, synth, [("mask_file", "mask_file")]),
+        (refine, synth, [("mask_file", "mask_file")]),
         (register_wf, synth, [("outputnode.registrations", "registrations")]),
         (conform, sink, [("result", "conform")]),
-        (mask, sink, [("result", "mask")]),
+        (refine, sink, [("result", "mask")]),
         (register_wf, sink, [("outputnode.registrations", "registrations")]),
         (guard, sink, [("result", "superres")]),
         (synth, sink, [("result", "synthesis")]),

@@ -134,6 +134,33 @@ class BrainMask(SimpleInterface):
         return runtime
 
 
+class _RefineMaskInputSpec(BaseInterfaceInputSpec):
+    mask = traits.Dict(mandatory=True, desc="BrainMask's result (Masked record)")
+    lr_valid_file = File(exists=True, desc="LR validity mask (which maps were acquired)")
+    registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
+    protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
+
+
+class RefineMask(SimpleInterface):
+    """Where PD was not acquired, the brain mask cut by a registered guide with bright CSF."""
+
+    input_spec = _RefineMaskInputSpec
+    output_spec = _MaskOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import refine_mask
+
+        result = refine_mask(
+            self.inputs.mask,
+            self.inputs.lr_valid_file or None,
+            self.inputs.registrations,
+            self.inputs.protocols,
+            runtime.cwd,
+        )
+        self._results.update(result=result, mask_file=result["mask_file"])
+        return runtime
+
+
 class _RegisterInputSpec(BaseInterfaceInputSpec):
     lr_up_file = File(exists=True, mandatory=True)
     mask_file = File(exists=True, mandatory=True)

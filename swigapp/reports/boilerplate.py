@@ -206,6 +206,22 @@ def _quality_sentence(quality: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _mask(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
+    cut = results["mask"].guide_cut
+    if not cut:
+        return _mask_from_maps(results, params)
+    return [
+        *_mask_from_maps(results, params),
+        (
+            "PD was not acquired, and its estimate cannot tell how much of a voxel is tissue, "
+            f"so the voxels where the registered {cut['name']} was below {cut['share']:g} of "
+            f"its median over the mask were cut off ({100 * cut['removed']:.1f} % of the "
+            "mask: partial volume at the brain's surface)",
+            (),
+        ),
+    ]
+
+
+def _mask_from_maps(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
     method = str(results["mask"].method)
     v = params.get("versions", {})
     base = "A brain mask was computed from the upsampled maps by PD and T1 thresholds"

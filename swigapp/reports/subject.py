@@ -17,6 +17,7 @@ from swigapp.maps import MAP_ORDER
 from swigapp.metrics import ls_scale
 from swigapp.reports import figures
 from swigapp.reports.boilerplate import regional_warnings
+from swigapp.results import Masked
 from swigapp.uncertainty import describe
 
 #: Which guide illustrates which map in the mosaics (first present wins).
@@ -64,6 +65,7 @@ def participant_qc(
         "Method": results["superres"].method,
         "TissueMedians": tissue.tissue_medians(maps, loaded.labels),
         "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"].mask_file),
+        **({"BrainMaskGuideCut": results["mask"].guide_cut} if results["mask"].guide_cut else {}),
         "LRResidual": results["superres"].lr_residual,
         "GuideSSIM": results["synthesis"].guide_ssim,
         "RegistrationMI": {g: r.metric for g, r in results["registration"].items()},
@@ -365,6 +367,17 @@ def _model_version(model: Mapping[str, Any] | None) -> str:
     return f"{model['version']} (introduced in swigapp {model['introduced_in']})"
 
 
+def _mask_line(mask: Masked) -> str:
+    """How the brain mask was made, with the guide's cut where PD was estimated."""
+    cut = mask.guide_cut
+    if not cut:
+        return mask.method
+    return (
+        f"{mask.method}; PD estimated: cut where the {cut['name']} guide is below "
+        f"{cut['share']:g} of its median ({100 * cut['removed']:.1f} % of the mask)"
+    )
+
+
 def _adaptation_line(requested: int | str, adaptation: Mapping[str, Any] | None) -> str:
     """The adaptation steps asked for, with ``auto``'s decision."""
     if adaptation and adaptation.get("mode") == "auto":
@@ -386,7 +399,7 @@ def _provenance(results: Mapping[str, Any], params: Mapping[str, Any]) -> dict[s
         **({"INR fit": _inr_line(sr.inr)} if sr.inr else {}),
         "seed": params["seed"],
         "registration": params["transform"],
-        "brain mask": results["mask"].method,
+        "brain mask": _mask_line(results["mask"]),
         **{f"protocol {g}": p for g, p in params["guide_protocols"].items()},
         **{f"synthesis {c}": p for c, p in params["synth_protocols"].items()},
         **{f"version {k}": v for k, v in params["versions"].items()},
