@@ -27,8 +27,8 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
     names = {n.fullname for n in graph.nodes()}
     for label in ("01", "02"):
         prefix = f"swigapp_wf.single_subject_{label}_wf."
-        nodes = ["conform_maps", "brain_mask", "super_resolve", "guard_maps", "synthesize",
-                 "write_derivatives"]  # fmt: skip
+        nodes = ["conform_maps", "brain_mask", "refine_mask", "super_resolve", "guard_maps",
+                 "synthesize", "write_derivatives"]  # fmt: skip
         nodes += [f"register_guides_wf.register_{g}" for g in ("T1w", "T2w", "FLAIR")]
         for node in nodes:
             assert prefix + node in names, node
@@ -39,7 +39,15 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
     }
     assert ("lr_up_file", "lr_up_file") in edges[("conform_maps", "register_T1w")]
     assert ("mask_file", "mask_file") in edges[("brain_mask", "register_FLAIR")]
-    assert ("mask_file", "mask_file") in edges[("brain_mask", "super_resolve")]
+    # after registration, the mask is cut by a guide where PD was estimated, and every later
+    # step reads that mask
+    assert edges[("brain_mask", "refine_mask")] == [("result", "mask")]
+    assert ("out", "registrations") in edges[("merge_registrations", "refine_mask")]
+    assert ("lr_valid_file", "lr_valid_file") in edges[("conform_maps", "refine_mask")]
+    for step in ("super_resolve", "guard_maps", "synthesize"):
+        assert ("mask_file", "mask_file") in edges[("refine_mask", step)]
+        assert ("brain_mask", step) not in edges
+    assert ("result", "mask") in edges[("refine_mask", "write_derivatives")]
     assert ("lr_valid_file", "lr_valid_file") in edges[("conform_maps", "super_resolve")]
     assert ("out", "registrations") in edges[("merge_registrations", "super_resolve")]
     # the guard is its own node: a change of its settings reuses the cached prediction
