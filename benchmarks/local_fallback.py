@@ -35,13 +35,9 @@ from swigapp.models.inference import predict_ensemble
 RESULTS = Path(__file__).parent / "results"
 
 
-def subject_rows(
-    setting: str, anatomy: str, subject, network, limits, head: bool = False
-) -> list[dict]:
-    """One row per (map, limit): the departure's percentiles, fallen share, GM MAE; with
-    ``head``, the check covers the interior of the head the app writes too (as the app does,
-    :func:`swigapp.consistency.checked_lr`), and the share of the head beyond the brain that
-    falls back."""
+def predicted(subject, network) -> tuple[np.ndarray, np.ndarray, cons.Evidence]:
+    """The network's maps (3, X, Y, Z) on a benchmark subject with its T1w and T2w guides,
+    the zero-filled input and the evidence the app's guard checks them against."""
     prepared = subject.prepared
     tensors = prepared.tensors.with_guides(GUIDES)
     up, lr = tensors.lr_up.numpy(), tensors.lr.numpy()
@@ -52,11 +48,22 @@ def subject_rows(
     registered = {g: prepared.registered[g] for g in GUIDES}
     evidence = cons.Evidence(lr, acq, registered, protocols, mask, acq.lr_affine,
                              prepared.hr_affine)  # fmt: skip
+    return sr, up, evidence
+
+
+def subject_rows(
+    setting: str, anatomy: str, subject, network, limits, head: bool = False
+) -> list[dict]:
+    """One row per (map, limit): the departure's percentiles, fallen share, GM MAE; with
+    ``head``, the check covers the interior of the head the app writes too (as the app does,
+    :func:`swigapp.consistency.checked_lr`), and the share of the head beyond the brain that
+    falls back."""
+    sr, up, evidence = predicted(subject, network)
     written = None
     if head:
         from swigapp.participant import head_mask
 
-        written = head_mask(evidence, mask.shape)
+        written = head_mask(evidence, evidence.mask.shape)
         sr = np.where(written, sr, np.float32(0.0))  # as the app writes them
     after, _, _ = cons.guard(sr, up, evidence, local=False)
     departure = cons.local_departure(after, evidence)

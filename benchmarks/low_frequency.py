@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.quality import GUIDES, SETTINGS, VALIDATION_SEED, anatomies, eval_subjects
+from benchmarks.local_fallback import predicted
+from benchmarks.quality import SETTINGS, VALIDATION_SEED, anatomies, eval_subjects
 from benchmarks.validate import load_candidate
 from swigapp import consistency as cons
 from swigapp import metrics
 from swigapp.maps import MAP_ORDER
-from swigapp.models.inference import predict_ensemble
 
 RESULTS = Path(__file__).parent / "results"
 #: The corrections compared: options of :func:`low_frequency_consistency`.
@@ -77,16 +77,17 @@ def low_frequency_residual(
 def low_frequency_consistency(
     maps: np.ndarray,
     evidence: cons.Evidence,
-    head: np.ndarray | None = None,
+    checked: np.ndarray | None = None,
     sigma: float = cons.LOCAL_SIGMA_LR,
     significance: float | None = None,
 ) -> np.ndarray:
     """``maps`` (3, X, Y, Z) with their LR residual at the scale of ``sigma`` LR voxels put
     back (:func:`low_frequency_residual` by the acquisition's interpolation): the maps keep
     their detail, and the acquired LR maps set their local means, where noise averages out.
-    Over the LR voxels the local check covers (:func:`swigapp.consistency.checked_lr`), for
-    the acquired maps only (an estimate is not data); clipped at 0."""
-    checked = cons.checked_lr(evidence, head)
+    Over the ``checked`` LR voxels (x, y, z; None: those the local check covers without a
+    head, :func:`swigapp.consistency.checked_lr`), for the acquired maps only (an estimate
+    is not data); clipped at 0."""
+    checked = cons.checked_lr(evidence) if checked is None else checked
     residual = low_frequency_residual(maps, evidence, checked, sigma, significance)
     acquired = [i for i in range(len(maps)) if evidence.valid is None or evidence.valid[i].any()]
     out = np.array(maps, np.float32, copy=True)
@@ -100,27 +101,20 @@ def subject_rows(setting: str, anatomy: str, subject, network) -> list[dict]:
     """One row per map: GM/WM MAE and brain SSIM before and after the correction."""
     from swigapp.participant import head_mask
 
-    prepared = subject.prepared
-    tensors = prepared.tensors.with_guides(GUIDES)
-    up, lr = tensors.lr_up.numpy(), tensors.lr.numpy()
-    mask = tensors.mask.numpy().astype(bool)
-    acq = prepared.acquisition
-    sr, _ = predict_ensemble(network, tensors)
-    protocols = {g: subject.protocols[g] for g in GUIDES}
-    registered = {g: prepared.registered[g] for g in GUIDES}
-    evidence = cons.Evidence(lr, acq, registered, protocols, mask, acq.lr_affine,
-                             prepared.hr_affine)  # fmt: skip
-    head = head_mask(evidence, mask.shape)
+    sr, up, evidence = predicted(subject, network)
+    head = head_mask(evidence, evidence.mask.shape)
     sr = np.where(head, sr, np.float32(0.0))
     guarded, _, _ = cons.guard(sr, up, evidence, head=head)
     before = np.where(head, guarded, np.float32(0.0))
-    residual = low_frequency_residual(before, evidence, cons.checked_lr(evidence, head))
+    checked = cons.checked_lr(evidence, head)
+    residual = low_frequency_residual(before, evidence, checked)
     brain_lr = cons.lr_footprint(evidence)
     rows = []
     for variant, options in VARIANTS.items():
-        after = low_frequency_consistency(before, evidence, head, **options)
+        after = low_frequency_consistency(before, evidence, checked, **options)
         after = np.where(head, after, np.float32(0.0))
-        rows += map_rows(setting, anatomy, subject, variant, lr, before, after, residual, brain_lr)
+        rows += map_rows(setting, anatomy, subject, variant, evidence.lr, before, after,
+                         residual, brain_lr)  # fmt: skip
     return rows
 
 
@@ -246,7 +240,8 @@ def real_rows(keep: Path, data: Path, cases: list[str], seed: int = 0) -> list[d
         coverages = [part.load_image(r["coverage_file"])[0] for r in registrations]
         kept = part.guard_prediction(prediction, request, coverages)
         head = part.head_mask(evidence, kept.maps.shape[1:])
-        corrected = np.where(head, low_frequency_consistency(kept.maps, evidence, head), 0.0)
+        checked = cons.checked_lr(evidence, head)
+        corrected = np.where(head, low_frequency_consistency(kept.maps, evidence, checked), 0.0)
         qc = work / "out" / f"sub-{name}" / "log" / f"sub-{name}_qc.json"
         pd_scale = float(json.loads(qc.read_text())["PDScaleFactor"])
         for variant, maps in (("as written", kept.maps), ("plain", corrected)):
