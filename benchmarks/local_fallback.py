@@ -22,7 +22,9 @@ import argparse
 import csv
 import platform
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +128,28 @@ def speed(repeats: int = 3) -> None:
         print(f"{label}: median {np.median(times):.2f} s of {repeats} ({platform.machine()})")
 
 
+def phantom_subjects(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, Any]]:
+    """(setting, anatomy, subject) for each phantom a benchmark's ``args`` ask for
+    (``--anatomy``, ``--settings``, ``--subjects``, ``--size``, ``--phantom-seed``,
+    ``--seed``), written under ``work`` and registered, one at a time."""
+    for anatomy in args.anatomy:
+        for setting in args.settings:
+            for subject in eval_subjects(
+                SETTINGS[setting], args.subjects, args.size, args.phantom_seed, args.seed,
+                work / anatomy / setting, anatomy=anatomies(anatomy, args.subjects),
+            ):  # fmt: skip
+                yield setting, anatomy, subject
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys) as a CSV file, in ``path``'s folder made if need be."""
+    path.parent.mkdir(exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
     """Score the validation phantoms and write the report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -152,20 +176,10 @@ def main() -> None:
     network = load_candidate(args.model)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for anatomy in args.anatomy:
-            for setting in args.settings:
-                for subject in eval_subjects(
-                    SETTINGS[setting], args.subjects, args.size, args.phantom_seed, args.seed,
-                    Path(tmp) / anatomy / setting, anatomy=anatomies(anatomy, args.subjects),
-                ):  # fmt: skip
-                    rows += subject_rows(setting, anatomy, subject, network, args.limits,
-                                         args.head)  # fmt: skip
-                    print(rows[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / f"local_fallback{tag}.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        for setting, anatomy, subject in phantom_subjects(args, Path(tmp)):
+            rows += subject_rows(setting, anatomy, subject, network, args.limits, args.head)
+            print(rows[-1], flush=True)
+    write_csv(RESULTS / f"local_fallback{tag}.csv", rows)
     lines = [
         f"# Local fallback on {'held-out' if 'seed' in tag else 'validation'} phantoms"
         + (" (brain and the head's interior checked)" if args.head else ""),

@@ -17,7 +17,6 @@ benchmarks/results/low_frequency[_seed5000].{md,csv}.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import platform
@@ -27,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.local_fallback import predicted
-from benchmarks.quality import SETTINGS, VALIDATION_SEED, anatomies, eval_subjects
+from benchmarks.local_fallback import phantom_subjects, predicted, write_csv
+from benchmarks.quality import SETTINGS, VALIDATION_SEED
 from benchmarks.validate import load_candidate
 from swigapp import consistency as cons
 from swigapp import metrics
@@ -328,19 +327,10 @@ def main() -> None:
     network = load_candidate(args.model)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for anatomy in args.anatomy:
-            for setting in args.settings:
-                for subject in eval_subjects(
-                    SETTINGS[setting], args.subjects, args.size, args.phantom_seed, args.seed,
-                    Path(tmp) / anatomy / setting, anatomy=anatomies(anatomy, args.subjects),
-                ):  # fmt: skip
-                    rows += subject_rows(setting, anatomy, subject, network)
-                    print(rows[-3 * len(VARIANTS) :], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / f"low_frequency{tag}.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        for setting, anatomy, subject in phantom_subjects(args, Path(tmp)):
+            rows += subject_rows(setting, anatomy, subject, network)
+            print(rows[-3 * len(VARIANTS) :], flush=True)
+    write_csv(RESULTS / f"low_frequency{tag}.csv", rows)
     text = table(rows, args)
     (RESULTS / f"low_frequency{tag}.md").write_text(text)
     print(text)
