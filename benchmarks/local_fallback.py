@@ -128,6 +128,20 @@ def speed(repeats: int = 3) -> None:
         print(f"{label}: median {np.median(times):.2f} s of {repeats} ({platform.machine()})")
 
 
+def phantom_arguments(parser: argparse.ArgumentParser, choice: str) -> None:
+    """The options :func:`phantom_subjects` reads, and the model's; ``choice`` says what
+    the default seed (validation, 3000) decides."""
+    parser.add_argument("--anatomy", nargs="+", default=["template", "validation"])
+    parser.add_argument("--subjects", type=int, default=2)
+    parser.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--model", default="swig_default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED,
+                        help="5000: report on the held-out phantoms (with --anatomy template "
+                        f"heldout); {choice}")  # fmt: skip
+
+
 def phantom_subjects(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, Any]]:
     """(setting, anatomy, subject) for each phantom a benchmark's ``args`` ask for
     (``--anatomy``, ``--settings``, ``--subjects``, ``--size``, ``--phantom-seed``,
@@ -153,16 +167,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def main() -> None:
     """Score the validation phantoms and write the report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--anatomy", nargs="+", default=["template", "validation"])
-    p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    phantom_arguments(p, "the limits are chosen at the default, 3000")
     p.add_argument("--limits", nargs="+", type=float, default=[0.1, 0.15, 0.2, 0.3])
-    p.add_argument("--model", default="swig_default")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED,
-                   help="5000: report on the held-out phantoms (with --anatomy template "
-                   "heldout); the limits are chosen at the default, 3000")  # fmt: skip
     p.add_argument("--head", action="store_true",
                    help="check the head's interior too, as the app does")  # fmt: skip
     p.add_argument("--speed", action="store_true",

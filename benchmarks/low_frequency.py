@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.local_fallback import phantom_subjects, predicted, write_csv
-from benchmarks.quality import SETTINGS, VALIDATION_SEED
+from benchmarks.local_fallback import phantom_arguments, phantom_subjects, predicted, write_csv
+from benchmarks.quality import VALIDATION_SEED
 from benchmarks.validate import load_candidate
 from swigapp import consistency as cons
 from swigapp import metrics
@@ -297,15 +297,7 @@ def real_table(rows: list[dict]) -> str:
 def main() -> None:
     """Score the phantoms and write the report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--anatomy", nargs="+", default=["template", "validation"])
-    p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--size", choices=("tiny", "slab", "full"), default="slab")
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--model", default="swig_default")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--phantom-seed", type=int, default=VALIDATION_SEED,
-                   help="5000: report on the held-out phantoms (with --anatomy template "
-                   "heldout) after the choice made at the default, 3000")  # fmt: skip
+    phantom_arguments(p, "the choice is made at the default, 3000")
     p.add_argument("--real", type=Path, metavar="KEEP",
                    help="score the real acquisitions kept here by benchmarks.real --keep "
                    "instead of phantoms")  # fmt: skip
