@@ -206,19 +206,17 @@ def _quality_sentence(quality: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _mask(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
+    sentences = _mask_from_maps(results, params)
     cut = results["mask"].guide_cut
-    if not cut:
-        return _mask_from_maps(results, params)
-    return [
-        *_mask_from_maps(results, params),
-        (
+    if cut:
+        sentences.append((
             "PD was not acquired, and its estimate cannot tell how much of a voxel is tissue, "
             f"so the voxels where the registered {cut['name']} was below {cut['share']:g} of "
             f"its median over the mask were cut off ({100 * cut['removed']:.1f} % of the "
             "mask: partial volume at the brain's surface)",
             (),
-        ),
-    ]
+        ))  # fmt: skip
+    return sentences
 
 
 def _mask_from_maps(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
