@@ -14,6 +14,8 @@ from swigapp.operators import grid
 from swigapp.registration import MIN_AXIS_VOXELS
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from swigapp.physics.protocol import Protocol
 
 LOG = logging.getLogger("swigapp.masking")
@@ -233,11 +235,23 @@ def brain_mask(
 #: docs/subsets.md) the map-based mask took in a shell of partial-volume voxels 1-1.4 mm
 #: outside the brain (22 % tissue, 1.12x the true brain); the T2w guide at 0.5 of its median
 #: holds 75 % of the shell and 0.9 % of the brain. Set from that subject, not tuned; on the 3
-#: validation individuals, T1 only: masks 1.04/1.12/1.03 -> 0.93/1.02/1.00x the true brain,
-#: GM T1 MAE 60.1/40.6/61.7 -> 60.1/36.4/61.7 ms (benchmarks.subsets).
+#: validation individuals, T1 only, with the depth limit below: masks 1.04/1.12/1.03 ->
+#: 0.99/1.04/1.00x the true brain, GM T1 MAE 60.1/40.6/61.7 -> 59.8/38.2/61.7 ms
+#: (benchmarks.subsets).
 GUIDE_SHARE = 0.5
-#: The guide cut is dropped (the mask kept) when it would remove more than this share of the
-#: mask: a guide that dark over the brain is not seeing it (bias, a failed registration).
+#: The cut reaches this many LR voxels into the mask (per axis: one LR voxel is that axis's
+#: LR voxel size; voxel centre to the nearest voxel outside), where the shell lies: the LR
+#: voxels that straddle the brain's edge, spread by the upsampling's kernel over one more.
+#: Deeper, a guide dark below the share is brain (WM in a biased T2w): on validation
+#: individual synthseg-01 (seed 3000, 2 mm slab, T1 only) a cut without this limit removed
+#: 6.8 % of the true brain, WM 4-25 mm deep (mask 0.93x the true brain). Chosen between 1
+#: and 2 on the 3 validation individuals by GM T1 MAE (benchmarks.subsets): 59.9/39.0/61.7
+#: ms at 1, 59.8/38.2/61.7 at 2, 60.1/36.4/61.7 without a limit; masks 0.99/1.04/1.00x
+#: the true brain at 2 (0.93/1.02/1.00 without).
+SHELL_DEPTH_LR = 2.0
+#: The guide cut is dropped (the mask kept) when the guide is dark in more than this share of
+#: the mask, or the cut would remove more: a guide that dark over the brain is not seeing it
+#: (bias, a failed registration).
 MAX_GUIDE_CUT = 0.25
 #: Typical 3T (PD, T1 s, T2 s) of CSF and WM, to tell a guide's CSF contrast.
 CSF_AND_WM = ((1.0, 4.0, 1.5), (0.69, 0.85, 0.075))
@@ -254,24 +268,35 @@ def bright_csf(protocol: Protocol) -> bool:
 
 
 def guide_cut(
-    mask: np.ndarray, guide: np.ndarray, covered: np.ndarray | None = None
+    mask: np.ndarray,
+    guide: np.ndarray,
+    lr_voxel: Sequence[float],
+    covered: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """``mask`` without the voxels where ``guide`` (registered, same grid) is below
     :data:`GUIDE_SHARE` of its median over the mask, within the guide's field of view
-    (``covered``; None: everywhere); the largest piece, holes filled. Returns the mask and
-    the share of it removed; the mask unchanged (share 0) when the cut would remove more
-    than :data:`MAX_GUIDE_CUT`."""
+    (``covered``; None: everywhere) and within :data:`SHELL_DEPTH_LR` LR voxels of the
+    mask's edge (``lr_voxel``: the LR voxel size in HR voxels per axis; the array's faces
+    are not an edge); the largest piece, holes filled. Returns the mask and the share of it
+    removed; the mask unchanged (share 0) when the guide is dark in more than
+    :data:`MAX_GUIDE_CUT` of the mask it sees, or the cut would remove more than that."""
     guide = np.nan_to_num(np.asarray(guide, dtype=np.float32))
     seen = mask if covered is None else mask & covered
     if not seen.any():
         return mask, 0.0
     dark = seen & (guide < GUIDE_SHARE * float(np.median(guide[seen])))
+    dark_share = float(dark.sum()) / float(seen.sum())
+    depth = ndimage.distance_transform_edt(mask, sampling=1.0 / np.asarray(lr_voxel, float))
     cross = thin_axes_cross(mask.shape, 1)
-    kept = ndimage.binary_fill_holes(largest_component(mask & ~dark), cross)
+    kept = ndimage.binary_fill_holes(
+        largest_component(mask & ~(dark & (depth <= SHELL_DEPTH_LR))), cross
+    )
     removed = 1.0 - float(kept.sum()) / float(mask.sum())
-    if removed > MAX_GUIDE_CUT:
+    if max(removed, dark_share) > MAX_GUIDE_CUT:
         LOG.warning(
-            "the guide would cut %.0f %% off the brain mask (more than %.0f %%): mask kept",
+            "the guide is dark in %.0f %% of the brain mask and would cut %.0f %% off it "
+            "(more than %.0f %%): mask kept",
+            100 * dark_share,
             100 * removed,
             100 * MAX_GUIDE_CUT,
         )

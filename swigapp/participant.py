@@ -160,7 +160,7 @@ def refine_mask(
     the brain mask (``masked``: :func:`make_mask`'s record) cut by the first registered
     guide in which CSF is at least as bright as WM (:func:`swigapp.masking.guide_cut`);
     otherwise, or without such a guide, the mask as it was. Returns the mask's record."""
-    from swigapp.masking import GUIDE_SHARE, bright_csf, guide_cut
+    from swigapp.masking import GUIDE_SHARE, SHELL_DEPTH_LR, bright_csf, guide_cut
 
     record = Masked.from_record(masked)
     valid = load_valid(lr_valid_file)
@@ -172,12 +172,15 @@ def refine_mask(
         return record.to_record()
     guide = usable[0]
     mask, affine = load_image(record.mask_file)
+    lr_voxel = np.divide(grid.voxel_sizes(nib.load(str(lr_valid_file)).affine),
+                         grid.voxel_sizes(affine))  # fmt: skip
     covered = load_image(guide.coverage_file)[0] > 0.5
-    cut, removed = guide_cut(mask > 0.5, load_image(guide.registered_file)[0], covered)
+    cut, removed = guide_cut(mask > 0.5, load_image(guide.registered_file)[0], lr_voxel, covered)
     if removed == 0.0:
         return record.to_record()
     mask_file = save_nifti(Path(out_dir) / "brain_mask.nii.gz", cut, affine)
-    cut_record = {"name": guide.name, "share": GUIDE_SHARE, "removed": removed}
+    cut_record = {"name": guide.name, "share": GUIDE_SHARE, "depth_lr": SHELL_DEPTH_LR,
+                  "removed": removed}  # fmt: skip
     return replace(record, mask_file=str(mask_file), guide_cut=cut_record).to_record()
 
 

@@ -235,10 +235,11 @@ def test_the_mask_paragraph_says_when_a_guide_cut_the_mask(record):
     results, params = record
     said = "PD was not acquired, and its estimate cannot tell how much of a voxel is tissue"
     assert said not in methods_boilerplate("sub-01", results, params).markdown
-    cut = {"name": "T2w", "share": 0.5, "removed": 0.084}
+    cut = {"name": "T2w", "share": 0.5, "depth_lr": 1.0, "removed": 0.084}
     results = results | {"mask": replace(results["mask"], guide_cut=cut)}
     md = methods_boilerplate("sub-01", results, params).markdown
     assert said in md and "registered T2w was below 0.5 of its median" in md
+    assert "within 1 low-resolution voxel(s) of the mask's edge" in md
     assert "(8.4 % of the mask" in md and "ICBM 2009 template" in md
 
 

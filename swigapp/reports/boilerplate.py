@@ -212,8 +212,9 @@ def _mask(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentenc
         sentences.append((
             "PD was not acquired, and its estimate cannot tell how much of a voxel is tissue, "
             f"so the voxels where the registered {cut['name']} was below {cut['share']:g} of "
-            f"its median over the mask were cut off ({100 * cut['removed']:.1f} % of the "
-            "mask: partial volume at the brain's surface)",
+            f"its median over the mask, within {cut['depth_lr']:g} low-resolution voxel(s) of "
+            f"the mask's edge, were cut off ({100 * cut['removed']:.1f} % of the mask: "
+            "partial volume at the brain's surface)",
             (),
         ))  # fmt: skip
     return sentences

@@ -374,7 +374,8 @@ def _mask_line(mask: Masked) -> str:
         return mask.method
     return (
         f"{mask.method}; PD estimated: cut where the {cut['name']} guide is below "
-        f"{cut['share']:g} of its median ({100 * cut['removed']:.1f} % of the mask)"
+        f"{cut['share']:g} of its median, within {cut['depth_lr']:g} LR voxel(s) of the "
+        f"edge ({100 * cut['removed']:.1f} % of the mask)"
     )
 
 
