@@ -280,7 +280,8 @@ def ceiling(images: np.ndarray) -> tuple[np.ndarray, float | None]:
 
 def scores(maps: dict[str, np.ndarray], ref: dict[str, np.ndarray], mask: np.ndarray,
            gm: np.ndarray) -> dict[str, float]:  # fmt: skip
-    """SSIM over the brain and GM MAE (ms) of T1/T2 against ``ref``.
+    """SSIM over the brain and GM MAE of each map against ``ref``: ms for T1/T2, % of the
+    median for PD.
 
     PD is on each method's own scale (the app's water fraction, the fit's series units):
     each PD map, the reference's included, is divided by its median over ``mask`` and
@@ -296,6 +297,8 @@ def scores(maps: dict[str, np.ndarray], ref: dict[str, np.ndarray], mask: np.nda
         row[f"{m} SSIM"] = metrics.ssim(y, x, data_range, mask=where)
         if m != "PD":
             row[f"GM {m} MAE ms"] = metrics.tissue_mae_ms(y, x, {"GM": region})["GM"]
+        else:
+            row["GM PD MAE %"] = 100.0 * float(np.abs(y - x)[region].mean())
     return row
 
 
@@ -424,17 +427,18 @@ def table(rows: list[dict], cases: dict[str, RealCase], command: str) -> str:
         "method would score against this reference). SSIM over the source's brain mask (the "
         "phantom: its disc; PD: each map over its median over its nonzero voxels there, range "
         "2); GM: k-means label "
-        "of the reference (the phantom: its sphere ROIs).",
+        "of the reference (the phantom: its sphere ROIs). GM MAE: ms for T1 and T2, % of the "
+        "median for PD (on the maps divided by their median, as for SSIM).",
         "",
-        "| case | map | SR SSIM | cubic SSIM | floor SSIM | SR GM MAE ms | cubic GM MAE ms "
-        "| floor GM MAE ms |",
+        "| case | map | SR SSIM | cubic SSIM | floor SSIM | SR GM MAE | cubic GM MAE "
+        "| floor GM MAE |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         case = cases[row["case"]]
         for m in SCORED[case.kind]:
-            mae = [f"{row[k].get(f'GM {m} MAE ms', float('nan')):.1f}" if m != "PD" else "-"
-                   for k in ("SR", "cubic", "floor")]  # fmt: skip
+            key = f"GM {m} MAE ms" if m != "PD" else "GM PD MAE %"
+            mae = [f"{row[k].get(key, float('nan')):.1f}" for k in ("SR", "cubic", "floor")]
             ssim = [f"{row[k][f'{m} SSIM']:.4f}" for k in ("SR", "cubic", "floor")]
             lines.append(f"| {case.name} | {m} | " + " | ".join(ssim + mae) + " |")
     lines += ["", "Per case:", ""]
