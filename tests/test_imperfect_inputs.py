@@ -527,3 +527,24 @@ def test_signal_cut_off_from_the_head_by_failed_fits_stays_in_the_head(tmp_path)
     assert not head[30, 4, 2] and not head[20, 18, 5]  # the speck, the failed fluid
     assert head.sum() == 125 + 32 * 10 * 8
     np.testing.assert_array_equal(head, head_region(pd, t1))  # the guard's head is this one
+
+
+def test_a_t2_map_alone_finds_the_whole_head(lr_copy):
+    """T2 spans 20-40x from WM to CSF: at PD's and T1's 10 % of the 99th percentile a T2 map
+    alone kept only the CSF as head, and the maps beyond it were zeroed (a real slice given
+    as a T2 map: SR T2 SSIM 0.13)."""
+    maps, _ = lr_copy
+    head = _head(maps)
+    t2, img = _read(maps["T2"])
+    csf = t2 > np.percentile(t2[head], 97)
+    t2[csf] = 2.0  # pure CSF in vivo (this phantom's LR T2 peaks at 0.5 s)
+    _write(maps["T2"], t2, img)
+    assert np.percentile(t2[head], 99) > 10 * np.median(t2[head])  # WM-GM far below 10 %
+    alone = head_region(None, None, t2)
+    assert (alone & head).sum() >= 0.99 * head.sum()  # (the old rule: 5 %)
+    assert (alone & ~head).sum() <= 0.05 * head.sum()  # partial volume at the edge
+    lr = prepare_lr_maps({"T2": maps["T2"]}, SUFFIX)
+    assert lr.acquired == ["T2"] and np.array_equal(lr.head, alone)
+    # where PD is given it decides, as before; T2 decides only where PD and T1 are not finite
+    pd = _read(maps["PD"])[0]
+    np.testing.assert_array_equal(head_region(pd, None, t2), head_region(pd, None))
