@@ -101,7 +101,7 @@ NO_PD_SCALE: dict[str, Any] = {
 #: The share of its 99th percentile above which a map holds signal (:func:`head_candidates`):
 #: 10 % for PD and T1, whose tissue values lie within 2-7x of CSF's; 1 % for T2, whose
 #: range spans 20-40x (WM 45-80 ms at 7-1.5T against CSF's 1.5-2 s): at 10 % a T2 map alone
-#: kept only CSF (an in-vivo slice given as a T2 map: 383 of the brain's 4000 LR voxels).
+#: kept only CSF (an in-vivo slice given as a T2 map: a head of 383 LR voxels, not 5512).
 SIGNAL_SHARE = {"PD": 0.1, "T1": 0.1, "T2": 0.01}
 
 
