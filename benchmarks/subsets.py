@@ -142,7 +142,7 @@ def main() -> None:
 
         tag = f"v{model_card('swig_default')['version']}"
     seed = "" if args.phantom_seed == HELD_OUT_SEED else f"_seed{args.phantom_seed}"
-    only = "" if args.subsets == list(SUBSETS) else "_" + "_".join(args.subsets)
+    only = "" if args.subsets == list(SUBSETS) else "_" + "_".join(args.subsets).replace(",", "")
     path = RESULTS / f"subsets_{args.anatomy}_{args.setting}_{tag}{seed}{only}.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

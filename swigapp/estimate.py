@@ -44,12 +44,15 @@ def driver(acquired: Sequence[str]) -> str:
     raise ValueError("at least one of PD, T1 and T2 must be acquired")
 
 
-def tissue_prior(maps: Mapping[str, np.ndarray], acquired: Sequence[str]) -> dict[str, np.ndarray]:
+def tissue_prior(
+    maps: Mapping[str, np.ndarray], acquired: Sequence[str], head: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Every map of ``MAP_ORDER``: the ``acquired`` ones from ``maps`` (PD as a water
     fraction, T1/T2 in s) and the others estimated along :data:`TISSUE_PRIOR` from
-    :func:`driver`. Voxels where every acquired map is 0 (outside the head) are 0; where
-    only the driver is 0 (e.g. a T2 map's ringing clipped at 0 beside the ventricles, while
-    PD holds signal) the estimate is the curve's first point (WM), not a hole: a hole in an
+    :func:`driver`. Voxels where every acquired map is 0 and that lie beyond ``head`` (the
+    input's head region; None: none given) are 0; where only the driver is 0 (e.g. a T2
+    map's ringing clipped at 0 beside the ventricles, while PD holds signal or the voxel is
+    in the head) the estimate is the curve's first point (WM), not a hole: a hole in an
     estimated T1 cut 15 % off a validation individual's brain mask (T1 thresholds)."""
     source = driver(acquired)
     column = MAP_ORDER.index(source)
@@ -57,6 +60,8 @@ def tissue_prior(maps: Mapping[str, np.ndarray], acquired: Sequence[str]) -> dic
     x = points[:, column]
     values = np.asarray(maps[source], dtype=np.float64)
     inside = np.logical_or.reduce([np.asarray(maps[m]) > 0 for m in acquired])
+    if head is not None:
+        inside = inside | np.asarray(head, bool)
     log_driver = np.log(np.where(values > 0, values, x[0]))
     out = {name: np.asarray(maps[name], dtype=np.float32) for name in acquired}
     for i, name in enumerate(MAP_ORDER):

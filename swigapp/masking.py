@@ -247,7 +247,8 @@ GUIDE_SHARE = 0.5
 #: 6.8 % of the true brain, WM 4-25 mm deep (mask 0.93x the true brain). Chosen between 1
 #: and 2 on the 3 validation individuals by GM T1 MAE (benchmarks.subsets): 59.9/39.0/61.7
 #: ms at 1, 59.8/38.2/61.7 at 2, 60.1/36.4/61.7 without a limit; masks 0.99/1.04/1.00x
-#: the true brain at 2 (0.93/1.02/1.00 without).
+#: the true brain at 2 (0.93/1.02/1.00 without). (With the estimate's later head rule:
+#: 59.7/38.5/61.7 at 2.)
 SHELL_DEPTH_LR = 2.0
 #: The guide cut is dropped (the mask kept) when the guide is dark in more than this share of
 #: the mask, or the cut would remove more: a guide that dark over the brain is not seeing it

@@ -48,6 +48,19 @@ def test_a_zero_driver_beside_signal_gets_an_estimate_not_a_hole():
     assert out["T1"][2] == 0 and out["T1"][0] > 0
 
 
+def test_with_t2_alone_the_head_region_says_where_a_zero_is_a_hole():
+    """T2 alone: no other map says that a voxel whose T2 was clipped at 0 is inside the head,
+    so the input's head region does; beyond it the estimate stays 0."""
+    wm = TISSUE_PRIOR[0]
+    t2 = np.array([0.095, 0.0, 0.0], np.float32)
+    head = np.array([True, True, False])
+    out = tissue_prior({"T2": t2}, ["T2"], head)
+    assert out["T1"][1] == pytest.approx(wm[1], rel=1e-5)
+    assert out["PD"][1] == pytest.approx(wm[0], rel=1e-5)
+    assert out["T1"][2] == 0 and out["PD"][2] == 0
+    assert tissue_prior({"T2": t2}, ["T2"])["T1"][1] == 0  # without the head: a hole
+
+
 def test_brain_mask_with_an_estimated_t1_matches_the_full_set():
     """T2 and PD given, T1 estimated: the brain mask (its T1 thresholds read the estimate) is
     the full set's to within 0.3 % on the committed real individual (2 mm; the holes the

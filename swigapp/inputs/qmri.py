@@ -318,7 +318,7 @@ def prepare_lr_maps(
         maps["PD"] = (maps["PD"] * np.float32(scale["factor"])).astype(np.float32)
     estimated = [m for m in MAP_ORDER if m not in acquired]
     if estimated:
-        maps = tissue_prior(maps, acquired)
+        maps = tissue_prior(maps, acquired, head)
         for name in estimated:
             valid[name] = np.zeros(head.shape, bool)
             maps[name] = np.where(support, maps[name], np.float32(0)).astype(np.float32)
