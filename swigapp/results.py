@@ -117,8 +117,9 @@ class Masked(_Record):
     """The brain mask step (:func:`swigapp.participant.make_mask`): ``mask_file`` (0/1 on
     the HR grid), how it was made (``method``, in words), where PD was estimated the cut by
     a guide (:func:`swigapp.participant.refine_mask`; ``guide_cut``: the guide's ``name``,
-    the ``share`` of its median below which voxels were cut and the share of the mask
-    ``removed``; empty when none was made), ``seconds``."""
+    the ``share`` of its median below which voxels were cut, the ``depth_lr`` in LR voxels
+    from the mask's edge the cut reached to at most, and the share of the mask ``removed``;
+    empty when none was made), ``seconds``."""
 
     mask_file: str
     method: str
