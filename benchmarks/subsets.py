@@ -1,6 +1,6 @@
 """Subsets of the maps: the app on held-out phantoms given all of PD/T1/T2, T1 only (an
-MP2RAGE site), T2 and PD only (a multi-echo spin-echo site) or T2 only, scored on the maps
-acquired.
+MP2RAGE site), T2 and PD only (a multi-echo spin-echo site), T2 only, or T1 and PD (an
+inversion-recovery or variable-flip-angle site), scored on the maps acquired.
 
     python -m benchmarks.subsets [--anatomy template|heldout] [--subjects 2] [--size slab]
 
@@ -31,7 +31,8 @@ from swigapp.operators.interp import upsample_interp
 from swigapp.phantom.bids import MAP_SUFFIX, write_dataset
 
 RESULTS = Path(__file__).parent / "results"
-SUBSETS = {"PD,T1,T2": ("PD", "T1", "T2"), "T1": ("T1",), "PD,T2": ("PD", "T2"), "T2": ("T2",)}
+SUBSETS = {"PD,T1,T2": ("PD", "T1", "T2"), "T1": ("T1",), "PD,T2": ("PD", "T2"), "T2": ("T2",),
+           "PD,T1": ("PD", "T1")}  # fmt: skip
 
 
 def run_app(

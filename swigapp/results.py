@@ -119,12 +119,15 @@ class Masked(_Record):
     a guide (:func:`swigapp.participant.refine_mask`; ``guide_cut``: the guide's ``name``,
     the ``share`` of its median below which voxels were cut, the ``depth_lr`` in LR voxels
     from the mask's edge the cut reached to at most, and the share of the mask ``removed``;
-    empty when none was made), ``seconds``."""
+    empty when none was made), where T2 was estimated the cut by the guide over its
+    synthesised contrast (``guide_ratio_cut``: ``name``, ``share`` of the ratio's median,
+    ``removed``; empty when none was made), ``seconds``."""
 
     mask_file: str
     method: str
     seconds: float = 0.0
     guide_cut: dict[str, Any] = field(default_factory=dict)
+    guide_ratio_cut: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

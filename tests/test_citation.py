@@ -243,6 +243,18 @@ def test_the_mask_paragraph_says_when_a_guide_cut_the_mask(record):
     assert "(8.4 % of the mask" in md and "ICBM 2009 template" in md
 
 
+def test_the_mask_paragraph_says_when_the_ratio_cut_took_the_scalp_and_guides_moved(record):
+    results, params = record
+    said = "T2 was not acquired, and its estimate cannot tell muscle and skin from brain"
+    assert said not in methods_boilerplate("sub-01", results, params).markdown
+    cut = {"name": "T2w", "share": 0.3, "removed": 0.185}
+    results = results | {"mask": replace(results["mask"], guide_ratio_cut=cut)}
+    md = methods_boilerplate("sub-01", results, params).markdown
+    assert said in md and "divided by its own contrast synthesised from the maps" in md
+    assert "below 0.3 of that ratio's median over the mask" in md and "(18.5 % of the mask)" in md
+    assert "registered again to their synthesised contrasts within the cut mask" in md
+
+
 def test_changing_an_option_changes_the_paragraph(record):
     results, params = record
     base = methods_boilerplate("sub-01", results, params).markdown

@@ -4,6 +4,7 @@ Graph of one participant::
 
     inputnode [-> fit_qmri, when maps are fitted from raw series] -> conform_maps
               -> brain_mask -> register_guides_wf (one node per guide) -> refine_mask
+              -> register_again (where refine_mask cut the scalp off an estimated T2's mask)
               -> super_resolve -> guard_maps -> synthesize -> write_derivatives -> outputnode
 """
 
@@ -23,6 +24,7 @@ from swigapp.workflows.interfaces import (
     FitQMRI,
     GuardMaps,
     RefineMask,
+    RegisterAgain,
     SuperResolve,
     Synthesize,
     WriteDerivatives,
@@ -196,6 +198,17 @@ def init_single_subject_wf(
         full_resolution=options.registration_full_resolution,
     )
     refine = pe.Node(RefineMask(protocols=dict(protocols)), name="refine_mask")
+    again = pe.Node(
+        RegisterAgain(
+            protocols=dict(protocols),
+            transform=options.transform,
+            seed=options.seed,
+            sampling=options.registration_sampling,
+            full_resolution=options.registration_full_resolution,
+        ),
+        name="register_again",
+        mem_gb=2.0,
+    )
     superres, guard = _super_resolve_nodes(options, protocols)
     synth = pe.Node(
         Synthesize(guide_protocols=dict(protocols), synth_protocols=dict(options.synth_protocols)),
@@ -216,7 +229,8 @@ def init_single_subject_wf(
     _connect_maps(workflow, files, inputnode, conform, sink)
     workflow.connect([
         (inputnode, conform, [("reference_guide", "reference_guide")]),
-        (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
+        (conform, mask, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file"),
+                         ("lr_valid_file", "lr_valid_file")]),
         (conform, register_wf, [("lr_file", "inputnode.lr_file"),
                                 ("lr_up_file", "inputnode.lr_up_file")]),
         (mask, register_wf, [("mask_file", "inputnode.mask_file")]),
@@ -227,17 +241,21 @@ def init_single_subject_wf(
         (mask, refine, [("result", "mask")]),
         (conform, refine, [("lr_valid_file", "lr_valid_file")]),
         (register_wf, refine, [("outputnode.registrations", "registrations")]),
+        (refine, again, [("result", "mask")]),
+        (register_wf, again, [("outputnode.registrations", "registrations")]),
+        (conform, again, [("lr_file", "lr_file"), ("lr_up_file", "lr_up_file")]),
+        (inputnode, again, [("guide_files", "guide_files")]),
         (refine, superres, [("mask_file", "mask_file")]),
-        (register_wf, superres, [("outputnode.registrations", "registrations")]),
+        (again, superres, [("registrations", "registrations")]),
         (superres, guard, [("result", "prediction")]),
         (refine, guard, [("mask_file", "mask_file")]),
-        (register_wf, guard, [("outputnode.registrations", "registrations")]),
+        (again, guard, [("registrations", "registrations")]),
         (guard, synth, [("sr_file", "sr_file")]),
         (refine, synth, [("mask_file", "mask_file")]),
-        (register_wf, synth, [("outputnode.registrations", "registrations")]),
+        (again, synth, [("registrations", "registrations")]),
         (conform, sink, [("result", "conform")]),
         (refine, sink, [("result", "mask")]),
-        (register_wf, sink, [("outputnode.registrations", "registrations")]),
+        (again, sink, [("registrations", "registrations")]),
         (guard, sink, [("result", "superres")]),
         (synth, sink, [("result", "synthesis")]),
         (sink, outputnode, [("written", "written"), ("qc", "qc")]),

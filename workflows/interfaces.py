@@ -106,6 +106,7 @@ class ConformMaps(SimpleInterface):
 class _MaskInputSpec(BaseInterfaceInputSpec):
     lr_file = File(exists=True, mandatory=True)
     lr_up_file = File(exists=True, mandatory=True)
+    lr_valid_file = File(exists=True, desc="LR validity mask (which maps were acquired)")
     template = traits.Bool(True, usedefault=True, desc="refine with a registered template")
     seed = traits.Int(0, usedefault=True)
 
@@ -129,6 +130,7 @@ class BrainMask(SimpleInterface):
             runtime.cwd,
             template=self.inputs.template,
             seed=self.inputs.seed,
+            lr_valid_file=valid if isdefined(valid := self.inputs.lr_valid_file) else None,
         )
         self._results.update(result=result, mask_file=result["mask_file"])
         return runtime
@@ -161,6 +163,18 @@ class RefineMask(SimpleInterface):
         return runtime
 
 
+def _registration_settings(inputs: Any) -> Any:
+    """The RegistrationSettings of a registration node's inputs."""
+    from swigapp.registration import RegistrationSettings
+
+    return RegistrationSettings(
+        transform=inputs.transform,
+        seed=inputs.seed,
+        sampling=inputs.sampling,
+        full_resolution=inputs.full_resolution,
+    )
+
+
 class _RegisterInputSpec(BaseInterfaceInputSpec):
     lr_up_file = File(exists=True, mandatory=True)
     mask_file = File(exists=True, mandatory=True)
@@ -182,14 +196,8 @@ class RegisterGuide(SimpleInterface):
 
     def _run_interface(self, runtime: Any) -> Any:
         from swigapp.participant import register
-        from swigapp.registration import RegistrationSettings
 
-        settings = RegistrationSettings(
-            transform=self.inputs.transform,
-            seed=self.inputs.seed,
-            sampling=self.inputs.sampling,
-            full_resolution=self.inputs.full_resolution,
-        )
+        settings = _registration_settings(self.inputs)
         result = register(
             self.inputs.lr_up_file,
             self.inputs.mask_file,
@@ -201,6 +209,46 @@ class RegisterGuide(SimpleInterface):
             lr_file=self.inputs.lr_file or None,
         )
         self._results["result"] = result
+        return runtime
+
+
+class _RegisterAgainInputSpec(BaseInterfaceInputSpec):
+    mask = traits.Dict(mandatory=True, desc="RefineMask's result (Masked record)")
+    registrations = traits.List(traits.Dict, mandatory=True, desc="RegisterGuide results")
+    lr_file = File(exists=True, mandatory=True)
+    lr_up_file = File(exists=True, mandatory=True)
+    guide_files = traits.Dict(mandatory=True, desc="guide name -> path")
+    protocols = traits.Dict(mandatory=True, desc="guide name -> protocol dict")
+    transform = traits.Enum("rigid", "affine", usedefault=True)
+    sampling = traits.Float(0.1, usedefault=True, desc="fraction of voxels the metric samples")
+    full_resolution = traits.Bool(False, usedefault=True, desc="last level at full resolution")
+    seed = traits.Int(0, usedefault=True)
+
+
+class _RegistrationsSpec(TraitedSpec):
+    registrations = traits.List(traits.Dict, desc="RegisterGuide results")
+
+
+class RegisterAgain(SimpleInterface):
+    """The guides registered again within the refined mask where T2 was estimated."""
+
+    input_spec = _RegisterAgainInputSpec
+    output_spec = _RegistrationsSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        from swigapp.participant import register_again
+
+        settings = _registration_settings(self.inputs)
+        self._results["registrations"] = register_again(
+            self.inputs.mask,
+            self.inputs.registrations,
+            self.inputs.lr_file,
+            self.inputs.lr_up_file,
+            self.inputs.guide_files,
+            self.inputs.protocols,
+            runtime.cwd,
+            settings,
+        )
         return runtime
 
 

@@ -207,6 +207,16 @@ def _quality_sentence(quality: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _mask(results: Mapping[str, Any], params: Mapping[str, Any]) -> list[Sentence]:
     sentences = _mask_from_maps(results, params)
+    ratio = results["mask"].guide_ratio_cut
+    if ratio:
+        sentences.append((
+            "T2 was not acquired, and its estimate cannot tell muscle and skin from brain, so "
+            f"the voxels where the registered {ratio['name']}, divided by its own contrast "
+            f"synthesised from the maps, was below {ratio['share']:g} of that ratio's median "
+            f"over the mask were cut off ({100 * ratio['removed']:.1f} % of the mask), and the "
+            "guides were registered again to their synthesised contrasts within the cut mask",
+            (),
+        ))  # fmt: skip
     cut = results["mask"].guide_cut
     if cut:
         sentences.append((

@@ -66,6 +66,11 @@ def participant_qc(
         "TissueMedians": tissue.tissue_medians(maps, loaded.labels),
         "BrainVolume_ml": float(mask.sum()) * _voxel_ml(results["mask"].mask_file),
         **({"BrainMaskGuideCut": results["mask"].guide_cut} if results["mask"].guide_cut else {}),
+        **(
+            {"BrainMaskGuideRatioCut": results["mask"].guide_ratio_cut}
+            if results["mask"].guide_ratio_cut
+            else {}
+        ),
         "LRResidual": results["superres"].lr_residual,
         "GuideSSIM": results["synthesis"].guide_ssim,
         "RegistrationMI": {g: r.metric for g, r in results["registration"].items()},
@@ -368,15 +373,23 @@ def _model_version(model: Mapping[str, Any] | None) -> str:
 
 
 def _mask_line(mask: Masked) -> str:
-    """How the brain mask was made, with the guide's cut where PD was estimated."""
+    """How the brain mask was made, with the guides' cuts where T2 or PD was estimated."""
+    line = mask.method
+    ratio = mask.guide_ratio_cut
+    if ratio:
+        line += (
+            f"; T2 estimated: cut where the {ratio['name']} guide over its synthesised contrast "
+            f"is below {ratio['share']:g} of its median ({100 * ratio['removed']:.1f} % of the "
+            "mask), guides registered again within it"
+        )
     cut = mask.guide_cut
-    if not cut:
-        return mask.method
-    return (
-        f"{mask.method}; PD estimated: cut where the {cut['name']} guide is below "
-        f"{cut['share']:g} of its median, within {cut['depth_lr']:g} LR voxel(s) of the "
-        f"edge ({100 * cut['removed']:.1f} % of the mask)"
-    )
+    if cut:
+        line += (
+            f"; PD estimated: cut where the {cut['name']} guide is below "
+            f"{cut['share']:g} of its median, within {cut['depth_lr']:g} LR voxel(s) of the "
+            f"edge ({100 * cut['removed']:.1f} % of the mask)"
+        )
+    return line
 
 
 def _adaptation_line(requested: int | str, adaptation: Mapping[str, Any] | None) -> str:
