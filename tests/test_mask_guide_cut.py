@@ -280,3 +280,19 @@ def test_register_again_only_after_a_ratio_cut_and_within_the_cut_mask(tmp_path,
     assert all(c[0] == "cut.nii.gz" and c[3] == "lr.nii.gz" for c in calls)
     assert [c[1] for c in calls] == ["t1w.nii.gz", "t2w.nii.gz"]
     assert again[0]["registered_file"] == f"{tmp_path}/T1w/T1w_registered.nii.gz"
+
+
+def test_the_report_row_says_which_cuts_were_made():
+    from swigapp.reports.subject import _mask_line
+
+    masked = Masked("mask.nii.gz", "maps (PD and T1 thresholds)")
+    assert _mask_line(masked) == "maps (PD and T1 thresholds)"
+    ratio = {"name": "T2w", "share": 0.3, "removed": 0.185}
+    shell = {"name": "T2w", "share": 0.5, "depth_lr": 2.0, "removed": 0.05}
+    line = _mask_line(replace(masked, guide_ratio_cut=ratio, guide_cut=shell))
+    assert "T2 estimated: cut where the T2w guide over its synthesised contrast is below 0.3" in (
+        line
+    )
+    assert "(18.5 % of the mask), guides registered again within it" in line
+    assert "PD estimated: cut where the T2w guide is below 0.5 of its median" in line
+    assert line.index("T2 estimated") < line.index("PD estimated")  # the order they were made

@@ -27,8 +27,8 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
     names = {n.fullname for n in graph.nodes()}
     for label in ("01", "02"):
         prefix = f"swigapp_wf.single_subject_{label}_wf."
-        nodes = ["conform_maps", "brain_mask", "refine_mask", "super_resolve", "guard_maps",
-                 "synthesize", "write_derivatives"]  # fmt: skip
+        nodes = ["conform_maps", "brain_mask", "refine_mask", "register_again", "super_resolve",
+                 "guard_maps", "synthesize", "write_derivatives"]  # fmt: skip
         nodes += [f"register_guides_wf.register_{g}" for g in ("T1w", "T2w", "FLAIR")]
         for node in nodes:
             assert prefix + node in names, node
@@ -48,11 +48,19 @@ def test_graph_nodes_and_connections(tiny_dataset, tmp_path):
         assert ("mask_file", "mask_file") in edges[("refine_mask", step)]
         assert ("brain_mask", step) not in edges
     assert ("result", "mask") in edges[("refine_mask", "write_derivatives")]
+    assert ("lr_valid_file", "lr_valid_file") in edges[("conform_maps", "brain_mask")]
     assert ("lr_valid_file", "lr_valid_file") in edges[("conform_maps", "super_resolve")]
-    assert ("out", "registrations") in edges[("merge_registrations", "super_resolve")]
+    # where the cut took the scalp off an estimated T2's mask the guides are registered
+    # again; every later step reads those registrations
+    assert edges[("refine_mask", "register_again")] == [("result", "mask")]
+    assert ("out", "registrations") in edges[("merge_registrations", "register_again")]
+    again = next(n for n in graph.nodes() if n.fullname.endswith("01_wf.register_again"))
+    assert set(again.inputs.guide_files) == {"T1w", "T2w", "FLAIR"} and again.inputs.seed == 4
+    for step in ("super_resolve", "guard_maps", "synthesize", "write_derivatives"):
+        assert ("registrations", "registrations") in edges[("register_again", step)]
+        assert ("merge_registrations", step) not in edges
     # the guard is its own node: a change of its settings reuses the cached prediction
     assert edges[("super_resolve", "guard_maps")] == [("result", "prediction")]
-    assert ("out", "registrations") in edges[("merge_registrations", "guard_maps")]
     assert ("sr_file", "sr_file") in edges[("guard_maps", "synthesize")]
     assert ("result", "superres") in edges[("guard_maps", "write_derivatives")]
     assert ("super_resolve", "synthesize") not in edges
