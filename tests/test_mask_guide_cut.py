@@ -260,11 +260,12 @@ def test_register_again_only_after_a_ratio_cut_and_within_the_cut_mask(tmp_path,
 
     def fake_register(lr_up, mask_file, guide_file, protocol, name, out_dir, settings, lr_file):
         calls.append((mask_file, guide_file, name, lr_file))
-        return {"name": name, "registered_file": f"{out_dir}/{name}_registered.nii.gz"}
+        return {"name": name, "registered_file": f"{out_dir}/{name}_registered.nii.gz",
+                "seconds": 20.0}  # fmt: skip
 
     monkeypatch.setattr("swigapp.participant.register", fake_register)
-    first = [GuideRegistration(g, f"first_{g}.nii.gz", "cov.nii.gz", "synth.nii.gz").to_record()
-             for g in ("T1w", "T2w")]  # fmt: skip
+    first = [GuideRegistration(g, f"first_{g}.nii.gz", "cov.nii.gz", "synth.nii.gz",
+                               seconds=30.0).to_record() for g in ("T1w", "T2w")]  # fmt: skip
     guides = {"T1w": "t1w.nii.gz", "T2w": "t2w.nii.gz"}
     protocols = {g: DEFAULT_PROTOCOLS[g].as_dict() for g in guides}
     masked = Masked("cut.nii.gz", "maps (PD and T1 thresholds)")
@@ -280,6 +281,7 @@ def test_register_again_only_after_a_ratio_cut_and_within_the_cut_mask(tmp_path,
     assert all(c[0] == "cut.nii.gz" and c[3] == "lr.nii.gz" for c in calls)
     assert [c[1] for c in calls] == ["t1w.nii.gz", "t2w.nii.gz"]
     assert again[0]["registered_file"] == f"{tmp_path}/T1w/T1w_registered.nii.gz"
+    assert [a["seconds"] for a in again] == [50.0, 50.0]  # both registrations of each guide
 
 
 def test_the_report_row_says_which_cuts_were_made():
