@@ -144,7 +144,7 @@ class _RefineMaskInputSpec(BaseInterfaceInputSpec):
 
 
 class RefineMask(SimpleInterface):
-    """Where PD was not acquired, the brain mask cut by a registered guide with bright CSF."""
+    """Where PD or T2 was not acquired, the brain mask cut by a registered bright-CSF guide."""
 
     input_spec = _RefineMaskInputSpec
     output_spec = _MaskOutputSpec
