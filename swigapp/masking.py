@@ -101,20 +101,22 @@ def mask_from_maps(
     if not candidate.any():
         return candidate
     mask = opened_core(candidate, voxel_size)
-    cross = thin_axes_cross(candidate.shape, max(1, round(OPENING_MM / _mean_voxel(voxel_size))))
+    cross = thin_axes_cross(candidate.shape, _opening_steps(voxel_size))
     closed = ndimage.binary_closing(largest_component(mask), cross, iterations=1)
     return ndimage.binary_fill_holes(closed, cross)
 
 
-def _mean_voxel(voxel_size: Sequence[float] | None) -> float:
-    return float(np.mean(voxel_size)) if voxel_size is not None else 1.0
+def _opening_steps(voxel_size: Sequence[float] | None) -> int:
+    """:data:`OPENING_MM` in voxels of the mean ``voxel_size`` (mm; None: 1 mm), at least 1."""
+    vox = float(np.mean(voxel_size)) if voxel_size is not None else 1.0
+    return max(1, round(OPENING_MM / vox))
 
 
 def opened_core(candidate: np.ndarray, voxel_size: Sequence[float] | None) -> np.ndarray:
     """The largest piece of ``candidate`` eroded by :data:`OPENING_MM` (which cuts the thin
     bridges from the brain to the scalp across the skull), grown back within ``candidate``,
     holes filled (``voxel_size`` in mm; None: 1 mm)."""
-    steps = max(1, round(OPENING_MM / _mean_voxel(voxel_size)))
+    steps = _opening_steps(voxel_size)
     cross = thin_axes_cross(candidate.shape, steps)
     core = ndimage.binary_erosion(candidate, cross, iterations=steps)
     core = largest_component(core if core.any() else candidate)
