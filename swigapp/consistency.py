@@ -360,11 +360,9 @@ def head_interior(head: np.ndarray, evidence: Evidence) -> np.ndarray:
     """The LR voxels (x, y, z) that are mostly in the HR ``head`` (through the acquisition
     model above 0.5), eroded by :data:`HEAD_INTERIOR_LR_VOXELS` (not along an axis too thin
     for it: a single slice)."""
-    from swigapp.masking import thin_axes_cross
-
     inside = forward(head[None].astype(np.float64), evidence.acquisition)[0] > 0.5
     steps = HEAD_INTERIOR_LR_VOXELS
-    cross = thin_axes_cross(inside.shape, steps)
+    cross = grid.thin_axes_cross(inside.shape, steps)
     return ndimage.binary_erosion(inside, cross, iterations=steps)
 
 

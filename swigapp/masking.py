@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from swigapp.operators import grid
+from swigapp.operators.grid import fill_holes, thin_axes_cross
 from swigapp.registration import MIN_AXIS_VOXELS
 
 if TYPE_CHECKING:
@@ -173,29 +174,13 @@ def deep_part(selected: np.ndarray, region: np.ndarray, voxel_size: Sequence[flo
     """The voxels of ``selected`` at least :data:`REFERENCE_DEPTH_MM` inside ``region``
     with its holes filled (mm, ``voxel_size``; the array's faces are not an edge); where
     fewer than 27 are that deep, those in the deeper half of the region's depth."""
-    filled = np.pad(ndimage.binary_fill_holes(region), 1, constant_values=True)
+    filled = np.pad(fill_holes(region), 1, constant_values=True)
     inner = (slice(1, -1),) * region.ndim
     depth = ndimage.distance_transform_edt(filled, sampling=voxel_size)[inner]
     deep = selected & (depth >= REFERENCE_DEPTH_MM)
     if deep.sum() < 27 and selected.any():
         deep = selected & (depth >= 0.5 * float(depth[selected].max()))
     return deep
-
-
-def thin_axes_cross(shape: tuple[int, ...], steps: int) -> np.ndarray:
-    """The face-connected structuring element, without the axes that hold fewer than
-    ``2 * steps + 1`` voxels (a single slice, a thin slab): eroding along such an axis would
-    remove everything, and every voxel would touch the border there, so holes could not be
-    filled. Equal to ``ndimage.generate_binary_structure(ndim, 1)`` on ordinary volumes."""
-    cross = ndimage.generate_binary_structure(len(shape), 1)
-    for axis, n in enumerate(shape):
-        if n < 2 * steps + 1:
-            keep = [slice(None)] * len(shape)
-            keep[axis] = slice(1, 2)
-            only = np.zeros_like(cross)
-            only[tuple(keep)] = cross[tuple(keep)]
-            cross = only
-    return cross
 
 
 #: TemplateFlow template used when it is already cached (never downloaded at run time).

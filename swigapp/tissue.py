@@ -11,6 +11,10 @@ import numpy as np
 LABELS: dict[int, str] = {1: "WM", 2: "GM", 3: "CSF"}
 #: Initial class centres (s) of the k-means.
 T1_CENTRES_S: tuple[float, float, float] = (0.85, 1.35, 3.5)
+#: Values below this (s) are no tissue's T1 or T2 and are left unlabelled: an interpolation
+#: clipped at 0 leaves float residue (1e-16 s) at a map's edge, which in ln T1 is a class of
+#: its own (on the real in-vivo IR slice it took "WM", and the report said WM T1 0 ms).
+MIN_TISSUE_S = 1e-3
 
 
 def classify(
@@ -19,13 +23,14 @@ def classify(
     iterations: int = 20,
     centres: tuple[float, float, float] = T1_CENTRES_S,
 ) -> np.ndarray:
-    """Labels (uint8, 0 outside ``mask``; 1 WM, 2 GM, 3 CSF) from a T1 map in seconds.
+    """Labels (uint8, 0 outside ``mask`` and below :data:`MIN_TISSUE_S`; 1 WM, 2 GM, 3 CSF)
+    from a T1 map in seconds.
 
     k-means in ln T1 started from ``centres`` (s); the classes keep their T1 order. A T2 map
     (s) works too with T2-like centres (WM < GM < CSF holds for T2 as well).
     """
     t1 = np.asarray(t1, dtype=np.float64)
-    mask = np.asarray(mask, dtype=bool) & np.isfinite(t1) & (t1 > 0)
+    mask = np.asarray(mask, dtype=bool) & np.isfinite(t1) & (t1 >= MIN_TISSUE_S)
     labels = np.zeros(t1.shape, dtype=np.uint8)
     if not mask.any():
         return labels

@@ -280,6 +280,23 @@ def test_fill_invalid_and_head_region():
     np.testing.assert_array_equal(out[~hole], data[~hole])
 
 
+def test_failed_fits_inside_a_single_slice_are_head_and_filled():
+    """A single slice (a real 2D acquisition of one slice, as the in-vivo IR slice): every
+    voxel touches the slice's faces, so hole filling in 3D enclosed nothing, failed fits
+    inside the brain were set to 0 (the IR slice's output held T1 = 0 there), not filled from
+    their neighbours. The slice's holes are now filled in its plane."""
+    data = np.zeros((40, 40, 1), np.float32)
+    data[5:35, 5:35] = 1.2
+    hole = np.zeros(data.shape, bool)
+    hole[18:21, 18:21] = True
+    bad = np.where(hole, np.nan, data)
+    head = head_region(bad, bad)
+    np.testing.assert_array_equal(head, data > 0)
+    out = fill_invalid(bad, ~hole, head)
+    np.testing.assert_allclose(out[hole], 1.2, rtol=1e-3)
+    assert out[0, 0, 0] == 0.0
+
+
 def test_invalid_lr_voxels_leave_the_lr_terms():
     rng = np.random.default_rng(2)
     lr = rng.random((1, 3, 8, 8, 4)) + 0.5

@@ -29,6 +29,49 @@ def test_tissue_classes_follow_t1():
     assert (tissue.classify(t1, np.zeros_like(t1, bool)) == 0).all()
 
 
+def test_tissue_classes_ignore_float_residue_at_a_maps_edge():
+    """An interpolation clipped at 0 leaves 1e-16 s at a map's edge: in ln T1 such voxels
+    took the WM class of the real IR slice (the report said WM T1 0 ms); they are unlabelled."""
+    rng = np.random.default_rng(0)
+    t1 = np.concatenate([rng.normal(0.8, 0.03, 500), rng.normal(1.4, 0.05, 400),
+                         rng.normal(4.0, 0.2, 100), np.full(70, 5e-16)])  # fmt: skip
+    labels = tissue.classify(t1, np.ones_like(t1, bool))
+    assert (labels[1000:] == 0).all()
+    assert (labels[:500] == 1).mean() > 0.99
+    med = tissue.tissue_medians({"T1": t1}, labels)
+    assert med["WM"]["T1"] == pytest.approx(0.8, abs=0.02)
+
+
+def test_report_figures_of_a_single_slice_show_its_plane_only():
+    """Through one slice the coronal and sagittal views are a line: only the axial is shown,
+    in the maps' mosaic and in the registration flicker; a volume keeps all three."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from swigapp.reports import figures
+
+    assert figures.shown_views((128, 128, 1)) == [("axial", 2)]
+    assert figures.shown_views((40, 48, 36)) == list(figures.VIEWS)
+    assert figures.shown_views((3, 3, 3)) == [("axial", 2)]  # never none
+
+    def height(uri: str) -> int:
+        png = base64.b64decode(uri.split(",", 1)[1])
+        return Image.open(io.BytesIO(png)).size[1]
+
+    rng = np.random.default_rng(0)
+    one, volume = rng.random((64, 64, 1)), rng.random((64, 64, 32))
+    assert height(figures.mosaic({"a": one, "b": one})) < 0.6 * height(
+        figures.mosaic({"a": volume, "b": volume})
+    )
+    frames = figures.flicker_frames(one, one, np.ones(one.shape, bool))
+    wide = figures.flicker_frames(volume, volume, np.ones(volume.shape, bool))
+    width = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size[0]
+             for u in (frames[0], wide[0])]  # fmt: skip
+    assert width[0] < 0.5 * width[1]
+
+
 def test_lr_residual_zero_for_consistent_maps():
     rng = np.random.default_rng(1)
     lr = rng.random((3, 8, 8, 6)) + 0.5

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from swigapp.estimate import driver, tissue_prior
 from swigapp.io.images import MAP_ORDER, InputError, load_image
+from swigapp.operators.grid import fill_holes
 from swigapp.physics.units import convert
 
 #: A map with more than this fraction of its head voxels invalid is refused.
@@ -126,7 +127,7 @@ def head_region(
     labels, _ = ndimage.label(cand)
     sizes = np.bincount(labels.ravel())[1:]
     keep = (sizes >= MIN_ISLAND_VOXELS) | (sizes == sizes.max())
-    return ndimage.binary_fill_holes(np.isin(labels, 1 + np.flatnonzero(keep)))
+    return fill_holes(np.isin(labels, 1 + np.flatnonzero(keep)))
 
 
 def head_candidates(

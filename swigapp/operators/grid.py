@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 
 def lr_shape(hr_shape: Sequence[int], factors: Sequence[float]) -> tuple[int, ...]:
@@ -72,3 +73,27 @@ def hr_grid(
         lr_affine[:3, :3] * (np.asarray(lr_shape, float) / np.asarray(shape, float))[None, :]
     )
     return shape, affine
+
+
+def thin_axes_cross(shape: tuple[int, ...], steps: int) -> np.ndarray:
+    """The face-connected structuring element, without the axes that hold fewer than
+    ``2 * steps + 1`` voxels (a single slice, a thin slab): eroding along such an axis would
+    remove everything, and every voxel would touch the border there, so holes could not be
+    filled. Equal to ``ndimage.generate_binary_structure(ndim, 1)`` on ordinary volumes."""
+    cross = ndimage.generate_binary_structure(len(shape), 1)
+    for axis, n in enumerate(shape):
+        if n < 2 * steps + 1:
+            keep = [slice(None)] * len(shape)
+            keep[axis] = slice(1, 2)
+            only = np.zeros_like(cross)
+            only[tuple(keep)] = cross[tuple(keep)]
+            cross = only
+    return cross
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its enclosed holes filled; along an axis of fewer than 3 voxels (a
+    single slice) the array's faces are not an edge, so a slice's holes are filled in its
+    plane (``ndimage.binary_fill_holes`` alone fills none there: every voxel touches the
+    faces)."""
+    return ndimage.binary_fill_holes(mask, thin_axes_cross(np.shape(mask), 1))

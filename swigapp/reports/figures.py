@@ -35,9 +35,26 @@ def to_data_uri(fig) -> str:  # noqa: ANN001 (a matplotlib Figure)
 VIEWS = (("axial", 2), ("coronal", 1), ("sagittal", 0))
 
 
-def _views(volume: np.ndarray) -> list[np.ndarray]:
-    """The middle slice of each view of :data:`VIEWS`, rotated for display."""
-    return [np.rot90(np.take(volume, volume.shape[a] // 2, axis=a)) for _, a in VIEWS]
+#: A view is shown only if its image is at least this many voxels along both of its axes:
+#: through a single slice (a real 2D acquisition of one slice), the views that contain the
+#: slice axis are a line.
+MIN_VIEW_VOXELS = 4
+
+
+def shown_views(shape: Sequence[int]) -> list[tuple[str, int]]:
+    """The views of :data:`VIEWS` whose image has :data:`MIN_VIEW_VOXELS` along both axes
+    (every view of an ordinary volume; the axial alone of a single axial slice)."""
+    views = [
+        (name, axis)
+        for name, axis in VIEWS
+        if all(n >= MIN_VIEW_VOXELS for k, n in enumerate(shape[:3]) if k != axis)
+    ]
+    return views or list(VIEWS[:1])
+
+
+def _views(volume: np.ndarray, views: Sequence[tuple[str, int]] = VIEWS) -> list[np.ndarray]:
+    """The middle slice of each of ``views``, rotated for display."""
+    return [np.rot90(np.take(volume, volume.shape[a] // 2, axis=a)) for _, a in views]
 
 
 def _window(volume: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
@@ -57,12 +74,14 @@ def mosaic(
     units: Mapping[str, str] | None = None,
 ) -> str:
     """One row per view (axial, coronal, sagittal middle slices: thick LR slices show in the
-    views that contain the slice axis), one column per named volume, each column with a
-    colour bar; ``shared`` columns share a window, and their bars are labelled ``unit``;
-    ``units`` labels the bars of other columns (default "a.u.")."""
+    views that contain the slice axis; :func:`shown_views`: the axial alone for one slice),
+    one column per named volume, each column with a colour bar; ``shared`` columns share a
+    window, and their bars are labelled ``unit``; ``units`` labels the bars of other columns
+    (default "a.u.")."""
     plt = _plt()
     names = list(columns)
-    rows = len(VIEWS)
+    views = shown_views(np.shape(next(iter(columns.values()))))
+    rows = len(views)
     fig, axes = plt.subplots(
         rows, len(names), figsize=(2.6 * len(names), 2.1 * rows + 0.7), layout="constrained"
     )
@@ -71,13 +90,13 @@ def mosaic(
     for c, name in enumerate(names):
         vmin, vmax = shared_window if name in shared else _window(columns[name], mask)
         shown = None
-        for r, image in enumerate(_views(columns[name])):
+        for r, image in enumerate(_views(columns[name], views)):
             ax = axes[r, c]
             shown = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(VIEWS[r][0], fontsize=8)
+                ax.set_ylabel(views[r][0], fontsize=8)
             if r == 0:
                 ax.set_title(name, fontsize=9)
         bar = fig.colorbar(shown, ax=list(axes[:, c]), orientation="horizontal", shrink=0.8)
@@ -91,14 +110,17 @@ def mosaic(
 
 def flicker_frames(target: np.ndarray, registered: np.ndarray, mask: np.ndarray) -> tuple[str, str]:
     """Two frames with one layout for a registration flicker: the registration target and
-    the registered guide, each in the three views, both with the target's edges (red)."""
+    the registered guide, each in the three views (:func:`shown_views`), both with the
+    target's edges (red)."""
     plt = _plt()
     contour = edges(target, mask)
+    views = shown_views(np.shape(target))
     frames = []
     for image in (target, registered):
         vmin, vmax = _window(image, mask)
-        fig, axes = plt.subplots(1, len(VIEWS), figsize=(3.2 * len(VIEWS), 3.2))
-        for ax, bg, ed, (view, _) in zip(axes, _views(image), _views(contour), VIEWS, strict=True):
+        fig, axes = plt.subplots(1, len(views), figsize=(3.2 * len(views), 3.2), squeeze=False)
+        layout = zip(axes[0], _views(image, views), _views(contour, views), views, strict=True)
+        for ax, bg, ed, (view, _) in layout:
             ax.imshow(bg, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.imshow(
                 np.ma.masked_where(~ed, ed), cmap="autumn", alpha=0.8, interpolation="nearest"
