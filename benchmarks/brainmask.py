@@ -45,7 +45,8 @@ def measure(name: str, index: int, setting: str, size: str, seed: int, work: Pat
     nib.save(nib.Nifti1Image(subject.guides["T1w"], subject.affine), guide)
     sidecar = {"T1": {"MRAcquisitionType": "2D"}} if subject.config.acquisition == "2d" else None
     conformed = conform_maps(files, SUFFIX, str(guide), work, map_metadata=sidecar)
-    mask_file = make_mask(conformed["lr_file"], conformed["lr_up_file"], work)["mask_file"]
+    mask_file = make_mask(conformed["lr_file"], conformed["lr_up_file"], work,
+                          lr_valid_file=conformed["lr_valid_file"])["mask_file"]  # fmt: skip
     mask_img = nib.load(mask_file)
     mask = np.asarray(mask_img.dataobj) > 0
     truth = subject.truth.brain_mask

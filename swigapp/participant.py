@@ -139,7 +139,8 @@ def make_mask(
     lr_valid_file: str | None = None,
 ) -> dict[str, Any]:
     """Brain mask on the HR grid (``mask_file``) and how it was made (``method``);
-    ``lr_valid_file`` (:func:`conform_maps`) says which maps were acquired."""
+    ``lr_valid_file`` (:func:`conform_maps`) says which maps were acquired, and where the
+    input was invalid (never brain candidates: :func:`swigapp.masking.mask_from_maps`)."""
     from swigapp.masking import REFERENCE_DEPTH_MM, brain_mask
     from swigapp.synthesis import synthesize
 
@@ -148,9 +149,15 @@ def make_mask(
     if template:
         lr = load_maps(lr_file)
         t1w_like, lr_affine = synthesize(lr.as_dict(), DEFAULT_PROTOCOLS["T1w"]), lr.affine
-    t1_measured = MAP_ORDER.index("T1") not in not_acquired(load_valid(lr_valid_file))
+    valid = load_valid(lr_valid_file)
+    missing = not_acquired(valid)
+    t1_measured = MAP_ORDER.index("T1") not in missing
+    no_data = None
+    if valid is not None:
+        invalid = np.logical_or.reduce([~valid[i] for i in range(len(valid)) if i not in missing])
+        no_data = upsample_interp(invalid.astype(np.float32), up.data.shape[1:], order=0) > 0.5
     mask, method = brain_mask(up.data, up.affine, t1w_like, lr_affine, seed=seed,
-                              t1_measured=t1_measured)  # fmt: skip
+                              t1_measured=t1_measured, no_data=no_data)  # fmt: skip
     if not t1_measured:
         method += f"; T1 estimated: T2 reference at least {REFERENCE_DEPTH_MM:g} mm deep"
     if not mask.any():
