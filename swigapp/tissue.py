@@ -11,9 +11,10 @@ import numpy as np
 LABELS: dict[int, str] = {1: "WM", 2: "GM", 3: "CSF"}
 #: Initial class centres (s) of the k-means.
 T1_CENTRES_S: tuple[float, float, float] = (0.85, 1.35, 3.5)
-#: Values below this (s) are no tissue's T1 or T2 and are left unlabelled: an interpolation
-#: clipped at 0 leaves float residue (1e-16 s) at a map's edge, which in ln T1 is a class of
-#: its own (on the real in-vivo IR slice it took "WM", and the report said WM T1 0 ms).
+#: Values below this (s) are no tissue's T1 or T2 and are left unlabelled: zeros in a map
+#: (an interpolation clipped at 0, with float residue of 1e-16 s) are a class of their own
+#: in ln T1 (on the real in-vivo IR slice, whose failed fits were left at 0, they took "WM",
+#: and the report said WM T1 0 ms).
 MIN_TISSUE_S = 1e-3
 
 

@@ -30,8 +30,9 @@ def test_tissue_classes_follow_t1():
 
 
 def test_tissue_classes_ignore_float_residue_at_a_maps_edge():
-    """An interpolation clipped at 0 leaves 1e-16 s at a map's edge: in ln T1 such voxels
-    took the WM class of the real IR slice (the report said WM T1 0 ms); they are unlabelled."""
+    """Zeros in a map (an interpolation clipped at 0 leaves 1e-16 s) are a class of their own
+    in ln T1: they took the WM class of the real IR slice (the report said WM T1 0 ms); they
+    are unlabelled."""
     rng = np.random.default_rng(0)
     t1 = np.concatenate([rng.normal(0.8, 0.03, 500), rng.normal(1.4, 0.05, 400),
                          rng.normal(4.0, 0.2, 100), np.full(70, 5e-16)])  # fmt: skip
