@@ -127,31 +127,23 @@ def mask_from_maps(
     if eroded.any() and largest_component(eroded).sum() < SIEVE_SHARE * eroded.sum():
         LOG.info("the brain candidates are a sieve (a noisy fit?): small holes filled")
         candidate = fill_small_holes(candidate, voxel_size)
-    mask = opened_core(candidate, voxel_size)
+        eroded = _eroded(candidate, voxel_size)
+    mask = opened_core(candidate, voxel_size, eroded)
     cross = thin_axes_cross(candidate.shape, _opening_steps(voxel_size))
     closed = ndimage.binary_closing(largest_component(mask), cross, iterations=1)
     return ndimage.binary_fill_holes(closed, cross)
 
 
 def fill_small_holes(candidate: np.ndarray, voxel_size: Sequence[float] | None) -> np.ndarray:
-    """``candidate`` with its enclosed holes below :data:`SMALL_HOLE_ML` filled (``voxel_size``
-    in mm; None: 1 mm). A hole is a face-connected piece of the complement that does not reach
-    the array's faces; the faces of an axis too thin to open along (:func:`thin_axes_cross`,
-    a single slice) are not an edge, so that a slice's holes are enclosed in its plane."""
-    steps = _opening_steps(voxel_size)
-    pad = [(1, 1) if n >= 2 * steps + 1 else (0, 0) for n in candidate.shape]
-    if not any(lo for lo, _ in pad):  # no axis to have an edge along
-        return candidate
-    outside = np.pad(~candidate, pad, constant_values=True)
-    labels, _ = ndimage.label(outside)
-    sizes = np.bincount(labels.ravel())
-    edge = np.unique(labels[np.pad(np.zeros(candidate.shape, bool), pad, constant_values=True)])
+    """``candidate`` with its enclosed holes (:func:`~swigapp.operators.grid.fill_holes`: in
+    a single slice's plane) below :data:`SMALL_HOLE_ML` filled (``voxel_size`` in mm; None:
+    1 mm)."""
+    holes = fill_holes(candidate) & ~candidate
+    labels, _ = ndimage.label(holes, thin_axes_cross(candidate.shape, 1))
     vox_ml = float(np.prod(voxel_size or (1.0,) * candidate.ndim)) / 1000.0
-    small = sizes * vox_ml < SMALL_HOLE_ML
+    small = np.bincount(labels.ravel()) * vox_ml < SMALL_HOLE_ML
     small[0] = False
-    small[edge] = False
-    inner = tuple(slice(lo, n - hi) for (lo, hi), n in zip(pad, outside.shape, strict=True))
-    return candidate | small[labels][inner]
+    return candidate | small[labels]
 
 
 def _opening_steps(voxel_size: Sequence[float] | None) -> int:
@@ -160,13 +152,16 @@ def _opening_steps(voxel_size: Sequence[float] | None) -> int:
     return max(1, round(OPENING_MM / vox))
 
 
-def opened_core(candidate: np.ndarray, voxel_size: Sequence[float] | None) -> np.ndarray:
+def opened_core(
+    candidate: np.ndarray, voxel_size: Sequence[float] | None, eroded: np.ndarray | None = None
+) -> np.ndarray:
     """The largest piece of ``candidate`` eroded by :data:`OPENING_MM` (which cuts the thin
-    bridges from the brain to the scalp across the skull), grown back within ``candidate``,
-    holes filled (``voxel_size`` in mm; None: 1 mm)."""
+    bridges from the brain to the scalp across the skull; ``eroded``: that erosion when the
+    caller has it), grown back within ``candidate``, holes filled (``voxel_size`` in mm;
+    None: 1 mm)."""
     steps = _opening_steps(voxel_size)
     cross = thin_axes_cross(candidate.shape, steps)
-    core = _eroded(candidate, voxel_size)
+    core = _eroded(candidate, voxel_size) if eroded is None else eroded
     core = largest_component(core if core.any() else candidate)
     mask = ndimage.binary_dilation(core, cross, iterations=steps + 1, mask=candidate)
     return ndimage.binary_fill_holes(mask, cross)
